@@ -1,0 +1,155 @@
+//! `ping`, `login`, `check`, `logout`, `logout_all`.
+
+use super::{Empty, UserInfo, request};
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+
+/// `ping`: no arguments.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingRequest {}
+request!(PingRequest => Ping, Empty);
+
+/// `login`: email and password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    /// The user's email (case-insensitive).
+    pub email: String,
+    /// The user's password.
+    pub password: Secret,
+}
+request!(LoginRequest => Login, LoginReply);
+
+/// The reply to `login`: a fresh session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoginReply {
+    /// The session token: hand it to the user (e.g. in a cookie) and pass it to `check`.
+    pub session: Secret,
+    /// When the session expires unless renewed (Unix ms).
+    pub expires_at: i64,
+    /// The user.
+    pub user: UserInfo,
+}
+
+/// `check`: a session token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRequest {
+    /// The session token from `login`.
+    pub session: Secret,
+}
+request!(CheckRequest => Check, CheckReply);
+
+/// The reply to `check`: the session's user and its (possibly renewed) expiry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckReply {
+    /// The user.
+    pub user: UserInfo,
+    /// When the session expires unless renewed again (Unix ms).
+    pub expires_at: i64,
+    /// Whether this check renewed the session (moved `expires_at` forward).
+    pub renewed: bool,
+}
+
+/// `logout`: the session to end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutRequest {
+    /// The session token.
+    pub session: Secret,
+}
+request!(LogoutRequest => Logout, Empty);
+
+/// `logout_all`: a session of the user whose sessions all end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutAllRequest {
+    /// Any live session token of the user.
+    pub session: Secret,
+}
+request!(LogoutAllRequest => LogoutAll, LogoutAllReply);
+
+/// The reply to `logout_all`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutAllReply {
+    /// How many sessions ended (including the one passed).
+    pub ended: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::pin;
+    use super::super::{Profile, UserState};
+    use super::*;
+
+    fn ann() -> UserInfo {
+        UserInfo {
+            id: "u1".into(),
+            email: "ann@example.com".into(),
+            state: UserState::Active,
+            profile: Profile::empty(),
+        }
+    }
+
+    #[test]
+    fn ping_shapes() {
+        pin(&PingRequest {}, "{}");
+        pin(&Empty {}, "{}");
+    }
+
+    #[test]
+    fn login_shapes() {
+        pin(
+            &LoginRequest {
+                email: "ann@example.com".into(),
+                password: "correct horse".into(),
+            },
+            r#"{"email":"ann@example.com","password":"correct horse"}"#,
+        );
+        pin(
+            &LoginReply {
+                session: "tok".into(),
+                expires_at: 1_700_000_000_000,
+                user: ann(),
+            },
+            r#"{"session":"tok","expires_at":1700000000000,"user":{"id":"u1","email":"ann@example.com","state":"active","profile":{}}}"#,
+        );
+    }
+
+    #[test]
+    fn check_shapes() {
+        pin(
+            &CheckRequest {
+                session: "tok".into(),
+            },
+            r#"{"session":"tok"}"#,
+        );
+        pin(
+            &CheckReply {
+                user: ann(),
+                expires_at: 5,
+                renewed: true,
+            },
+            r#"{"user":{"id":"u1","email":"ann@example.com","state":"active","profile":{}},"expires_at":5,"renewed":true}"#,
+        );
+    }
+
+    #[test]
+    fn logout_shapes() {
+        pin(
+            &LogoutRequest {
+                session: "tok".into(),
+            },
+            r#"{"session":"tok"}"#,
+        );
+        pin(
+            &LogoutAllRequest {
+                session: "tok".into(),
+            },
+            r#"{"session":"tok"}"#,
+        );
+        pin(&LogoutAllReply { ended: 3 }, r#"{"ended":3}"#);
+    }
+
+    #[test]
+    fn unknown_request_fields_are_ignored() {
+        let r: CheckRequest = serde_json::from_str(r#"{"session":"t","future":1}"#).unwrap();
+        assert_eq!(r.session.expose(), "t");
+    }
+}

@@ -1,0 +1,295 @@
+//! The command line: every subcommand, flag and `AUTHQ_*` environment variable.
+//!
+//! Flags override environment variables, which override the defaults shown in `--help`.
+
+use authq_protocol::names::DEFAULT_NAMESPACE;
+use authq_protocol::{Operation, Tube};
+use authq_worker::config::{Config, DEFAULT_AMQP_URL, HashConfig, HashParams, TubeConfig};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// authq: authentication over RabbitMQ.
+///
+/// Services publish auth requests (register, login, check, …) to RabbitMQ; `authq serve` runs
+/// the worker pool that answers them. `authq call` sends one request by hand.
+#[derive(Debug, Parser)]
+#[command(name = "authq", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format on stderr. Filter with AUTHQ_LOG (e.g. `info`, `authq_worker=debug`).
+    #[arg(long, global = true, env = "AUTHQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the worker pool: consume auth requests and answer them until SIGINT or SIGTERM.
+    Serve(Box<ServeArgs>),
+    /// Publish one request and print the reply body (JSON) on stdout.
+    ///
+    /// Exit status: 0 for an ok reply, 1 for an error reply, 2 when no reply came in time or
+    /// the broker could not be reached (the reason goes to stderr).
+    Call(CallArgs),
+}
+
+/// Where the broker is and which deployment to talk to.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// AMQP URL of the RabbitMQ broker (`amqp://user:password@host:port/vhost`) [default: the
+    /// local broker, 127.0.0.1:5672, vhost `/`, with RabbitMQ's default account].
+    #[arg(
+        long,
+        env = "AUTHQ_AMQP_URL",
+        default_value = DEFAULT_AMQP_URL,
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+    /// Namespace: the prefix of every exchange and queue, so several deployments share a broker.
+    #[arg(long, env = "AUTHQ_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+}
+
+/// `authq call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// The operation (routing key), e.g. `login`. Unknown names are sent too (and answered
+    /// `unknown_operation`).
+    pub operation: String,
+    /// The request body: JSON, sent as given. `-` reads it from stdin.
+    #[arg(default_value = "{}")]
+    pub json: String,
+    /// How long to wait for the reply (also the request's expiration), e.g. `5s`, `500ms`.
+    #[arg(long, env = "AUTHQ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `authq serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// SQLite database file (created, and migrated, at start-up).
+    #[arg(long, env = "AUTHQ_DATABASE", default_value = "authq.db")]
+    pub database: PathBuf,
+
+    /// Consumers on the `session` tube (check, logout, …).
+    #[arg(long, env = "AUTHQ_SESSION_CONSUMERS", default_value_t = defaults().tube(Tube::Session).consumers)]
+    pub session_consumers: u16,
+    /// Unacknowledged requests each `session` consumer holds at most.
+    #[arg(long, env = "AUTHQ_SESSION_PREFETCH", default_value_t = defaults().tube(Tube::Session).prefetch)]
+    pub session_prefetch: u16,
+    /// Consumers on the `password` tube (login, confirm_registration, …: argon2).
+    #[arg(long, env = "AUTHQ_PASSWORD_CONSUMERS", default_value_t = defaults().tube(Tube::Password).consumers)]
+    pub password_consumers: u16,
+    /// Unacknowledged requests each `password` consumer holds at most [default: 2 × hash threads].
+    #[arg(long, env = "AUTHQ_PASSWORD_PREFETCH")]
+    pub password_prefetch: Option<u16>,
+    /// Consumers on the `account` tube (register, suspend, …).
+    #[arg(long, env = "AUTHQ_ACCOUNT_CONSUMERS", default_value_t = defaults().tube(Tube::Account).consumers)]
+    pub account_consumers: u16,
+    /// Unacknowledged requests each `account` consumer holds at most.
+    #[arg(long, env = "AUTHQ_ACCOUNT_PREFETCH", default_value_t = defaults().tube(Tube::Account).prefetch)]
+    pub account_prefetch: u16,
+    /// Serve an operation from another tube than its default, e.g. `--route login=account`.
+    /// Repeatable. Clients are unaffected: they address operations, not tubes.
+    #[arg(long = "route", value_name = "OP=TUBE", value_parser = parse_route)]
+    pub routes: Vec<(Operation, Tube)>,
+
+    /// Threads that run argon2 [default: cores − 1, at least 1: leaves a core to the broker and
+    /// to session checks].
+    #[arg(long, env = "AUTHQ_HASH_THREADS")]
+    pub hash_threads: Option<usize>,
+    /// argon2id memory per hash, in KiB (never below OWASP's 19456).
+    #[arg(long, env = "AUTHQ_ARGON2_MEMORY_KIB", default_value_t = HashParams::default().memory_kib)]
+    pub argon2_memory_kib: u32,
+    /// argon2id passes (never below OWASP's 2).
+    #[arg(long, env = "AUTHQ_ARGON2_ITERATIONS", default_value_t = HashParams::default().iterations)]
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    #[arg(long, env = "AUTHQ_ARGON2_PARALLELISM", default_value_t = HashParams::default().parallelism)]
+    pub argon2_parallelism: u32,
+
+    /// A session unused for this long expires (each renewal restarts it).
+    #[arg(long, env = "AUTHQ_SESSION_IDLE_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub session_idle_timeout: Duration,
+    /// No session outlives this, however often it is renewed.
+    #[arg(long, env = "AUTHQ_SESSION_MAX_LIFETIME", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub session_max_lifetime: Duration,
+    /// `check` renews a session once this fraction of its idle timeout has passed.
+    #[arg(long, env = "AUTHQ_SESSION_RENEW_AFTER", default_value_t = 0.5)]
+    pub session_renew_after: f64,
+    /// How long a registration's confirmation code is valid.
+    #[arg(long, env = "AUTHQ_CODE_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub code_ttl: Duration,
+    /// How long a password reset token is valid.
+    #[arg(long, env = "AUTHQ_RESET_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub reset_ttl: Duration,
+    /// Wrong guesses a code or reset token survives before it is destroyed.
+    #[arg(long, env = "AUTHQ_CODE_MAX_ATTEMPTS", default_value_t = 5)]
+    pub code_max_attempts: u32,
+    /// Shortest password accepted, in characters.
+    #[arg(long, env = "AUTHQ_PASSWORD_MIN_CHARS", default_value_t = 8)]
+    pub password_min_chars: usize,
+    /// Longest password accepted, in bytes (refused before hashing).
+    #[arg(long, env = "AUTHQ_PASSWORD_MAX_BYTES", default_value_t = 1024)]
+    pub password_max_bytes: usize,
+    /// Largest request body accepted, in bytes (refused before parsing).
+    #[arg(long, env = "AUTHQ_MAX_BODY_BYTES", default_value_t = defaults().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Largest profile a user may have, in bytes of minified JSON.
+    #[arg(long, env = "AUTHQ_MAX_PROFILE_BYTES", default_value_t = defaults().max_profile_bytes)]
+    pub max_profile_bytes: usize,
+    /// SQLite connections in the pool.
+    #[arg(long, env = "AUTHQ_STORE_POOL_SIZE", default_value_t = defaults().store_pool_size)]
+    pub store_pool_size: u32,
+    /// Declare every queue with this `x-expires` (e.g. `10m`), so the deployment's queues vanish
+    /// from the broker once no worker has used them for that long. For tests and throw-away
+    /// deployments; leave unset in production.
+    #[arg(long, env = "AUTHQ_QUEUE_EXPIRES", value_parser = humantime::parse_duration)]
+    pub queue_expires: Option<Duration>,
+    /// On SIGINT/SIGTERM, how long to let requests in flight finish.
+    #[arg(long, env = "AUTHQ_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+fn defaults() -> Config {
+    Config::default()
+}
+
+fn parse_route(s: &str) -> Result<(Operation, Tube), String> {
+    let (op, tube) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected OP=TUBE, got {s:?}"))?;
+    let op = Operation::parse(op).ok_or_else(|| format!("unknown operation {op:?}"))?;
+    let tube = Tube::parse(tube)
+        .ok_or_else(|| format!("unknown tube {tube:?} (session, password or account)"))?;
+    Ok((op, tube))
+}
+
+impl ServeArgs {
+    /// The worker configuration these flags describe.
+    pub fn into_config(self) -> Config {
+        let mut config = Config::default();
+        let mut hashing = HashConfig::default();
+        if let Some(threads) = self.hash_threads {
+            hashing.threads = threads;
+        }
+        hashing.params = HashParams {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        };
+        let password_prefetch = self
+            .password_prefetch
+            .unwrap_or_else(|| u16::try_from(hashing.threads * 2).unwrap_or(u16::MAX));
+        config.tubes.insert(
+            Tube::Session,
+            TubeConfig {
+                consumers: self.session_consumers,
+                prefetch: self.session_prefetch,
+            },
+        );
+        config.tubes.insert(
+            Tube::Password,
+            TubeConfig {
+                consumers: self.password_consumers,
+                prefetch: password_prefetch,
+            },
+        );
+        config.tubes.insert(
+            Tube::Account,
+            TubeConfig {
+                consumers: self.account_consumers,
+                prefetch: self.account_prefetch,
+            },
+        );
+        config.amqp_url = self.broker.amqp_url;
+        config.namespace = self.broker.namespace;
+        config.database = self.database;
+        config.routes = self.routes.into_iter().collect();
+        config.hashing = hashing;
+        config.sessions.idle_timeout = self.session_idle_timeout;
+        config.sessions.max_lifetime = self.session_max_lifetime;
+        config.sessions.renew_after = self.session_renew_after;
+        config.codes.confirmation_ttl = self.code_ttl;
+        config.codes.reset_ttl = self.reset_ttl;
+        config.codes.max_attempts = self.code_max_attempts;
+        config.passwords.min_chars = self.password_min_chars;
+        config.passwords.max_bytes = self.password_max_bytes;
+        config.max_body_bytes = self.max_body_bytes;
+        config.max_profile_bytes = self.max_profile_bytes;
+        config.store_pool_size = self.store_pool_size;
+        config.shutdown_grace = self.shutdown_grace;
+        config.queue_expires = self.queue_expires;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_help() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "authq {} --{} has no help",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn routes_parse() {
+        assert_eq!(
+            parse_route("login=account").unwrap(),
+            (Operation::Login, Tube::Account)
+        );
+        assert!(parse_route("login").is_err());
+        assert!(parse_route("nope=account").is_err());
+        assert!(parse_route("login=nope").is_err());
+    }
+
+    #[test]
+    fn serve_defaults_match_the_worker_defaults() {
+        let cli = Cli::try_parse_from(["authq", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let config = args.into_config();
+        let d = Config::default();
+        assert_eq!(config.tubes, d.tubes);
+        assert_eq!(config.hashing, d.hashing);
+        assert_eq!(config.sessions, d.sessions);
+        assert_eq!(config.codes, d.codes);
+        assert_eq!(config.passwords, d.passwords);
+        config.validate().unwrap();
+    }
+}

@@ -1,0 +1,89 @@
+//! The `authq` binary: a thin shell over the worker (`serve`) and the client library (`call`).
+//! `anyhow` lives here and nowhere else; exit statuses are decided here.
+
+mod call;
+mod cli;
+
+use anyhow::Context as _;
+use clap::Parser;
+use cli::{Cli, Command, LogFormat};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        // `call` reports its own failures on stderr; lapin's logs would repeat them.
+        Command::Call(_) => "warn,lapin=off",
+    };
+    init_logging(cli.log_format, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("authq-rt")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("authq: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Call(args) => runtime.block_on(call::run(args)),
+        Command::Serve(args) => match runtime.block_on(serve(*args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                let error: &(dyn std::error::Error + 'static) = e.as_ref();
+                eprintln!("authq serve: {}", authq::error::report(error));
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
+    let config = args.into_config();
+    tracing::debug!(?config, "configuration");
+    authq_worker::run(config, shutdown_signal())
+        .await
+        .context("the worker stopped with an error")
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_env("AUTHQ_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,223 @@
+//! The built `authq` binary: `authq serve` as a child process, the README's walk-through with
+//! `authq call`, exit statuses, and a clean exit on SIGTERM.
+
+use crate::harness::{amqp_url, unique_namespace};
+use serde_json::Value;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const AUTHQ: &str = env!("CARGO_BIN_EXE_authq");
+
+struct Serve {
+    child: Child,
+    namespace: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let namespace = unique_namespace();
+        let child = Command::new(AUTHQ)
+            .args(["serve", "--namespace", &namespace, "--queue-expires", "10m"])
+            .arg("--database")
+            .arg(dir.path().join("authq.db"))
+            .env("AUTHQ_AMQP_URL", amqp_url())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("authq serve starts");
+        let serve = Self {
+            child,
+            namespace,
+            _dir: dir,
+        };
+        for _ in 0..60 {
+            if serve.call("ping", "{}", "1s").status.code() == Some(0) {
+                return serve;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("authq serve did not answer ping within 15 s");
+    }
+
+    fn call(&self, op: &str, json: &str, timeout: &str) -> Output {
+        Command::new(AUTHQ)
+            .args([
+                "call",
+                "--namespace",
+                &self.namespace,
+                "--timeout",
+                timeout,
+                op,
+                json,
+            ])
+            .env("AUTHQ_AMQP_URL", amqp_url())
+            .output()
+            .expect("authq call runs")
+    }
+
+    /// Runs `authq call`, checks its exit status, returns the reply's JSON.
+    #[track_caller]
+    fn expect(&self, op: &str, json: &str, status: i32) -> Value {
+        let out = self.call(op, json, "20s");
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "authq call {op} {json}: stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("stdout is the reply JSON")
+    }
+
+    fn terminate(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let out = self.child.wait_with_output_bounded();
+        (out.0, out.1)
+    }
+}
+
+trait WaitBounded {
+    fn wait_with_output_bounded(&mut self) -> (Option<i32>, String);
+}
+
+impl WaitBounded for Child {
+    fn wait_with_output_bounded(&mut self) -> (Option<i32>, String) {
+        for _ in 0..120 {
+            if let Some(status) = self.try_wait().unwrap() {
+                let mut stderr = String::new();
+                if let Some(mut e) = self.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut stderr);
+                }
+                return (status.code(), stderr);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let _ = self.kill();
+        panic!("authq serve did not exit within 30 s of SIGTERM");
+    }
+}
+
+#[test]
+fn the_readme_walk_through_works_with_the_binary() {
+    let serve = Serve::start();
+
+    let reg = serve.expect("register", r#"{"email":"ann@example.com"}"#, 0);
+    assert_eq!(reg["status"], "ok");
+    let code = reg["data"]["code"].as_str().unwrap().to_owned();
+
+    let confirmed = serve.expect(
+        "confirm_registration",
+        &format!(
+            r#"{{"email":"ann@example.com","code":"{code}","password":"correct horse battery"}}"#
+        ),
+        0,
+    );
+    assert_eq!(confirmed["data"]["user"]["state"], "active");
+
+    let login = serve.expect(
+        "login",
+        r#"{"email":"ann@example.com","password":"correct horse battery"}"#,
+        0,
+    );
+    let session = login["data"]["session"].as_str().unwrap().to_owned();
+
+    let check = serve.expect("check", &format!(r#"{{"session":"{session}"}}"#), 0);
+    assert_eq!(check["data"]["user"]["email"], "ann@example.com");
+
+    let bye = serve.expect("logout", &format!(r#"{{"session":"{session}"}}"#), 0);
+    assert_eq!(bye, serde_json::json!({"status": "ok", "data": {}}));
+
+    let after = serve.expect("check", &format!(r#"{{"session":"{session}"}}"#), 1);
+    assert_eq!(after["error"]["code"], "session_invalid");
+
+    let wrong = serve.expect(
+        "login",
+        r#"{"email":"ann@example.com","password":"not the password"}"#,
+        1,
+    );
+    assert_eq!(wrong["error"]["code"], "invalid_credentials");
+
+    let unknown = serve.expect("frobnicate", "{}", 1);
+    assert_eq!(unknown["error"]["code"], "unknown_operation");
+
+    let malformed = serve.expect("login", "{not json", 1);
+    assert_eq!(malformed["error"]["code"], "bad_request");
+
+    let namespace = serve.namespace.clone();
+    let (status, stderr) = serve.terminate();
+    assert_eq!(status, Some(0), "authq serve exits 0 on SIGTERM: {stderr}");
+    assert!(stderr.contains("worker stopped"), "{stderr}");
+
+    // No worker any more: no reply in time → exit 2, reason on stderr.
+    let out = Command::new(AUTHQ)
+        .args([
+            "call",
+            "--namespace",
+            &namespace,
+            "--timeout",
+            "500ms",
+            "ping",
+        ])
+        .env("AUTHQ_AMQP_URL", amqp_url())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no reply within"));
+
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::harness::delete_namespace(&amqp_url(), &namespace));
+}
+
+#[test]
+fn call_exits_2_with_the_reason_when_the_broker_is_unreachable() {
+    let out = Command::new(AUTHQ)
+        .args(["call", "--amqp-url", "amqp://127.0.0.1:1/%2f", "ping"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rabbitmq-server -detached"), "{stderr}");
+}
+
+#[test]
+fn every_subcommand_explains_every_flag() {
+    for sub in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["call", "--help"],
+    ] {
+        let out = Command::new(AUTHQ).args(&sub).output().unwrap();
+        assert!(out.status.success(), "{sub:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Usage:"), "{help}");
+    }
+    let serve = String::from_utf8_lossy(
+        &Command::new(AUTHQ)
+            .args(["serve", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    for flag in [
+        "--amqp-url",
+        "--namespace",
+        "--database",
+        "--session-prefetch",
+        "--hash-threads",
+    ] {
+        assert!(serve.contains(flag), "serve --help lacks {flag}");
+    }
+    assert!(
+        !serve.contains("guest:guest"),
+        "serve --help must not print the default password"
+    );
+}

@@ -1,0 +1,20 @@
+//! Integration tests: a real RabbitMQ, a real SQLite file, the real worker, driven through the
+//! client library (and, in `cli`, through the built `authq` binary).
+//!
+//! One test binary (faster to build and link than one per file). Each test gets its own
+//! namespace and database, so tests run in parallel on one broker. Set `TEST_LOG=1` to see the
+//! worker's logs. A missing broker fails every test with the command that starts it.
+
+// Tests assert by panicking; the lint wall is for library code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+mod account;
+mod broker;
+mod cli;
+mod lifecycle;
+mod poison;
+mod sessions;
+mod shutdown;
+mod topology;

@@ -1,0 +1,167 @@
+//! Bad input gets a clear answer: an error reply with a stable code when there is someone to
+//! answer, the dead-letter queue (with the reason) when there is not. The worker keeps going.
+
+use crate::harness::{Raw, TestEnv, reply_code};
+use authq_protocol::names::headers;
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_an_error_reply_with_a_stable_code() {
+    let env = TestEnv::start().await;
+    let deep = format!(
+        r#"{{"email":"a@b.c","profile":{{"a":{}1{}}}}}"#,
+        "[".repeat(500),
+        "]".repeat(500)
+    );
+    let huge = format!(r#"{{"email":"{}@b.c"}}"#, "a".repeat(100_000));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("login", b"{not json".to_vec(), "bad_request"),
+        ("login", b"".to_vec(), "bad_request"),
+        ("login", b"[1,2,3]".to_vec(), "bad_request"),
+        ("login", br#"{"email":"a@b.c"}"#.to_vec(), "bad_request"),
+        (
+            "login",
+            br#"{"email":"a@b.c","password":42}"#.to_vec(),
+            "bad_request",
+        ),
+        ("check", br#"{"session":null}"#.to_vec(), "bad_request"),
+        (
+            "set_profile",
+            br#"{"session":"s","profile":[]}"#.to_vec(),
+            "bad_request",
+        ),
+        (
+            "set_profile",
+            br#"{"session":"s","profile":{},"mode":"shuffle"}"#.to_vec(),
+            "bad_request",
+        ),
+        (
+            "register",
+            b"{\"email\":\"\xff\xfe@b.c\"}".to_vec(),
+            "bad_request",
+        ),
+        ("register", deep.into_bytes(), "bad_request"),
+        ("register", huge.into_bytes(), "payload_too_large"),
+        ("frobnicate", b"{}".to_vec(), "unknown_operation"),
+        ("", b"{}".to_vec(), "unknown_operation"),
+        ("Login", b"{}".to_vec(), "unknown_operation"),
+    ];
+    for (op, body, code) in cases {
+        let reply = env.client.call_raw(op, &body, T).await.unwrap();
+        assert_eq!(
+            reply_code(&reply).as_deref(),
+            Some(code),
+            "{op} {:?} → {}",
+            String::from_utf8_lossy(&body[..body.len().min(60)]),
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    // The wrongly typed password is not echoed back.
+    let reply = env
+        .client
+        .call_raw("login", br#"{"email":"a@b.c","password":987654321}"#, T)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&reply).contains("987654321"));
+    env.client.ping().await.unwrap();
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_nobody_can_be_answered_about_are_dead_lettered_with_the_reason() {
+    let env = TestEnv::start().await;
+    let raw = env.raw().await;
+    let mut dead = raw.dead_letters().await;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("ping", b"{}".to_vec(), "missing_reply_to"),
+        ("login", b"{not json".to_vec(), "malformed"),
+        ("frobnicate", b"{}".to_vec(), "unknown_operation"),
+        ("register", vec![b' '; 100_000], "malformed"),
+    ];
+    for (op, body, reason) in cases {
+        raw.publish(op, &body, BasicProperties::default()).await;
+        let d = Raw::next(&mut dead).await;
+        let h = d.properties.headers().clone().expect("headers");
+        let got = h.inner().get(headers::DEAD_LETTER_REASON).cloned();
+        assert_eq!(got, Some(AMQPValue::LongString(reason.into())), "{op}");
+        let key = h.inner().get(headers::ORIGINAL_ROUTING_KEY).cloned();
+        assert_eq!(key, Some(AMQPValue::LongString(op.into())));
+        assert_eq!(d.data, body);
+    }
+    env.metrics_when(|m| m.dead_lettered == 4).await;
+    env.client.ping().await.unwrap();
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_is_dropped_without_reply() {
+    let env = TestEnv::start().await;
+    let raw = env.raw().await;
+    let (reply_to, mut replies) = raw.reply_queue().await;
+    let mut past = FieldTable::default();
+    past.insert(
+        headers::DEADLINE.into(),
+        AMQPValue::LongLongInt(authq_worker::clock::system_now_ms() - 1_000),
+    );
+    let props = |cid: &str| {
+        BasicProperties::default()
+            .with_reply_to(reply_to.as_str().into())
+            .with_correlation_id(cid.into())
+    };
+    raw.publish(
+        "register",
+        br#"{"email":"late@example.com"}"#,
+        props("late").with_headers(past),
+    )
+    .await;
+    env.metrics_when(|m| m.expired == 1).await;
+    raw.publish("ping", b"{}", props("on-time")).await;
+    let first = Raw::next(&mut replies).await;
+    assert_eq!(
+        first
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("on-time"),
+        "the expired request got no reply"
+    );
+    let m = env.metrics();
+    assert_eq!(m.expired, 1);
+    assert_eq!(m.store_writes, 0, "no side effect");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_carry_the_request_correlation_id_and_content_type() {
+    let env = TestEnv::start().await;
+    let raw = env.raw().await;
+    let (reply_to, mut replies) = raw.reply_queue().await;
+    raw.publish(
+        "ping",
+        b"{}",
+        BasicProperties::default()
+            .with_reply_to(reply_to.as_str().into())
+            .with_correlation_id("abc-123".into()),
+    )
+    .await;
+    let reply = Raw::next(&mut replies).await;
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("abc-123")
+    );
+    assert_eq!(
+        reply.properties.content_type().as_ref().map(|c| c.as_str()),
+        Some("application/json")
+    );
+    assert_eq!(reply.data, br#"{"status":"ok","data":{}}"#);
+    env.stop().await;
+}

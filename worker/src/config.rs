@@ -1,0 +1,398 @@
+//! The worker's configuration: a plain struct with production defaults.
+//!
+//! The binary layers flags and `AUTHQ_*` environment variables over [`Config::default`]; tests
+//! build it directly. [`Config::validate`] refuses combinations that cannot work.
+
+use authq_protocol::{Names, Operation, Tube, names::DEFAULT_NAMESPACE, redact_url};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything a worker needs to run.
+#[derive(Clone)]
+pub struct Config {
+    /// The AMQP URL of the broker (`amqp://user:password@host:port/vhost`). Its password is
+    /// redacted in `Debug`.
+    pub amqp_url: String,
+    /// Prefix of every exchange and queue name (see [`Names`]).
+    pub namespace: String,
+    /// Path of the SQLite database file (created if missing).
+    pub database: PathBuf,
+    /// Consumers and prefetch of each tube.
+    pub tubes: BTreeMap<Tube, TubeConfig>,
+    /// Consumers and prefetch of the unrouted queue (requests for unknown operations).
+    pub unrouted: TubeConfig,
+    /// Which tube serves each operation. Operations missing here use their default tube.
+    pub routes: BTreeMap<Operation, Tube>,
+    /// The argon2 pool.
+    pub hashing: HashConfig,
+    /// Session lifetime and renewal.
+    pub sessions: SessionPolicy,
+    /// Confirmation codes and reset tokens.
+    pub codes: CodePolicy,
+    /// What a password must satisfy.
+    pub passwords: PasswordPolicy,
+    /// Largest request body accepted, in bytes; larger ones are refused before parsing.
+    pub max_body_bytes: usize,
+    /// Largest profile (as minified JSON) a user may have, in bytes.
+    pub max_profile_bytes: usize,
+    /// Size of the store's connection pool.
+    pub store_pool_size: u32,
+    /// How long shutdown waits for in-flight requests before giving up on them (they are then
+    /// redelivered to another worker).
+    pub shutdown_grace: Duration,
+    /// How often expired sessions and codes are purged from the store.
+    pub purge_interval: Duration,
+    /// When set, every queue is declared with this `x-expires`, so an abandoned namespace
+    /// (a crashed test run) disappears from the broker. Leave unset in production.
+    pub queue_expires: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let hashing = HashConfig::default();
+        let tubes = BTreeMap::from([
+            (
+                Tube::Session,
+                TubeConfig {
+                    consumers: 2,
+                    prefetch: 64,
+                },
+            ),
+            (
+                Tube::Password,
+                TubeConfig {
+                    consumers: 1,
+                    // Enough to keep every argon2 thread busy with one request waiting behind
+                    // it; the rest of a login flood waits in the broker, not in the worker.
+                    prefetch: u16::try_from(hashing.threads * 2).unwrap_or(u16::MAX),
+                },
+            ),
+            (
+                Tube::Account,
+                TubeConfig {
+                    consumers: 1,
+                    prefetch: 16,
+                },
+            ),
+        ]);
+        Self {
+            amqp_url: DEFAULT_AMQP_URL.to_owned(),
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            database: PathBuf::from("authq.db"),
+            tubes,
+            unrouted: TubeConfig {
+                consumers: 1,
+                prefetch: 8,
+            },
+            routes: BTreeMap::new(),
+            hashing,
+            sessions: SessionPolicy::default(),
+            codes: CodePolicy::default(),
+            passwords: PasswordPolicy::default(),
+            max_body_bytes: 64 * 1024,
+            max_profile_bytes: 16 * 1024,
+            store_pool_size: 8,
+            shutdown_grace: Duration::from_secs(30),
+            purge_interval: Duration::from_secs(600),
+            queue_expires: None,
+        }
+    }
+}
+
+/// The broker URL used when none is configured: a local RabbitMQ with its default account.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+impl Config {
+    /// The tube serving `op`: its configured route, else its default.
+    pub fn tube_of(&self, op: Operation) -> Tube {
+        self.routes
+            .get(&op)
+            .copied()
+            .unwrap_or_else(|| op.default_tube())
+    }
+
+    /// The settings of a tube (defaults for a tube missing from the map).
+    pub fn tube(&self, tube: Tube) -> TubeConfig {
+        self.tubes.get(&tube).copied().unwrap_or(TubeConfig {
+            consumers: 1,
+            prefetch: 16,
+        })
+    }
+
+    /// Checks the configuration and derives the broker names.
+    pub fn validate(&self) -> Result<Names, ConfigError> {
+        let names =
+            Names::new(&self.namespace).map_err(|e| ConfigError::Namespace(e.to_string()))?;
+        for tube in Tube::ALL {
+            let t = self.tube(tube);
+            if t.consumers == 0 || t.prefetch == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "tube {tube}: consumers and prefetch must be at least 1"
+                )));
+            }
+        }
+        if self.unrouted.consumers == 0 || self.unrouted.prefetch == 0 {
+            return Err(ConfigError::Invalid(
+                "unrouted queue: consumers and prefetch must be at least 1".into(),
+            ));
+        }
+        if self.hashing.threads == 0 {
+            return Err(ConfigError::Invalid(
+                "the argon2 pool needs at least one thread".into(),
+            ));
+        }
+        if !self.hashing.allow_insecure_params && !self.hashing.params.meets_owasp_minimum() {
+            return Err(ConfigError::Invalid(format!(
+                "argon2 parameters {:?} are below OWASP's minimum (m=19456 KiB, t=2, p=1)",
+                self.hashing.params
+            )));
+        }
+        let s = &self.sessions;
+        if s.idle_timeout.is_zero() || s.max_lifetime < s.idle_timeout {
+            return Err(ConfigError::Invalid(
+                "sessions: the idle timeout must be positive and at most the maximum lifetime"
+                    .into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&s.renew_after) {
+            return Err(ConfigError::Invalid(
+                "sessions: renew_after is a fraction between 0 and 1".into(),
+            ));
+        }
+        if self.codes.confirmation_ttl.is_zero()
+            || self.codes.reset_ttl.is_zero()
+            || self.codes.max_attempts == 0
+        {
+            return Err(ConfigError::Invalid(
+                "codes: lifetimes and max_attempts must be positive".into(),
+            ));
+        }
+        if self.passwords.min_chars == 0 || self.passwords.max_bytes < 64 {
+            return Err(ConfigError::Invalid(
+                "passwords: min_chars must be at least 1 and max_bytes at least 64".into(),
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.store_pool_size == 0 {
+            return Err(ConfigError::Invalid(
+                "store_pool_size must be at least 1".into(),
+            ));
+        }
+        Ok(names)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("namespace", &self.namespace)
+            .field("database", &self.database)
+            .field("tubes", &self.tubes)
+            .field("unrouted", &self.unrouted)
+            .field("routes", &self.routes)
+            .field("hashing", &self.hashing)
+            .field("sessions", &self.sessions)
+            .field("codes", &self.codes)
+            .field("passwords", &self.passwords)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_profile_bytes", &self.max_profile_bytes)
+            .field("store_pool_size", &self.store_pool_size)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("purge_interval", &self.purge_interval)
+            .field("queue_expires", &self.queue_expires)
+            .finish()
+    }
+}
+
+/// Consumers and prefetch of one queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TubeConfig {
+    /// How many consumers (each on its own channel) take from the queue.
+    pub consumers: u16,
+    /// How many unacknowledged requests each consumer holds at most (`basic.qos`).
+    pub prefetch: u16,
+}
+
+/// The argon2 pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashConfig {
+    /// Threads that run argon2. Default: one fewer than the cores (at least 1), which leaves a
+    /// core to the broker and to session checks on small hosts.
+    pub threads: usize,
+    /// The parameters new hashes are made with.
+    pub params: HashParams,
+    /// Accept parameters below OWASP's minimum. Only for tests.
+    pub allow_insecure_params: bool,
+}
+
+impl Default for HashConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            threads: cores.saturating_sub(1).max(1),
+            params: HashParams::default(),
+            allow_insecure_params: false,
+        }
+    }
+}
+
+impl HashConfig {
+    /// Very cheap argon2 parameters, so tests that log in many times stay fast.
+    /// Never use them anywhere else.
+    pub fn insecure_fast_for_tests() -> Self {
+        Self {
+            threads: 2,
+            params: HashParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            allow_insecure_params: true,
+        }
+    }
+}
+
+/// argon2id cost parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory per hash, in KiB (`m`).
+    pub memory_kib: u32,
+    /// Passes over the memory (`t`).
+    pub iterations: u32,
+    /// Lanes (`p`).
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    /// OWASP's recommendation for argon2id: m = 19 MiB, t = 2, p = 1.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl HashParams {
+    /// Whether the parameters are at least OWASP's minimum (m = 19 MiB, t = 2, p = 1).
+    pub fn meets_owasp_minimum(&self) -> bool {
+        self.memory_kib >= 19 * 1024 && self.iterations >= 2 && self.parallelism >= 1
+    }
+}
+
+/// How long sessions live and when `check` renews them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SessionPolicy {
+    /// A session unused for this long expires. Each renewal moves the expiry to now + this.
+    pub idle_timeout: Duration,
+    /// No session lives longer than this after login, however often it is renewed.
+    pub max_lifetime: Duration,
+    /// `check` renews a session once this fraction of its idle window has passed (0.5: a
+    /// session is renewed at most about once per half idle timeout, so most checks are pure
+    /// reads).
+    pub renew_after: f64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(24 * 3600),
+            max_lifetime: Duration::from_secs(30 * 24 * 3600),
+            renew_after: 0.5,
+        }
+    }
+}
+
+/// Confirmation codes and reset tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodePolicy {
+    /// How long a registration's confirmation code is valid.
+    pub confirmation_ttl: Duration,
+    /// How long a reset token is valid.
+    pub reset_ttl: Duration,
+    /// Wrong guesses a code or token survives; the next wrong guess destroys it.
+    pub max_attempts: u32,
+}
+
+impl Default for CodePolicy {
+    fn default() -> Self {
+        Self {
+            confirmation_ttl: Duration::from_secs(24 * 3600),
+            reset_ttl: Duration::from_secs(3600),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// What a password must satisfy (NIST SP 800-63B: length, no composition rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Fewest characters (Unicode scalar values).
+    pub min_chars: usize,
+    /// Most bytes (UTF-8); longer passwords are refused before any hashing.
+    pub max_bytes: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_chars: 8,
+            max_bytes: 1024,
+        }
+    }
+}
+
+/// The configuration cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The namespace is not a valid name prefix.
+    #[error("invalid namespace: {0}")]
+    Namespace(String),
+    /// Another setting is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn weak_hash_params_need_the_test_switch() {
+        let mut c = Config::default();
+        c.hashing.params.memory_kib = 1024;
+        assert!(c.validate().is_err());
+        c.hashing = HashConfig::insecure_fast_for_tests();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn debug_redacts_the_url_password() {
+        let c = Config {
+            amqp_url: "amqp://u:p4ss@h/".into(),
+            ..Config::default()
+        };
+        assert!(!format!("{c:?}").contains("p4ss"));
+    }
+
+    #[test]
+    fn routes_default_to_each_operation_s_tube() {
+        let mut c = Config::default();
+        assert_eq!(c.tube_of(Operation::Login), Tube::Password);
+        c.routes.insert(Operation::Login, Tube::Account);
+        assert_eq!(c.tube_of(Operation::Login), Tube::Account);
+    }
+}

@@ -1,0 +1,89 @@
+//! Secrets authq issues (session tokens, reset tokens, confirmation codes) and their digests.
+//!
+//! Everything comes from the operating system's CSPRNG. The store only ever sees digests, so a
+//! copy of the database does not hold a usable token or code.
+
+use authq_protocol::Secret;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A SHA-256 digest of a secret, as stored.
+pub type Digest = [u8; 32];
+
+/// Bytes of randomness in session and reset tokens (256 bits).
+pub const TOKEN_BYTES: usize = 32;
+
+/// Digits in a confirmation code.
+pub const CODE_DIGITS: u32 = 8;
+
+/// The OS CSPRNG failed: nothing secure can be issued.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random number generator failed: {0}")]
+pub struct RandomError(String);
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| RandomError(e.to_string()))?;
+    Ok(buf)
+}
+
+/// A new random token (256 bits, base64url without padding: 43 characters) and its digest.
+pub fn new_token() -> Result<(Secret, Digest), RandomError> {
+    let token = URL_SAFE_NO_PAD.encode(random_bytes::<TOKEN_BYTES>()?);
+    let digest = digest(&token);
+    Ok((Secret::new(token), digest))
+}
+
+/// A new confirmation code of [`CODE_DIGITS`] uniformly random decimal digits, and its digest.
+pub fn new_code() -> Result<(Secret, Digest), RandomError> {
+    const RANGE: u32 = 10u32.pow(CODE_DIGITS);
+    // Largest multiple of RANGE that fits in u32: values at or above it are rejected so every
+    // code is equally likely.
+    const LIMIT: u32 = u32::MAX - (u32::MAX % RANGE);
+    loop {
+        let n = u32::from_le_bytes(random_bytes::<4>()?);
+        if n < LIMIT {
+            let code = format!("{:0width$}", n % RANGE, width = CODE_DIGITS as usize);
+            let digest = digest(&code);
+            return Ok((Secret::new(code), digest));
+        }
+    }
+}
+
+/// The SHA-256 digest of a secret as presented by a caller.
+pub fn digest(secret: &str) -> Digest {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Compares two digests in constant time.
+pub fn digests_equal(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_digested() {
+        let (a, da) = new_token().unwrap();
+        let (b, db) = new_token().unwrap();
+        assert_eq!(a.expose().len(), 43);
+        assert_ne!(a.expose(), b.expose());
+        assert_eq!(digest(a.expose()), da);
+        assert!(!digests_equal(&da, &db));
+        assert!(digests_equal(&da, &digest(a.expose())));
+    }
+
+    #[test]
+    fn codes_are_eight_digits() {
+        for _ in 0..100 {
+            let (c, d) = new_code().unwrap();
+            assert_eq!(c.expose().len(), 8);
+            assert!(c.expose().bytes().all(|b| b.is_ascii_digit()));
+            assert_eq!(digest(c.expose()), d);
+        }
+    }
+}

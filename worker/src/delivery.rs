@@ -1,0 +1,183 @@
+//! One delivery's lifecycle, top to bottom: the worker's hot path.
+//!
+//! ```text
+//! deadline passed? ── yes ─▶ ack, count, done (no side effect)
+//!   │ no
+//! reply_to missing? ─ yes ─▶ dead-letter with the reason, ack
+//!   │ no
+//! body too large? ── yes ─▶ reply payload_too_large
+//! operation unknown? ─ yes ▶ reply unknown_operation
+//! decode → handler → store (panics caught) ─▶ reply ok / error
+//!   ▼
+//! publish the reply to reply_to (same correlation_id), then ack on the same channel
+//! ```
+
+use crate::clock::system_now_ms;
+use crate::error::HandlerError;
+use crate::handlers::{self, Ctx};
+use crate::reply;
+use authq_protocol::names::DeadLetterReason;
+use authq_protocol::{ErrorCode, Names, Operation, Tube, encode_error};
+use futures_util::FutureExt;
+use lapin::Channel;
+use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use tracing::{Instrument, debug, error, field, info_span, warn};
+
+/// Where a delivery came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A tube: the routing key names the operation.
+    Tube(Tube),
+    /// The unrouted queue: nobody binds the routing key.
+    Unrouted,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Tube(t) => t.as_str(),
+            Self::Unrouted => "unrouted",
+        }
+    }
+}
+
+/// What every delivery task shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The handlers' context.
+    pub ctx: Ctx,
+    /// Broker names.
+    pub names: Names,
+}
+
+/// Processes one delivery to the end: reply (or dead-letter, or drop) and acknowledgement.
+pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, delivery: Delivery) {
+    let props = &delivery.properties;
+    let span = info_span!(
+        "request",
+        op = %delivery.routing_key,
+        request_id = props.message_id().as_ref().map(|s| s.as_str()),
+        correlation_id = props.correlation_id().as_ref().map(|s| s.as_str()),
+        tube = source.as_str(),
+        user_id = field::Empty,
+    );
+    run(&shared, &channel, source, &delivery)
+        .instrument(span)
+        .await;
+}
+
+async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Delivery) {
+    let metrics = &shared.ctx.metrics;
+    metrics.received.inc();
+    let props = &delivery.properties;
+
+    // 1. A request whose caller has given up is dropped before any side effect.
+    if let Some(deadline) = reply::deadline(props.headers().as_ref())
+        && system_now_ms() > deadline
+    {
+        metrics.expired.inc();
+        debug!(deadline, "deadline passed: dropped");
+        ack(delivery).await;
+        return;
+    }
+
+    // 2. Nobody to answer: dead-letter, saying why.
+    let Some(reply_to) = props.reply_to().as_ref().filter(|r| !r.as_str().is_empty()) else {
+        let reason = unanswerable_reason(shared, source, delivery);
+        warn!(reason = reason.as_str(), "no reply_to: dead-lettered");
+        match reply::dead_letter(channel, &shared.names, delivery, reason).await {
+            Ok(()) => {
+                metrics.dead_lettered.inc();
+                ack(delivery).await;
+            }
+            Err(e) => error!(error = %e, "cannot dead-letter; leaving the message unacknowledged"),
+        }
+        return;
+    };
+
+    // 3. Decode, handle, encode. A panic is caught here, for this message only.
+    let outcome = match operation(source, delivery, shared.ctx.config.max_body_bytes) {
+        Err(e) => Ok(Err(e)),
+        Ok(op) => AssertUnwindSafe(handlers::dispatch(&shared.ctx, op, &delivery.data))
+            .catch_unwind()
+            .await
+            .map_err(|_| ()),
+    };
+    let body = match outcome {
+        Ok(Ok(body)) => {
+            metrics.replied_ok.inc();
+            debug!("ok");
+            body
+        }
+        Ok(Err(e)) => {
+            let code = e.code();
+            metrics.count_error(code);
+            if let HandlerError::Internal(cause) = &e {
+                error!(error = %cause, error_debug = ?cause, "internal error");
+            } else {
+                debug!(code = code.as_str(), "error reply");
+            }
+            encode_error(code, &e.public_message())
+        }
+        Err(()) => {
+            error!("handler panicked: dead-lettering the request");
+            metrics.count_error(ErrorCode::Internal);
+            if reply::dead_letter(
+                channel,
+                &shared.names,
+                delivery,
+                DeadLetterReason::HandlerPanicked,
+            )
+            .await
+            .is_ok()
+            {
+                metrics.dead_lettered.inc();
+            }
+            encode_error(ErrorCode::Internal, ErrorCode::Internal.default_message())
+        }
+    };
+
+    // 4. Reply, then acknowledge on the same channel.
+    match reply::publish_reply(channel, reply_to, props.correlation_id().as_ref(), &body).await {
+        Ok(()) => ack(delivery).await,
+        Err(e) => error!(error = %e, "cannot publish the reply; the request will be redelivered"),
+    }
+}
+
+/// The operation a delivery asks for, or why it cannot be handled at all.
+fn operation(
+    source: Source,
+    delivery: &Delivery,
+    max_body: usize,
+) -> Result<Operation, HandlerError> {
+    if delivery.data.len() > max_body {
+        return Err(HandlerError::PayloadTooLarge);
+    }
+    match source {
+        Source::Unrouted => Err(HandlerError::UnknownOperation),
+        Source::Tube(_) => {
+            Operation::parse(delivery.routing_key.as_str()).ok_or(HandlerError::UnknownOperation)
+        }
+    }
+}
+
+/// The most precise reason to dead-letter a request without a `reply_to`.
+fn unanswerable_reason(shared: &Shared, source: Source, delivery: &Delivery) -> DeadLetterReason {
+    match operation(source, delivery, shared.ctx.config.max_body_bytes) {
+        Err(HandlerError::UnknownOperation) => DeadLetterReason::UnknownOperation,
+        Err(_) => DeadLetterReason::Malformed,
+        Ok(_) if serde_json::from_slice::<serde::de::IgnoredAny>(&delivery.data).is_err() => {
+            DeadLetterReason::Malformed
+        }
+        Ok(_) => DeadLetterReason::MissingReplyTo,
+    }
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+        error!(error = %e, "cannot acknowledge; the request will be redelivered");
+    }
+}

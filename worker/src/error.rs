@@ -1,0 +1,162 @@
+//! Errors of the worker: what a handler can answer, and what stops the worker.
+//!
+//! [`HandlerError::code`] is the one place where the auth logic meets the wire's error codes.
+//! An internal error is answered with a fixed message; its cause goes to the log with the
+//! request id, never to the caller.
+
+use crate::config::ConfigError;
+use crate::crypto::RandomError;
+use crate::hashing::HashError;
+use crate::store::StoreError;
+use authq_protocol::ErrorCode;
+use std::borrow::Cow;
+
+/// Why a request was answered with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The request is malformed or fails validation; the message says what (never echoing a
+    /// secret).
+    #[error("bad request: {0}")]
+    BadRequest(Cow<'static, str>),
+    /// The body exceeds the size limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// No worker serves this operation.
+    #[error("unknown operation")]
+    UnknownOperation,
+    /// Wrong email or password (indistinguishable on purpose).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The email is taken by an active or suspended user.
+    #[error("user exists")]
+    UserExists,
+    /// A code or token is wrong, expired, used, or for another email or flow.
+    #[error("invalid code")]
+    InvalidCode,
+    /// The session is unknown, ended or expired.
+    #[error("session invalid")]
+    SessionInvalid,
+    /// The user is suspended.
+    #[error("user suspended")]
+    UserSuspended,
+    /// The new password fails the policy; the message says which rule.
+    #[error("weak password: {0}")]
+    WeakPassword(&'static str),
+    /// The user named by an administrative request does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Something failed inside the worker.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+/// A failure inside the worker (answered as `internal`).
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing failed.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// The CSPRNG failed.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// A blocking task died.
+    #[error("a blocking task failed: {0}")]
+    Join(String),
+    /// A reply could not be encoded.
+    #[error("cannot encode the reply: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<HashError> for HandlerError {
+    fn from(e: HashError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<RandomError> for HandlerError {
+    fn from(e: RandomError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl HandlerError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            Self::UnknownOperation => ErrorCode::UnknownOperation,
+            Self::InvalidCredentials => ErrorCode::InvalidCredentials,
+            Self::UserExists => ErrorCode::UserExists,
+            Self::InvalidCode => ErrorCode::InvalidCode,
+            Self::SessionInvalid => ErrorCode::SessionInvalid,
+            Self::UserSuspended => ErrorCode::UserSuspended,
+            Self::WeakPassword(_) => ErrorCode::WeakPassword,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The message the caller sees: the code's fixed message, or a precise one for validation
+    /// errors (which never contain a secret).
+    pub fn public_message(&self) -> Cow<'static, str> {
+        match self {
+            Self::BadRequest(detail) => detail.clone(),
+            Self::WeakPassword(rule) => Cow::Borrowed(rule),
+            other => Cow::Borrowed(other.code().default_message()),
+        }
+    }
+
+    /// A validation failure with a fixed message.
+    pub fn bad_request(message: &'static str) -> Self {
+        Self::BadRequest(Cow::Borrowed(message))
+    }
+}
+
+/// Why the worker could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The broker could not be reached.
+    #[error(
+        "cannot reach the broker at {url}: {source}. Is RabbitMQ running? Start it with `rabbitmq-server -detached` (install it with `apt-get install rabbitmq-server`)"
+    )]
+    Connect {
+        /// The broker URL, password redacted.
+        url: String,
+        /// What lapin reported.
+        source: lapin::Error,
+    },
+    /// A broker operation failed (declaring the topology, consuming).
+    #[error("broker error while {context}: {source}")]
+    Broker {
+        /// What the worker was doing.
+        context: &'static str,
+        /// What lapin reported.
+        source: lapin::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// The argon2 pool could not start.
+    #[error("cannot start the hashing pool: {0}")]
+    Hash(#[from] HashError),
+}
+
+impl WorkerError {
+    /// Wraps a broker error with what the worker was doing.
+    pub fn broker(context: &'static str) -> impl FnOnce(lapin::Error) -> Self {
+        move |source| Self::Broker { context, source }
+    }
+}

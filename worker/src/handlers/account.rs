@@ -1,0 +1,170 @@
+//! Account administration (default tube `account`): `register`, `start_reset`,
+//! `set_profile`, `delete_user`, `suspend`, `unsuspend`.
+
+use super::{Ctx, record_user, session};
+use crate::clock::duration_ms;
+use crate::crypto;
+use crate::domain::Email;
+use crate::error::HandlerError;
+use crate::store::{NewRegistration, ProfileUpdate, Registration, UserKey};
+use authq_protocol::ops::{
+    CheckRequest, DeleteUserReply, DeleteUserRequest, ProfileReply, RegisterReply, RegisterRequest,
+    SetProfileRequest, StartResetReply, StartResetRequest, SuspendRequest, UnsuspendRequest,
+    UserRef, UserStateReply,
+};
+
+/// `register`: a pending user and a fresh confirmation code (replacing any earlier code of a
+/// still pending email); `user_exists` for an email that is active or suspended.
+pub async fn register(ctx: &Ctx, req: RegisterRequest) -> Result<RegisterReply, HandlerError> {
+    let email = Email::parse(&req.email)?;
+    let profile = match &req.profile {
+        Some(map) => {
+            let text = serde_json::to_string(map).map_err(crate::error::InternalError::from)?;
+            if text.len() > ctx.config.max_profile_bytes {
+                return Err(HandlerError::bad_request("the profile is too large"));
+            }
+            Some(text)
+        }
+        None => None,
+    };
+    let (code, digest) = crypto::new_code()?;
+    let now = ctx.now();
+    let expires_at = now.saturating_add(duration_ms(ctx.config.codes.confirmation_ttl));
+    let new_id = uuid::Uuid::now_v7().to_string();
+    let outcome = ctx
+        .write(move |s| {
+            s.register(&NewRegistration {
+                user_id: &new_id,
+                email: &email.address,
+                email_key: &email.key,
+                profile: profile.as_deref(),
+                code_digest: &digest,
+                code_expires_at: expires_at,
+                now,
+            })
+        })
+        .await?;
+    match outcome {
+        Registration::Created { user_id } | Registration::CodeReissued { user_id } => {
+            record_user(&user_id);
+            Ok(RegisterReply {
+                user_id,
+                code,
+                expires_at,
+            })
+        }
+        Registration::Exists => Err(HandlerError::UserExists),
+    }
+}
+
+/// `start_reset`: a reset token for an active user. The reply has the same shape whether or
+/// not the email belongs to one: for an unknown email the token is random and stored nowhere.
+pub async fn start_reset(
+    ctx: &Ctx,
+    req: StartResetRequest,
+) -> Result<StartResetReply, HandlerError> {
+    let email = Email::parse(&req.email)?;
+    let (token, digest) = crypto::new_token()?;
+    let now = ctx.now();
+    let expires_at = now.saturating_add(duration_ms(ctx.config.codes.reset_ttl));
+    ctx.write(move |s| s.start_reset(&email.key, &digest, expires_at, now))
+        .await?;
+    Ok(StartResetReply { token, expires_at })
+}
+
+/// `set_profile`: merges (RFC 7396) or replaces the profile of the session's user.
+pub async fn set_profile(ctx: &Ctx, req: SetProfileRequest) -> Result<ProfileReply, HandlerError> {
+    let checked = session::check(
+        ctx,
+        CheckRequest {
+            session: req.session,
+        },
+    )
+    .await?;
+    let patch = serde_json::to_string(&req.profile).map_err(crate::error::InternalError::from)?;
+    let (user_id, mode, max, now) = (
+        checked.user.id,
+        req.mode,
+        ctx.config.max_profile_bytes,
+        ctx.now(),
+    );
+    match ctx
+        .write(move |s| s.set_profile(&user_id, &patch, mode, max, now))
+        .await?
+    {
+        ProfileUpdate::Updated(user) => Ok(ProfileReply {
+            user: user.into_info(),
+        }),
+        ProfileUpdate::TooLarge => Err(HandlerError::bad_request("the profile is too large")),
+        ProfileUpdate::NotFound => Err(HandlerError::SessionInvalid),
+    }
+}
+
+/// `delete_user`: the user, every session and every code, gone.
+pub async fn delete_user(
+    ctx: &Ctx,
+    req: DeleteUserRequest,
+) -> Result<DeleteUserReply, HandlerError> {
+    let target = Target::parse(&req.user)?;
+    let user_id = ctx
+        .write(move |s| s.delete_user(target.key()))
+        .await?
+        .ok_or(HandlerError::NotFound)?;
+    record_user(&user_id);
+    Ok(DeleteUserReply { user_id })
+}
+
+/// `suspend`: the user can no longer log in, and every session ends at once.
+pub async fn suspend(ctx: &Ctx, req: SuspendRequest) -> Result<UserStateReply, HandlerError> {
+    let target = Target::parse(&req.user)?;
+    let now = ctx.now();
+    let (user, sessions_ended) = ctx
+        .write(move |s| s.suspend(target.key(), now))
+        .await?
+        .ok_or(HandlerError::NotFound)?;
+    record_user(&user.id);
+    Ok(UserStateReply {
+        user: user.into_info(),
+        sessions_ended,
+    })
+}
+
+/// `unsuspend`: lifts a suspension.
+pub async fn unsuspend(ctx: &Ctx, req: UnsuspendRequest) -> Result<UserStateReply, HandlerError> {
+    let target = Target::parse(&req.user)?;
+    let now = ctx.now();
+    let user = ctx
+        .write(move |s| s.unsuspend(target.key(), now))
+        .await?
+        .ok_or(HandlerError::NotFound)?;
+    record_user(&user.id);
+    Ok(UserStateReply {
+        user: user.into_info(),
+        sessions_ended: 0,
+    })
+}
+
+/// A validated [`UserRef`], owned so it can move to the blocking pool.
+enum Target {
+    Id(String),
+    EmailKey(String),
+}
+
+impl Target {
+    fn parse(user: &UserRef) -> Result<Self, HandlerError> {
+        match (&user.user_id, &user.email) {
+            (Some(id), None) => Ok(Self::Id(id.clone())),
+            (None, Some(email)) => Ok(Self::EmailKey(Email::parse(email)?.key)),
+            _ => Err(HandlerError::bad_request(
+                "name the user with exactly one of `user_id` and `email`",
+            )),
+        }
+    }
+
+    fn key(&self) -> UserKey<'_> {
+        match self {
+            Self::Id(id) => UserKey::Id(id),
+            Self::EmailKey(key) => UserKey::EmailKey(key),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The auth logic: one async function per operation, behind a single dispatching `match`.
+//!
+//! Handlers take a decoded request and return a reply or a [`HandlerError`]. They never touch
+//! the broker. Store calls run on tokio's blocking pool ([`Ctx::read`], [`Ctx::write`]) and
+//! argon2 on its own pool ([`HashPool`]); a handler itself only awaits.
+//!
+//! Files follow the default tubes: [`session`] (cheap, hot), [`password`] (argon2),
+//! [`account`] (administration).
+
+pub mod account;
+pub mod password;
+pub mod session;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::{HandlerError, InternalError};
+use crate::hashing::HashPool;
+use crate::metrics::Metrics;
+use crate::store::{Renewal, Store, StoreError, UserRecord};
+use authq_protocol::Operation;
+use authq_protocol::ops::UserState;
+use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::sync::Arc;
+use tracing::Span;
+
+/// What every handler needs: the store, the argon2 pool, the clock, the policies.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The user store.
+    pub store: Arc<dyn Store>,
+    /// The argon2 pool.
+    pub hasher: HashPool,
+    /// The clock expiries are computed with.
+    pub clock: Arc<dyn Clock>,
+    /// The worker's counters.
+    pub metrics: Arc<Metrics>,
+    /// The configuration (policies and limits).
+    pub config: Arc<Config>,
+    /// The renewal rule of [`Config::sessions`], computed once.
+    pub renewal: Renewal,
+}
+
+impl Ctx {
+    /// Now, in Unix ms.
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// When `check` renews a session (derived once from the session policy).
+    pub fn renewal(&self) -> Renewal {
+        self.renewal
+    }
+
+    /// Runs a reading store call on the blocking pool, in the current span.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, HandlerError> {
+        let store = Arc::clone(&self.store);
+        let span = Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| f(&*store)))
+            .await
+            .map_err(|e| InternalError::Join(e.to_string()))?
+            .map_err(HandlerError::from)
+    }
+
+    /// Like [`Ctx::read`], for calls that write (counted in [`Metrics::store_writes`]).
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, HandlerError> {
+        self.metrics.store_writes.inc();
+        self.read(f).await
+    }
+}
+
+/// Refuses a session whose user is no longer active.
+pub(crate) fn require_active(user: &UserRecord) -> Result<(), HandlerError> {
+    match user.state {
+        UserState::Active => Ok(()),
+        UserState::Suspended => Err(HandlerError::UserSuspended),
+        UserState::Pending => Err(HandlerError::SessionInvalid),
+    }
+}
+
+/// Records the user a request acts for in the request's span.
+pub(crate) fn record_user(user_id: &str) {
+    Span::current().record("user_id", user_id);
+}
+
+/// Decodes a request body straight into its type (no intermediate JSON value).
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, HandlerError> {
+    serde_json::from_slice(body)
+        .map_err(|e| HandlerError::BadRequest(describe_decode_error::<T>(body, &e)))
+}
+
+/// Explains why a body did not decode, without echoing any value from it (a wrongly typed
+/// password must not come back in an error reply or a log line).
+fn describe_decode_error<T: DeserializeOwned>(
+    body: &[u8],
+    e: &serde_json::Error,
+) -> Cow<'static, str> {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => {
+            let msg = e.to_string();
+            if msg.starts_with("missing field") || msg.starts_with("unknown variant") {
+                // serde names the field or the accepted variants; neither is caller data…
+                let end = msg.find(" at line").unwrap_or(msg.len());
+                return Cow::Owned(msg[..end].to_owned());
+            }
+            // …but "invalid type: string \"hunter2\"" would be. Name the field instead.
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let path = serde_path_to_error::deserialize::<_, T>(&mut de)
+                .err()
+                .map(|e| e.path().to_string());
+            match path {
+                Some(p) if p != "." => {
+                    Cow::Owned(format!("field `{p}` has the wrong type or value"))
+                }
+                _ => Cow::Owned(format!(
+                    "a field has the wrong type or value (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )),
+            }
+        }
+        Category::Syntax | Category::Eof => {
+            if e.to_string().contains("recursion limit") {
+                Cow::Borrowed("the JSON is nested too deeply")
+            } else if std::str::from_utf8(body).is_err() {
+                Cow::Borrowed("the body is not valid UTF-8")
+            } else {
+                Cow::Owned(format!(
+                    "the body is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            }
+        }
+        Category::Io => Cow::Borrowed("the body could not be read"),
+    }
+}
+
+/// Decodes, handles and encodes one request of operation `op`.
+pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, HandlerError> {
+    macro_rules! route {
+        ($handler:path) => {{
+            let request = decode(body)?;
+            let reply = $handler(ctx, request).await?;
+            authq_protocol::encode_ok(&reply)
+                .map_err(|e| HandlerError::from(InternalError::from(e)))
+        }};
+    }
+    match op {
+        Operation::Ping => route!(session::ping),
+        Operation::Check => route!(session::check),
+        Operation::Logout => route!(session::logout),
+        Operation::LogoutAll => route!(session::logout_all),
+        Operation::GetProfile => route!(session::get_profile),
+        Operation::Login => route!(password::login),
+        Operation::ConfirmRegistration => route!(password::confirm_registration),
+        Operation::ChangePassword => route!(password::change_password),
+        Operation::CompleteReset => route!(password::complete_reset),
+        Operation::Register => route!(account::register),
+        Operation::StartReset => route!(account::start_reset),
+        Operation::SetProfile => route!(account::set_profile),
+        Operation::DeleteUser => route!(account::delete_user),
+        Operation::Suspend => route!(account::suspend),
+        Operation::Unsuspend => route!(account::unsuspend),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authq_protocol::ops::LoginRequest;
+
+    fn message(body: &str) -> String {
+        decode::<LoginRequest>(body.as_bytes())
+            .unwrap_err()
+            .public_message()
+            .into_owned()
+    }
+
+    #[test]
+    fn decode_errors_name_the_problem_without_echoing_values() {
+        assert_eq!(message(r#"{"email":"a@b.c"}"#), "missing field `password`");
+        let m = message(r#"{"email":"a@b.c","password":123456789}"#);
+        assert_eq!(m, "field `password` has the wrong type or value");
+        assert!(!m.contains("123456789"));
+        assert!(message("{nope").starts_with("the body is not valid JSON"));
+        assert_eq!(
+            decode::<LoginRequest>(b"{\"email\":\"\xff\"}")
+                .unwrap_err()
+                .public_message(),
+            "the body is not valid UTF-8"
+        );
+        let deep = format!(
+            r#"{{"email":"a@b.c","profile":{{"a":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let err = decode::<authq_protocol::ops::RegisterRequest>(deep.as_bytes()).unwrap_err();
+        assert_eq!(err.public_message(), "the JSON is nested too deeply");
+    }
+}

@@ -1,0 +1,207 @@
+//! Operations that run argon2 (default tube `password`): `login`, `confirm_registration`,
+//! `change_password`, `complete_reset`.
+//!
+//! Each checks everything cheap first (input, codes, sessions), so a wrong code or an unknown
+//! session costs no argon2 run; `login` alone always runs exactly one, known user or not.
+
+use super::{Ctx, record_user, require_active};
+use crate::clock::duration_ms;
+use crate::crypto::{self, Digest};
+use crate::domain::{Email, check_new_password};
+use crate::error::HandlerError;
+use crate::store::{CodePurpose, CodeRecord, NewSession};
+use authq_protocol::Secret;
+use authq_protocol::ops::{
+    ChangePasswordReply, ChangePasswordRequest, CompleteResetReply, CompleteResetRequest,
+    ConfirmRegistrationReply, ConfirmRegistrationRequest, LoginReply, LoginRequest, UserState,
+};
+
+/// `login`: verifies the password and opens a fresh session.
+///
+/// An unknown email, a pending user and a wrong password all give `invalid_credentials` after
+/// one argon2 verification (against a dummy hash when there is no real one), so neither the
+/// reply nor its timing tells them apart.
+pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerError> {
+    let email = Email::parse(&req.email)?;
+    if req.password.expose().len() > ctx.config.passwords.max_bytes {
+        // No password this long was ever accepted: refuse before argon2 sees a megabyte.
+        return Err(HandlerError::InvalidCredentials);
+    }
+    let key = email.key;
+    let credentials = ctx.read(move |s| s.credentials(&key)).await?;
+    let stored = credentials.as_ref().and_then(|c| c.password_hash.clone());
+    let verified = ctx.hasher.verify(req.password, stored).await?;
+    let user = match credentials {
+        Some(c) if verified => c.user,
+        _ => return Err(HandlerError::InvalidCredentials),
+    };
+    record_user(&user.id);
+    if user.state == UserState::Suspended {
+        // Said only to someone who knows the password.
+        return Err(HandlerError::UserSuspended);
+    }
+
+    let (token, digest) = crypto::new_token()?;
+    let now = ctx.now();
+    let expires_at = now.saturating_add(duration_ms(ctx.config.sessions.idle_timeout));
+    let absolute_expires_at = now.saturating_add(duration_ms(ctx.config.sessions.max_lifetime));
+    let user_id = user.id;
+    let user = ctx
+        .write(move |s| {
+            s.create_session(&NewSession {
+                user_id: &user_id,
+                digest: &digest,
+                now,
+                expires_at,
+                absolute_expires_at,
+            })
+        })
+        .await?
+        // The user was suspended or deleted between the check and the insert.
+        .ok_or(HandlerError::InvalidCredentials)?;
+    Ok(LoginReply {
+        session: token,
+        expires_at,
+        user: user.into_info(),
+    })
+}
+
+/// `confirm_registration`: checks the code, hashes the password, activates the user.
+pub async fn confirm_registration(
+    ctx: &Ctx,
+    req: ConfirmRegistrationRequest,
+) -> Result<ConfirmRegistrationReply, HandlerError> {
+    let r = redeem(
+        ctx,
+        &req.email,
+        CodePurpose::Confirm,
+        &req.code,
+        req.password,
+    )
+    .await?;
+    let user = ctx
+        .write(move |s| s.confirm_registration(&r.user_id, &r.code, &r.hash, r.now))
+        .await?
+        // Consumed by a concurrent confirmation: single use means one success.
+        .ok_or(HandlerError::InvalidCode)?;
+    Ok(ConfirmRegistrationReply {
+        user: user.into_info(),
+    })
+}
+
+/// `complete_reset`: checks the token, sets the new password, ends every session.
+pub async fn complete_reset(
+    ctx: &Ctx,
+    req: CompleteResetRequest,
+) -> Result<CompleteResetReply, HandlerError> {
+    let r = redeem(
+        ctx,
+        &req.email,
+        CodePurpose::Reset,
+        &req.token,
+        req.password,
+    )
+    .await?;
+    let (user, sessions_ended) = ctx
+        .write(move |s| s.complete_reset(&r.user_id, &r.code, &r.hash, r.now))
+        .await?
+        .ok_or(HandlerError::InvalidCode)?;
+    Ok(CompleteResetReply {
+        user: user.into_info(),
+        sessions_ended,
+    })
+}
+
+/// `change_password`: verifies the old password, sets the new one, ends the other sessions.
+pub async fn change_password(
+    ctx: &Ctx,
+    req: ChangePasswordRequest,
+) -> Result<ChangePasswordReply, HandlerError> {
+    check_new_password(&ctx.config.passwords, &req.new_password)?;
+    let session = crypto::digest(req.session.expose());
+    let now = ctx.now();
+    let credentials = ctx
+        .read(move |s| s.session_credentials(&session, now))
+        .await?
+        .ok_or(HandlerError::SessionInvalid)?;
+    record_user(&credentials.user.id);
+    require_active(&credentials.user)?;
+    let old_hash = credentials
+        .password_hash
+        .ok_or(HandlerError::InvalidCredentials)?;
+    if req.old_password.expose().len() > ctx.config.passwords.max_bytes
+        || !ctx
+            .hasher
+            .verify(req.old_password, Some(old_hash.clone()))
+            .await?
+    {
+        return Err(HandlerError::InvalidCredentials);
+    }
+    let new_hash = ctx.hasher.hash(req.new_password).await?;
+    let user_id = credentials.user.id;
+    let now = ctx.now();
+    let sessions_ended = ctx
+        .write(move |s| s.change_password(&user_id, &old_hash, &new_hash, &session, now))
+        .await?
+        // The password changed concurrently: the old one is no longer current.
+        .ok_or(HandlerError::InvalidCredentials)?;
+    Ok(ChangePasswordReply { sessions_ended })
+}
+
+/// A verified one-time code and the new password's hash: what the store needs to consume the
+/// code and apply the new password in one transaction.
+struct Redeemed {
+    user_id: String,
+    code: Digest,
+    hash: String,
+    now: i64,
+}
+
+/// The shared first half of `confirm_registration` and `complete_reset`: validates the email
+/// and the new password, verifies the code (no argon2 for a wrong one), then hashes the
+/// password.
+async fn redeem(
+    ctx: &Ctx,
+    email: &str,
+    purpose: CodePurpose,
+    presented: &Secret,
+    password: Secret,
+) -> Result<Redeemed, HandlerError> {
+    let email = Email::parse(email)?;
+    check_new_password(&ctx.config.passwords, &password)?;
+    let (code, presented) = verify_code(ctx, &email, purpose, presented).await?;
+    record_user(&code.user_id);
+    let hash = ctx.hasher.hash(password).await?;
+    Ok(Redeemed {
+        user_id: code.user_id,
+        code: presented,
+        hash,
+        now: ctx.now(),
+    })
+}
+
+/// Finds the live code of `purpose` for `email` and compares it in constant time with the
+/// presented one. A wrong guess counts against the code (which dies after the configured
+/// number of wrong guesses). Returns the code and the presented digest.
+async fn verify_code(
+    ctx: &Ctx,
+    email: &Email,
+    purpose: CodePurpose,
+    presented: &Secret,
+) -> Result<(CodeRecord, Digest), HandlerError> {
+    let presented = crypto::digest(presented.expose());
+    let key = email.key.clone();
+    let now = ctx.now();
+    let code = ctx
+        .read(move |s| s.find_code(&key, purpose, now))
+        .await?
+        .ok_or(HandlerError::InvalidCode)?;
+    if !crypto::digests_equal(&code.digest, &presented) {
+        let (user_id, stored) = (code.user_id.clone(), code.digest);
+        let max = ctx.config.codes.max_attempts;
+        ctx.write(move |s| s.code_failed(&user_id, purpose, &stored, max))
+            .await?;
+        return Err(HandlerError::InvalidCode);
+    }
+    Ok((code, presented))
+}

@@ -1,0 +1,66 @@
+//! Cheap, hot operations (default tube `session`): `ping`, `check`, `logout`, `logout_all`,
+//! `get_profile`. None of them runs argon2; each is one indexed look-up by token digest.
+
+use super::{Ctx, record_user, require_active};
+use crate::crypto;
+use crate::error::HandlerError;
+use authq_protocol::ops::{
+    CheckReply, CheckRequest, Empty, GetProfileRequest, LogoutAllReply, LogoutAllRequest,
+    LogoutRequest, PingRequest, ProfileReply,
+};
+
+/// `ping`: replies at once.
+pub async fn ping(_ctx: &Ctx, _req: PingRequest) -> Result<Empty, HandlerError> {
+    Ok(Empty {})
+}
+
+/// `check`: the session's user; renews the session once it is past the renewal point.
+pub async fn check(ctx: &Ctx, req: CheckRequest) -> Result<CheckReply, HandlerError> {
+    let digest = crypto::digest(req.session.expose());
+    let (now, renewal) = (ctx.now(), ctx.renewal());
+    let session = ctx
+        .read(move |s| s.check_session(&digest, now, renewal))
+        .await?
+        .ok_or(HandlerError::SessionInvalid)?;
+    record_user(&session.user.id);
+    require_active(&session.user)?;
+    Ok(CheckReply {
+        user: session.user.into_info(),
+        expires_at: session.expires_at,
+        renewed: session.renewed,
+    })
+}
+
+/// `logout`: ends the session.
+pub async fn logout(ctx: &Ctx, req: LogoutRequest) -> Result<Empty, HandlerError> {
+    let digest = crypto::digest(req.session.expose());
+    let now = ctx.now();
+    if ctx.write(move |s| s.end_session(&digest, now)).await? {
+        Ok(Empty {})
+    } else {
+        Err(HandlerError::SessionInvalid)
+    }
+}
+
+/// `logout_all`: ends every session of the session's user.
+pub async fn logout_all(ctx: &Ctx, req: LogoutAllRequest) -> Result<LogoutAllReply, HandlerError> {
+    let digest = crypto::digest(req.session.expose());
+    let now = ctx.now();
+    let ended = ctx
+        .write(move |s| s.end_all_sessions(&digest, now))
+        .await?
+        .ok_or(HandlerError::SessionInvalid)?;
+    Ok(LogoutAllReply { ended })
+}
+
+/// `get_profile`: the session's user with the profile (a use of the session: it may renew).
+pub async fn get_profile(ctx: &Ctx, req: GetProfileRequest) -> Result<ProfileReply, HandlerError> {
+    let reply = check(
+        ctx,
+        CheckRequest {
+            session: req.session,
+        },
+    )
+    .await?;
+    Ok(ProfileReply { user: reply.user })
+}

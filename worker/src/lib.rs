@@ -1,0 +1,40 @@
+//! # authq-worker: the consumer pool and the auth logic
+//!
+//! A worker takes auth requests from RabbitMQ, runs them against the user store and replies on
+//! each caller's reply queue. Workers are stateless apart from the store: start more of them,
+//! on any host, to add capacity.
+//!
+//! # One delivery's life
+//! [`delivery`] reads top to bottom: deadline → reply_to → size and operation → decode →
+//! [`handlers`] (store on the blocking pool, argon2 on [`hashing`]'s own threads) → reply
+//! ([`reply`]) → ack on the same channel.
+//!
+//! # Layout
+//! - [`config`] — the worker's settings, with production defaults.
+//! - [`topology`] — the exchanges, tubes and bindings it declares.
+//! - [`pool`] — consumers per tube, prefetch, shutdown.
+//! - [`delivery`], [`reply`]: one message's path and what goes back on the wire.
+//! - [`handlers`] — the operations, grouped by their default tube.
+//! - [`store`] — the store interface and its SQLite implementation.
+//! - [`crypto`], [`hashing`], [`domain`]: tokens and digests, argon2, input validation.
+//! - [`clock`], [`metrics`], [`error`]: time, counters, error types.
+
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod delivery;
+pub mod domain;
+pub mod error;
+pub mod handlers;
+pub mod hashing;
+pub mod metrics;
+pub mod pool;
+pub mod reply;
+pub mod store;
+pub mod topology;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::Config;
+pub use error::{HandlerError, WorkerError};
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use pool::{WorkerHandle, run};

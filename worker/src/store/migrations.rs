@@ -1,0 +1,94 @@
+//! Versioned schema migrations, applied at start-up.
+//!
+//! The database's `user_version` pragma records how many migrations it has. Each migration runs
+//! in its own immediate transaction that re-reads the version first, so several workers starting
+//! on one file at once apply each migration exactly once. Migrations are only ever appended.
+
+use super::StoreError;
+use rusqlite::{Connection, TransactionBehavior};
+
+/// The migrations, in order. Migration `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: users, sessions, one-time codes.
+    r#"
+    CREATE TABLE users (
+        id            TEXT PRIMARY KEY,
+        email         TEXT NOT NULL,
+        email_key     TEXT NOT NULL UNIQUE,
+        password_hash TEXT,
+        profile       TEXT NOT NULL DEFAULT '{}',
+        state         TEXT NOT NULL CHECK (state IN ('pending', 'active', 'suspended')),
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE sessions (
+        token_digest        BLOB PRIMARY KEY,
+        user_id             TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at          INTEGER NOT NULL,
+        expires_at          INTEGER NOT NULL,
+        absolute_expires_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX sessions_by_user ON sessions(user_id);
+    CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+
+    CREATE TABLE codes (
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        purpose    TEXT NOT NULL CHECK (purpose IN ('confirm', 'reset')),
+        digest     BLOB NOT NULL,
+        expires_at INTEGER NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, purpose)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX codes_by_expiry ON codes(expires_at);
+    "#,
+];
+
+/// The schema version this build brings a database to.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the database to [`SCHEMA_VERSION`]. Returns the version it found.
+pub fn apply(conn: &mut Connection) -> Result<u32, StoreError> {
+    let found = version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let target = i as u32 + 1;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if version(&tx)? >= target {
+            continue; // another worker got here first
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", target)?;
+        tx.commit()?;
+        tracing::info!(version = target, "applied database migration");
+    }
+    Ok(found)
+}
+
+fn version(conn: &Connection) -> Result<u32, StoreError> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_refuse_newer_schemas() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(apply(&mut conn).unwrap(), 0);
+        assert_eq!(apply(&mut conn).unwrap(), SCHEMA_VERSION);
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        assert!(matches!(
+            apply(&mut conn),
+            Err(StoreError::SchemaTooNew { .. })
+        ));
+    }
+}

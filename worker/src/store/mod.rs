@@ -1,0 +1,355 @@
+//! The user store: the interface the auth logic needs, and its SQLite implementation.
+//!
+//! Each method is one atomic unit of the auth logic (one transaction), not a generic CRUD call,
+//! so an implementation on another database (PostgreSQL for pools spread over several hosts)
+//! fills the same trait with its own transactions. Methods are synchronous: the worker calls
+//! them on tokio's blocking pool, bounded by the connection pool's size.
+//!
+//! The store never sees a secret in clear: tokens and codes arrive as digests, passwords as
+//! argon2id PHC strings. Time arrives as an argument (`now`, Unix ms), so expiry is the
+//! caller's clock's business.
+
+mod migrations;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::crypto::Digest;
+use authq_protocol::ops::{Profile, ProfileMode, UserInfo, UserState};
+use std::fmt;
+
+/// The store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// No connection could be taken from the pool in time.
+    #[error("database connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// The database holds something this version cannot read.
+    #[error("database content is invalid: {0}")]
+    Corrupt(String),
+    /// The database was written by a newer authq (a schema version this one does not know).
+    #[error("database schema version {found} is newer than this authq supports ({supported})")]
+    SchemaTooNew {
+        /// The version found in the database.
+        found: u32,
+        /// The newest version this build knows.
+        supported: u32,
+    },
+}
+
+/// What a one-time secret is for. A code issued for one purpose never works for another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodePurpose {
+    /// A registration's confirmation code.
+    Confirm,
+    /// A password reset token.
+    Reset,
+}
+
+impl CodePurpose {
+    /// The stored form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirm => "confirm",
+            Self::Reset => "reset",
+        }
+    }
+
+    /// The state the user must be in for a code of this purpose to work.
+    pub const fn required_state(self) -> UserState {
+        match self {
+            Self::Confirm => UserState::Pending,
+            Self::Reset => UserState::Active,
+        }
+    }
+}
+
+/// A user as stored, without the password hash.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRecord {
+    /// The id.
+    pub id: String,
+    /// The email as registered.
+    pub email: String,
+    /// The state.
+    pub state: UserState,
+    /// The profile, as JSON object text.
+    pub profile: String,
+}
+
+impl UserRecord {
+    /// The wire form of the user.
+    pub fn into_info(self) -> UserInfo {
+        UserInfo {
+            id: self.id,
+            email: self.email,
+            state: self.state,
+            profile: Profile::from_json_unchecked(self.profile),
+        }
+    }
+}
+
+/// A user with the password hash, for verification.
+#[derive(Clone, PartialEq)]
+pub struct Credentials {
+    /// The user.
+    pub user: UserRecord,
+    /// The argon2id PHC string; `None` while the registration is pending.
+    pub password_hash: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+/// A new registration.
+#[derive(Debug)]
+pub struct NewRegistration<'a> {
+    /// The id for a new user (unused if the email is already pending).
+    pub user_id: &'a str,
+    /// The email as given.
+    pub email: &'a str,
+    /// The normalised email (unique).
+    pub email_key: &'a str,
+    /// The initial profile (JSON object text); `None` keeps a pending user's profile.
+    pub profile: Option<&'a str>,
+    /// The confirmation code's digest.
+    pub code_digest: &'a Digest,
+    /// When the code expires (Unix ms).
+    pub code_expires_at: i64,
+    /// Now (Unix ms).
+    pub now: i64,
+}
+
+/// What `register` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// A new pending user was created with the code.
+    Created {
+        /// The new user's id.
+        user_id: String,
+    },
+    /// The email was already pending: its code was replaced.
+    CodeReissued {
+        /// The pending user's id.
+        user_id: String,
+    },
+    /// The email belongs to an active or suspended user; nothing changed.
+    Exists,
+}
+
+/// A stored one-time code, for verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeRecord {
+    /// The user it was issued to.
+    pub user_id: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// When it expires (Unix ms).
+    pub expires_at: i64,
+}
+
+/// A new session.
+#[derive(Debug)]
+pub struct NewSession<'a> {
+    /// The user.
+    pub user_id: &'a str,
+    /// The token's digest.
+    pub digest: &'a Digest,
+    /// Now (Unix ms).
+    pub now: i64,
+    /// The first idle expiry (Unix ms).
+    pub expires_at: i64,
+    /// The absolute expiry (Unix ms); renewals never pass it.
+    pub absolute_expires_at: i64,
+}
+
+/// When `check_session` renews a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renewal {
+    /// Renew once `now` reaches `expires_at - renew_window_ms`.
+    pub renew_window_ms: i64,
+    /// A renewed session expires at `now + idle_timeout_ms` (capped by its absolute expiry).
+    pub idle_timeout_ms: i64,
+}
+
+impl Renewal {
+    /// The rule a session policy describes: renew once `renew_after` of the idle window has
+    /// passed, i.e. once the remaining time falls below `(1 - renew_after) * idle_timeout`.
+    pub fn from_policy(policy: &crate::config::SessionPolicy) -> Self {
+        let idle = crate::clock::duration_ms(policy.idle_timeout);
+        let renew_after = policy.renew_after.clamp(0.0, 1.0);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        let window = ((1.0 - renew_after) * idle as f64) as i64;
+        Self {
+            renew_window_ms: window,
+            idle_timeout_ms: idle,
+        }
+    }
+}
+
+/// A live session and its user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionInfo {
+    /// The user.
+    pub user: UserRecord,
+    /// The (possibly renewed) idle expiry (Unix ms).
+    pub expires_at: i64,
+    /// Whether this call renewed the session.
+    pub renewed: bool,
+}
+
+/// Names a user for administrative operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserKey<'a> {
+    /// By id.
+    Id(&'a str),
+    /// By normalised email.
+    EmailKey(&'a str),
+}
+
+/// What `set_profile` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProfileUpdate {
+    /// The profile changed; the user with the new profile.
+    Updated(UserRecord),
+    /// The result would exceed the size limit; nothing changed.
+    TooLarge,
+    /// No such user.
+    NotFound,
+}
+
+/// The user store.
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Starts a registration: creates a pending user with the code, or replaces the code of an
+    /// already pending user; an active or suspended user's email gives [`Registration::Exists`].
+    fn register(&self, new: &NewRegistration<'_>) -> Result<Registration, StoreError>;
+
+    /// The live one-time code of `purpose` for the user with this email, if the user is in the
+    /// state the purpose requires ([`CodePurpose::required_state`]) and the code has not
+    /// expired at `now`.
+    fn find_code(
+        &self,
+        email_key: &str,
+        purpose: CodePurpose,
+        now: i64,
+    ) -> Result<Option<CodeRecord>, StoreError>;
+
+    /// Counts a wrong guess against the code with this digest; the code is destroyed once it
+    /// has had `max_attempts` wrong guesses.
+    fn code_failed(
+        &self,
+        user_id: &str,
+        purpose: CodePurpose,
+        digest: &Digest,
+        max_attempts: u32,
+    ) -> Result<(), StoreError>;
+
+    /// In one transaction: consumes the confirmation code (only if it still has this digest and
+    /// has not expired), sets the password hash and makes the pending user active. `None` if
+    /// the code was consumed or replaced meanwhile.
+    fn confirm_registration(
+        &self,
+        user_id: &str,
+        code: &Digest,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Option<UserRecord>, StoreError>;
+
+    /// The user with this email and the password hash.
+    fn credentials(&self, email_key: &str) -> Result<Option<Credentials>, StoreError>;
+
+    /// Creates a session, only if the user is (still) active. `None` otherwise.
+    fn create_session(&self, new: &NewSession<'_>) -> Result<Option<UserRecord>, StoreError>;
+
+    /// The session with this digest if it is live at `now`, renewing it when due. A session of
+    /// a user who is no longer active is returned with that user's state: the caller refuses it.
+    fn check_session(
+        &self,
+        digest: &Digest,
+        now: i64,
+        renewal: Renewal,
+    ) -> Result<Option<SessionInfo>, StoreError>;
+
+    /// The live session's user with the password hash (whatever the user's state).
+    fn session_credentials(
+        &self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<Credentials>, StoreError>;
+
+    /// Ends the live session with this digest. `false` if there was none.
+    fn end_session(&self, digest: &Digest, now: i64) -> Result<bool, StoreError>;
+
+    /// Ends every session of the live session's user. `None` if the session was not live.
+    fn end_all_sessions(&self, digest: &Digest, now: i64) -> Result<Option<u64>, StoreError>;
+
+    /// Issues (or replaces) the reset token of the active user with this email. `false` (and
+    /// nothing stored) if there is no such active user.
+    fn start_reset(
+        &self,
+        email_key: &str,
+        digest: &Digest,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// In one transaction: consumes the reset token (only if it still has this digest and has
+    /// not expired), sets the new password hash and ends every session of the user. `None` if
+    /// the token was consumed or replaced meanwhile.
+    fn complete_reset(
+        &self,
+        user_id: &str,
+        token: &Digest,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Option<(UserRecord, u64)>, StoreError>;
+
+    /// Replaces the password hash (only if it is still `old_hash`: a concurrent change wins)
+    /// and ends every session of the user but `keep`. `None` if the hash changed meanwhile.
+    fn change_password(
+        &self,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        keep: &Digest,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Applies a profile object (RFC 7396 merge patch, or replacement) to the user's profile,
+    /// refusing results larger than `max_bytes`.
+    fn set_profile(
+        &self,
+        user_id: &str,
+        profile: &str,
+        mode: ProfileMode,
+        max_bytes: usize,
+        now: i64,
+    ) -> Result<ProfileUpdate, StoreError>;
+
+    /// Deletes the user with every session and code. The deleted user's id, or `None`.
+    fn delete_user(&self, user: UserKey<'_>) -> Result<Option<String>, StoreError>;
+
+    /// Suspends the user and ends every session (and pending code). Returns the user and how
+    /// many sessions ended; a user already suspended stays so.
+    fn suspend(&self, user: UserKey<'_>, now: i64)
+    -> Result<Option<(UserRecord, u64)>, StoreError>;
+
+    /// Lifts a suspension: the user becomes active again (pending if it never had a password).
+    /// A user who is not suspended is returned unchanged.
+    fn unsuspend(&self, user: UserKey<'_>, now: i64) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Deletes sessions and codes that expired before `now`. Returns how many rows went.
+    fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
+}

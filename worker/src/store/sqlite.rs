@@ -1,0 +1,617 @@
+//! [`SqliteStore`]: the embedded default store (rusqlite + r2d2, WAL mode).
+//!
+//! Every connection has foreign keys on, a busy timeout, and a statement cache, so each
+//! statement is prepared once per connection and reused. Writes run in `BEGIN IMMEDIATE`
+//! transactions: SQLite has one writer at a time, and taking the write lock up front avoids
+//! the deadlock of two readers upgrading at once.
+
+use super::migrations;
+use super::{
+    CodePurpose, CodeRecord, Credentials, NewRegistration, NewSession, ProfileUpdate, Registration,
+    Renewal, SessionInfo, Store, StoreError, UserKey, UserRecord,
+};
+use crate::crypto::Digest;
+use authq_protocol::ops::{ProfileMode, UserState};
+use r2d2::{ManageConnection, Pool, PooledConnection};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a statement waits for SQLite's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Statements cached per connection (more than the store uses, so none is ever re-prepared).
+const STATEMENT_CACHE: usize = 64;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: Pool<Manager>,
+}
+
+/// Opens connections configured for authq.
+#[derive(Debug)]
+struct Manager {
+    path: PathBuf,
+}
+
+impl ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // FULL: a commit is on disk before the request is acknowledged, so an acknowledged
+        // effect survives a power loss, not only a process crash.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), rusqlite::Error> {
+        conn.execute_batch("")
+    }
+
+    fn has_broken(&self, _conn: &mut Connection) -> bool {
+        false
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, switches it to WAL mode and applies
+    /// the migrations. `pool_size` bounds concurrent connections.
+    pub fn open(path: &Path, pool_size: u32) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Corrupt(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let manager = Manager {
+            path: path.to_owned(),
+        };
+        let mut first = manager.connect()?;
+        // WAL is a property of the file: readers never block the writer, and vice versa.
+        let mode: String =
+            first.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "cannot switch the database to WAL mode (journal_mode is {mode})"
+            )));
+        }
+        migrations::apply(&mut first)?;
+        drop(first);
+        let pool = Pool::builder()
+            .max_size(pool_size)
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)?;
+        Ok(Self { pool })
+    }
+
+    fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
+        Ok(self.pool.get()?)
+    }
+}
+
+fn user_from_row(row: &Row<'_>, offset: usize) -> rusqlite::Result<UserRecord> {
+    let state: String = row.get(offset + 2)?;
+    Ok(UserRecord {
+        id: row.get(offset)?,
+        email: row.get(offset + 1)?,
+        state: UserState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                offset + 2,
+                rusqlite::types::Type::Text,
+                format!("unknown user state {state:?}").into(),
+            )
+        })?,
+        profile: row.get(offset + 3)?,
+    })
+}
+
+fn digest_from_row(row: &Row<'_>, idx: usize) -> rusqlite::Result<Digest> {
+    let bytes: Vec<u8> = row.get(idx)?;
+    bytes.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Blob,
+            "a stored digest is not 32 bytes".into(),
+        )
+    })
+}
+
+fn find_user(conn: &Connection, key: UserKey<'_>) -> rusqlite::Result<Option<UserRecord>> {
+    let (sql, value) = match key {
+        UserKey::Id(id) => (
+            "SELECT id, email, state, profile FROM users WHERE id = ?1",
+            id,
+        ),
+        UserKey::EmailKey(k) => (
+            "SELECT id, email, state, profile FROM users WHERE email_key = ?1",
+            k,
+        ),
+    };
+    conn.prepare_cached(sql)?
+        .query_row([value], |r| user_from_row(r, 0))
+        .optional()
+}
+
+fn user_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<UserRecord>> {
+    find_user(conn, UserKey::Id(id))
+}
+
+/// Consumes a live code with exactly this digest. `true` if one was consumed.
+fn consume_code(
+    conn: &Connection,
+    user_id: &str,
+    purpose: CodePurpose,
+    digest: &Digest,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM codes
+             WHERE user_id = ?1 AND purpose = ?2 AND digest = ?3 AND expires_at > ?4",
+        )?
+        .execute(params![user_id, purpose.as_str(), &digest[..], now])?;
+    Ok(n == 1)
+}
+
+fn end_user_sessions(conn: &Connection, user_id: &str) -> rusqlite::Result<u64> {
+    let n = conn
+        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
+        .execute([user_id])?;
+    Ok(n as u64)
+}
+
+const LIVE_SESSION: &str =
+    "s.token_digest = ?1 AND s.expires_at > ?2 AND s.absolute_expires_at > ?2";
+
+impl Store for SqliteStore {
+    fn register(&self, new: &NewRegistration<'_>) -> Result<Registration, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<(String, String)> = tx
+            .prepare_cached("SELECT id, state FROM users WHERE email_key = ?1")?
+            .query_row([new.email_key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let outcome = match existing {
+            Some((_, state)) if state != UserState::Pending.as_str() => {
+                return Ok(Registration::Exists);
+            }
+            Some((user_id, _)) => {
+                if let Some(profile) = new.profile {
+                    tx.prepare_cached(
+                        "UPDATE users SET profile = ?2, updated_at = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![user_id, profile, new.now])?;
+                }
+                Registration::CodeReissued { user_id }
+            }
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO users (id, email, email_key, profile, state, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+                )?
+                .execute(params![
+                    new.user_id,
+                    new.email,
+                    new.email_key,
+                    new.profile.unwrap_or("{}"),
+                    new.now
+                ])?;
+                Registration::Created {
+                    user_id: new.user_id.to_owned(),
+                }
+            }
+        };
+        let (Registration::Created { user_id } | Registration::CodeReissued { user_id }) = &outcome
+        else {
+            return Ok(outcome);
+        };
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO codes (user_id, purpose, digest, expires_at, attempts, created_at)
+             VALUES (?1, 'confirm', ?2, ?3, 0, ?4)",
+        )?
+        .execute(params![
+            user_id,
+            &new.code_digest[..],
+            new.code_expires_at,
+            new.now
+        ])?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn find_code(
+        &self,
+        email_key: &str,
+        purpose: CodePurpose,
+        now: i64,
+    ) -> Result<Option<CodeRecord>, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .prepare_cached(
+                "SELECT c.user_id, c.digest, c.expires_at
+                 FROM codes c JOIN users u ON u.id = c.user_id
+                 WHERE u.email_key = ?1 AND c.purpose = ?2 AND u.state = ?3
+                   AND c.expires_at > ?4",
+            )?
+            .query_row(
+                params![
+                    email_key,
+                    purpose.as_str(),
+                    purpose.required_state().as_str(),
+                    now
+                ],
+                |r| {
+                    Ok(CodeRecord {
+                        user_id: r.get(0)?,
+                        digest: digest_from_row(r, 1)?,
+                        expires_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn code_failed(
+        &self,
+        user_id: &str,
+        purpose: CodePurpose,
+        digest: &Digest,
+        max_attempts: u32,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached(
+            "UPDATE codes SET attempts = attempts + 1
+             WHERE user_id = ?1 AND purpose = ?2 AND digest = ?3",
+        )?
+        .execute(params![user_id, purpose.as_str(), &digest[..]])?;
+        tx.prepare_cached(
+            "DELETE FROM codes WHERE user_id = ?1 AND purpose = ?2 AND attempts >= ?3",
+        )?
+        .execute(params![user_id, purpose.as_str(), max_attempts])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn confirm_registration(
+        &self,
+        user_id: &str,
+        code: &Digest,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !consume_code(&tx, user_id, CodePurpose::Confirm, code, now)? {
+            return Ok(None);
+        }
+        let activated = tx
+            .prepare_cached(
+                "UPDATE users SET password_hash = ?2, state = 'active', updated_at = ?3
+                 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![user_id, password_hash, now])?;
+        if activated != 1 {
+            return Ok(None); // dropping the transaction rolls the consumption back
+        }
+        let user = user_by_id(&tx, user_id)?;
+        tx.commit()?;
+        Ok(user)
+    }
+
+    fn credentials(&self, email_key: &str) -> Result<Option<Credentials>, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .prepare_cached(
+                "SELECT id, email, state, profile, password_hash FROM users WHERE email_key = ?1",
+            )?
+            .query_row([email_key], |r| {
+                Ok(Credentials {
+                    user: user_from_row(r, 0)?,
+                    password_hash: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn create_session(&self, new: &NewSession<'_>) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO sessions (token_digest, user_id, created_at, expires_at, absolute_expires_at)
+                 SELECT ?1, id, ?3, ?4, ?5 FROM users WHERE id = ?2 AND state = 'active'",
+            )?
+            .execute(params![
+                &new.digest[..],
+                new.user_id,
+                new.now,
+                new.expires_at,
+                new.absolute_expires_at
+            ])?;
+        if inserted != 1 {
+            return Ok(None);
+        }
+        let user = user_by_id(&tx, new.user_id)?;
+        tx.commit()?;
+        Ok(user)
+    }
+
+    fn check_session(
+        &self,
+        digest: &Digest,
+        now: i64,
+        renewal: Renewal,
+    ) -> Result<Option<SessionInfo>, StoreError> {
+        let conn = self.conn()?;
+        let found = conn
+            .prepare_cached(&format!(
+                "SELECT u.id, u.email, u.state, u.profile, s.expires_at, s.absolute_expires_at
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE {LIVE_SESSION}"
+            ))?
+            .query_row(params![&digest[..], now], |r| {
+                Ok((
+                    user_from_row(r, 0)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .optional()?;
+        let Some((user, expires_at, absolute)) = found else {
+            return Ok(None);
+        };
+        let due = now >= expires_at.saturating_sub(renewal.renew_window_ms);
+        let renewed_to = now.saturating_add(renewal.idle_timeout_ms).min(absolute);
+        if user.state == UserState::Active && due && renewed_to > expires_at {
+            // Conditional, so concurrent renewals only ever move the expiry forward.
+            let n = conn
+                .prepare_cached(
+                    "UPDATE sessions SET expires_at = ?2 WHERE token_digest = ?1 AND expires_at < ?2",
+                )?
+                .execute(params![&digest[..], renewed_to])?;
+            return Ok(Some(SessionInfo {
+                user,
+                expires_at: renewed_to,
+                renewed: n == 1,
+            }));
+        }
+        Ok(Some(SessionInfo {
+            user,
+            expires_at,
+            renewed: false,
+        }))
+    }
+
+    fn session_credentials(
+        &self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<Credentials>, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .prepare_cached(&format!(
+                "SELECT u.id, u.email, u.state, u.profile, u.password_hash
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE {LIVE_SESSION}"
+            ))?
+            .query_row(params![&digest[..], now], |r| {
+                Ok(Credentials {
+                    user: user_from_row(r, 0)?,
+                    password_hash: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn end_session(&self, digest: &Digest, now: i64) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached(
+                "DELETE FROM sessions
+                 WHERE token_digest = ?1 AND expires_at > ?2 AND absolute_expires_at > ?2",
+            )?
+            .execute(params![&digest[..], now])?;
+        Ok(n == 1)
+    }
+
+    fn end_all_sessions(&self, digest: &Digest, now: i64) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let user_id: Option<String> = tx
+            .prepare_cached(&format!(
+                "SELECT s.user_id FROM sessions s WHERE {LIVE_SESSION}"
+            ))?
+            .query_row(params![&digest[..], now], |r| r.get(0))
+            .optional()?;
+        let Some(user_id) = user_id else {
+            return Ok(None);
+        };
+        let n = end_user_sessions(&tx, &user_id)?;
+        tx.commit()?;
+        Ok(Some(n))
+    }
+
+    fn start_reset(
+        &self,
+        email_key: &str,
+        digest: &Digest,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO codes (user_id, purpose, digest, expires_at, attempts, created_at)
+                 SELECT id, 'reset', ?2, ?3, 0, ?4 FROM users WHERE email_key = ?1 AND state = 'active'",
+            )?
+            .execute(params![email_key, &digest[..], expires_at, now])?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn complete_reset(
+        &self,
+        user_id: &str,
+        token: &Digest,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Option<(UserRecord, u64)>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !consume_code(&tx, user_id, CodePurpose::Reset, token, now)? {
+            return Ok(None);
+        }
+        let updated = tx
+            .prepare_cached(
+                "UPDATE users SET password_hash = ?2, updated_at = ?3
+                 WHERE id = ?1 AND state = 'active'",
+            )?
+            .execute(params![user_id, password_hash, now])?;
+        if updated != 1 {
+            return Ok(None);
+        }
+        let ended = end_user_sessions(&tx, user_id)?;
+        let user = user_by_id(&tx, user_id)?;
+        tx.commit()?;
+        Ok(user.map(|u| (u, ended)))
+    }
+
+    fn change_password(
+        &self,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        keep: &Digest,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let updated = tx
+            .prepare_cached(
+                "UPDATE users SET password_hash = ?3, updated_at = ?4
+                 WHERE id = ?1 AND password_hash = ?2 AND state = 'active'",
+            )?
+            .execute(params![user_id, old_hash, new_hash, now])?;
+        if updated != 1 {
+            return Ok(None);
+        }
+        let ended = tx
+            .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_digest <> ?2")?
+            .execute(params![user_id, &keep[..]])?;
+        tx.commit()?;
+        Ok(Some(ended as u64))
+    }
+
+    fn set_profile(
+        &self,
+        user_id: &str,
+        profile: &str,
+        mode: ProfileMode,
+        max_bytes: usize,
+        now: i64,
+    ) -> Result<ProfileUpdate, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // SQLite's json_patch() is RFC 7396 JSON Merge Patch; json() minifies a replacement.
+        let sql = match mode {
+            ProfileMode::Merge => "SELECT json_patch(profile, ?2) FROM users WHERE id = ?1",
+            ProfileMode::Replace => "SELECT json(?2) FROM users WHERE id = ?1",
+        };
+        let new_profile: Option<String> = tx
+            .prepare_cached(sql)?
+            .query_row(params![user_id, profile], |r| r.get(0))
+            .optional()?;
+        let Some(new_profile) = new_profile else {
+            return Ok(ProfileUpdate::NotFound);
+        };
+        if new_profile.len() > max_bytes {
+            return Ok(ProfileUpdate::TooLarge);
+        }
+        tx.prepare_cached("UPDATE users SET profile = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![user_id, new_profile, now])?;
+        let user = user_by_id(&tx, user_id)?;
+        tx.commit()?;
+        Ok(user.map_or(ProfileUpdate::NotFound, ProfileUpdate::Updated))
+    }
+
+    fn delete_user(&self, user: UserKey<'_>) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(found) = find_user(&tx, user)? else {
+            return Ok(None);
+        };
+        // Sessions and codes go with the user (ON DELETE CASCADE).
+        tx.prepare_cached("DELETE FROM users WHERE id = ?1")?
+            .execute([&found.id])?;
+        tx.commit()?;
+        Ok(Some(found.id))
+    }
+
+    fn suspend(
+        &self,
+        user: UserKey<'_>,
+        now: i64,
+    ) -> Result<Option<(UserRecord, u64)>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(found) = find_user(&tx, user)? else {
+            return Ok(None);
+        };
+        tx.prepare_cached(
+            "UPDATE users SET state = 'suspended', updated_at = ?2
+             WHERE id = ?1 AND state <> 'suspended'",
+        )?
+        .execute(params![found.id, now])?;
+        let ended = end_user_sessions(&tx, &found.id)?;
+        tx.prepare_cached("DELETE FROM codes WHERE user_id = ?1")?
+            .execute([&found.id])?;
+        let user = user_by_id(&tx, &found.id)?;
+        tx.commit()?;
+        Ok(user.map(|u| (u, ended)))
+    }
+
+    fn unsuspend(&self, user: UserKey<'_>, now: i64) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(found) = find_user(&tx, user)? else {
+            return Ok(None);
+        };
+        tx.prepare_cached(
+            "UPDATE users
+             SET state = CASE WHEN password_hash IS NULL THEN 'pending' ELSE 'active' END,
+                 updated_at = ?2
+             WHERE id = ?1 AND state = 'suspended'",
+        )?
+        .execute(params![found.id, now])?;
+        let user = user_by_id(&tx, &found.id)?;
+        tx.commit()?;
+        Ok(user)
+    }
+
+    fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let sessions = tx
+            .prepare_cached(
+                "DELETE FROM sessions WHERE expires_at <= ?1 OR absolute_expires_at <= ?1",
+            )?
+            .execute([now])?;
+        let codes = tx
+            .prepare_cached("DELETE FROM codes WHERE expires_at <= ?1")?
+            .execute([now])?;
+        tx.commit()?;
+        Ok((sessions + codes) as u64)
+    }
+}

@@ -1,0 +1,147 @@
+//! Declaring authq's exchanges, queues and bindings on the broker.
+//!
+//! Declarations are idempotent, so every worker declares the whole topology at start-up and
+//! any number of workers (on any host) can start in any order.
+
+use crate::config::Config;
+use crate::error::WorkerError;
+use authq_protocol::{Names, Operation, Tube};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+/// Declares the topology of `names` on `channel`:
+///
+/// - the dead-letter exchange (fanout) and its queue;
+/// - the unrouted exchange (fanout) and its queue, which the worker consumes to answer
+///   `unknown_operation`;
+/// - the request exchange (direct, with the unrouted exchange as its alternate exchange);
+/// - one durable queue per tube, dead-lettering to the dead-letter exchange;
+/// - one binding per operation from the request exchange to the tube that serves it, and no
+///   binding to the other tubes (so an operator's re-routing removes the old binding).
+pub async fn declare(channel: &Channel, names: &Names, config: &Config) -> Result<(), WorkerError> {
+    // Test deployments (queue_expires set) clean up after themselves: queues expire when
+    // unused, and exchanges go with their last binding.
+    let ephemeral = config.queue_expires.is_some();
+    let exchange_options = ExchangeDeclareOptions {
+        durable: true,
+        auto_delete: ephemeral,
+        ..ExchangeDeclareOptions::default()
+    };
+    let queue_options = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let mut base_args = FieldTable::default();
+    if let Some(expires) = config.queue_expires {
+        let ms = i64::try_from(expires.as_millis()).unwrap_or(i64::MAX);
+        base_args.insert("x-expires".into(), AMQPValue::LongLongInt(ms));
+    }
+    let mut dead_lettering_args = base_args.clone();
+    dead_lettering_args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from(names.dead_letter())),
+    );
+
+    let fanout = |name, queue_args| {
+        declare_fanout_queue(channel, name, exchange_options, queue_options, queue_args)
+    };
+    fanout(names.dead_letter(), base_args.clone())
+        .await
+        .map_err(WorkerError::broker(
+            "declaring the dead-letter exchange and queue",
+        ))?;
+    let unrouted = names.unrouted();
+    fanout(unrouted, dead_lettering_args.clone())
+        .await
+        .map_err(WorkerError::broker(
+            "declaring the unrouted exchange and queue",
+        ))?;
+
+    let mut request_args = FieldTable::default();
+    request_args.insert(
+        "alternate-exchange".into(),
+        AMQPValue::LongString(LongString::from(unrouted)),
+    );
+    let requests = names.request_exchange();
+    channel
+        .exchange_declare(
+            requests.into(),
+            ExchangeKind::Direct,
+            exchange_options,
+            request_args,
+        )
+        .await
+        .map_err(WorkerError::broker("declaring the request exchange"))?;
+
+    for tube in Tube::ALL {
+        channel
+            .queue_declare(
+                names.tube(tube).into(),
+                queue_options,
+                dead_lettering_args.clone(),
+            )
+            .await
+            .map_err(WorkerError::broker("declaring a tube"))?;
+    }
+    for &op in Operation::ALL {
+        let serving = config.tube_of(op);
+        for tube in Tube::ALL {
+            if tube == serving {
+                channel
+                    .queue_bind(
+                        names.tube(tube).into(),
+                        requests.into(),
+                        op.as_str().into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(WorkerError::broker("binding an operation to its tube"))?;
+            } else {
+                channel
+                    .queue_unbind(
+                        names.tube(tube).into(),
+                        requests.into(),
+                        op.as_str().into(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(WorkerError::broker(
+                        "unbinding an operation from another tube",
+                    ))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Declares a fanout exchange and a queue of the same name bound to it.
+async fn declare_fanout_queue(
+    channel: &Channel,
+    name: &str,
+    exchange_options: ExchangeDeclareOptions,
+    queue_options: QueueDeclareOptions,
+    queue_args: FieldTable,
+) -> lapin::Result<()> {
+    channel
+        .exchange_declare(
+            name.into(),
+            ExchangeKind::Fanout,
+            exchange_options,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(name.into(), queue_options, queue_args)
+        .await?;
+    channel
+        .queue_bind(
+            name.into(),
+            name.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
