@@ -73,11 +73,13 @@ impl PrivateBroker {
     }
 
     /// The node's AMQP port.
+    #[allow(dead_code)] // for tests that configure more listeners
     pub fn port(&self) -> u16 {
         self.port
     }
 
     /// The node's own directory (certificates and other files a test writes for it).
+    #[allow(dead_code)] // for tests that configure TLS
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
