@@ -77,6 +77,14 @@ pub struct CallArgs {
     /// How long to wait for the reply (also the request's expiration), e.g. `5s`, `500ms`.
     #[arg(long, env = "AUTHQ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Publish the request this many times at most, with the same `message_id`, when no reply
+    /// comes (the timeout is shared among the attempts).
+    #[arg(long, default_value_t = 1)]
+    pub attempts: u32,
+    /// The request's `message_id` (default: a fresh UUID). Sending a mutating request again
+    /// with the same id and body gets its first outcome instead of doing it twice.
+    #[arg(long)]
+    pub message_id: Option<String>,
 }
 
 /// `authq serve`.

@@ -12,6 +12,7 @@ mod harness;
 mod private_broker;
 
 mod account;
+mod backpressure;
 mod broker;
 mod cli;
 mod lifecycle;
