@@ -74,6 +74,9 @@ error_codes! {
     WeakPassword = "weak_password", "the password does not meet the password policy";
     /// The user named by an administrative request does not exist.
     NotFound = "not_found", "no such user";
+    /// A request reused the `message_id` of an earlier request with a different body: a
+    /// `message_id` names one request, and its retries must repeat it exactly.
+    IdempotencyConflict = "idempotency_conflict", "this message_id was already used for a different request";
     /// The worker failed; the cause is in its log under the request id.
     Internal = "internal", "internal error";
 }
@@ -131,6 +134,7 @@ mod tests {
                 "user_suspended",
                 "weak_password",
                 "not_found",
+                "idempotency_conflict",
                 "internal",
             ]
         );

@@ -19,6 +19,9 @@ pub struct Config {
     pub namespace: String,
     /// Path of the SQLite database file (created if missing).
     pub database: PathBuf,
+    /// The server key file (see [`crate::keys`]); `None`: the database path with `.key`
+    /// appended. Created on first start.
+    pub key_file: Option<PathBuf>,
     /// Consumers and prefetch of each tube.
     pub tubes: BTreeMap<Tube, TubeConfig>,
     /// Consumers and prefetch of the unrouted queue (requests for unknown operations).
@@ -86,6 +89,7 @@ impl Default for Config {
             amqp_url: DEFAULT_AMQP_URL.to_owned(),
             namespace: DEFAULT_NAMESPACE.to_owned(),
             database: PathBuf::from("authq.db"),
+            key_file: None,
             tubes,
             unrouted: TubeConfig {
                 consumers: 1,
@@ -118,6 +122,15 @@ impl Config {
             .get(&op)
             .copied()
             .unwrap_or_else(|| op.default_tube())
+    }
+
+    /// Where the server key lives.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file.clone().unwrap_or_else(|| {
+            let mut path = self.database.clone().into_os_string();
+            path.push(".key");
+            PathBuf::from(path)
+        })
     }
 
     /// The settings of a tube (defaults for a tube missing from the map).
@@ -206,6 +219,7 @@ impl fmt::Debug for Config {
             .field("amqp_url", &redact_url(&self.amqp_url))
             .field("namespace", &self.namespace)
             .field("database", &self.database)
+            .field("key_file", &self.key_file)
             .field("tubes", &self.tubes)
             .field("unrouted", &self.unrouted)
             .field("queues", &self.queues)

@@ -45,6 +45,13 @@ pub enum HandlerError {
     /// The user named by an administrative request does not exist.
     #[error("not found")]
     NotFound,
+    /// The `message_id` was used before for a different request.
+    #[error("idempotency conflict")]
+    IdempotencyConflict,
+    /// Not a failure: the request was answered before (a concurrent delivery of it committed
+    /// first), and this is that first reply body, to be sent as it is.
+    #[error("answered before")]
+    Replayed(Vec<u8>),
     /// Something failed inside the worker.
     #[error(transparent)]
     Internal(#[from] InternalError),
@@ -62,6 +69,9 @@ pub enum InternalError {
     /// The CSPRNG failed.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// A recorded outcome could not be opened.
+    #[error(transparent)]
+    Unseal(#[from] crate::idempotency::UnsealError),
     /// A blocking task died.
     #[error("a blocking task failed: {0}")]
     Join(String),
@@ -102,7 +112,8 @@ impl HandlerError {
             Self::UserSuspended => ErrorCode::UserSuspended,
             Self::WeakPassword(_) => ErrorCode::WeakPassword,
             Self::NotFound => ErrorCode::NotFound,
-            Self::Internal(_) => ErrorCode::Internal,
+            Self::IdempotencyConflict => ErrorCode::IdempotencyConflict,
+            Self::Replayed(_) | Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -128,6 +139,9 @@ pub enum WorkerError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The server key file could not be read or created.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
     /// The broker could not be reached.
     #[error(
         "cannot reach the broker at {url}: {source}. Is RabbitMQ running? Start it with `rabbitmq-server -detached` (install it with `apt-get install rabbitmq-server`)"

@@ -25,8 +25,12 @@ pub mod crypto;
 pub mod delivery;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod handlers;
 pub mod hashing;
+pub mod idempotency;
+pub mod keys;
 pub mod metrics;
 pub mod pool;
 pub mod reply;

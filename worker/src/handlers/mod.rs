@@ -15,10 +15,12 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{HandlerError, InternalError};
 use crate::hashing::HashPool;
+use crate::idempotency::{OUTCOME, OutcomeScope, Sealing, encode_outcome};
 use crate::metrics::Metrics;
 use crate::store::{Renewal, Store, StoreError, UserRecord};
 use authq_protocol::Operation;
 use authq_protocol::ops::UserState;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -39,12 +41,20 @@ pub struct Ctx {
     pub config: Arc<Config>,
     /// The renewal rule of [`Config::sessions`], computed once.
     pub renewal: Renewal,
+    /// The key recorded outcomes are sealed with.
+    pub sealing: Arc<Sealing>,
 }
 
 impl Ctx {
     /// Now, in Unix ms.
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Outcomes recorded before this (Unix ms) are out of the idempotency window.
+    pub fn outcomes_since(&self) -> i64 {
+        self.now()
+            .saturating_sub(crate::clock::duration_ms(self.config.idempotency_window))
     }
 
     /// When `check` renews a session (derived once from the session policy).
@@ -63,6 +73,61 @@ impl Ctx {
             .await
             .map_err(|e| InternalError::Join(e.to_string()))?
             .map_err(HandlerError::from)
+    }
+
+    /// A handler's final write and its reply, committed with the request's outcome when the
+    /// request is mutating and has a `message_id` (see [`crate::idempotency`]): `effect` runs
+    /// the store calls, `reply` turns their result into the handler's result, and both run in
+    /// one store transaction that also records the encoded reply. Without an outcome scope it is
+    /// [`Ctx::write`] followed by `reply`.
+    pub async fn commit<T, R>(
+        &self,
+        effect: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+        reply: impl FnOnce(T) -> Result<R, HandlerError> + Send + 'static,
+    ) -> Result<R, HandlerError>
+    where
+        T: Send + 'static,
+        R: Serialize + Send + 'static,
+    {
+        let Ok(scope) = OUTCOME.try_with(OutcomeScope::clone) else {
+            let done = self.write(effect).await?;
+            return reply(done);
+        };
+        self.metrics.store_writes.inc();
+        let store = Arc::clone(&self.store);
+        let now = self.now();
+        let since = self.outcomes_since();
+        let span = Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let mut effect = Some(effect);
+                let mut reply = Some(reply);
+                let mut result = None;
+                let existing = store.with_outcome(&scope.key, now, since, &mut |s| {
+                    let (Some(effect), Some(reply)) = (effect.take(), reply.take()) else {
+                        return Err(StoreError::Corrupt("outcome work run twice".into()));
+                    };
+                    let r = reply(effect(s)?);
+                    let sealed = scope.seal(&encode_outcome(&r));
+                    result = Some(r);
+                    Ok(sealed)
+                })?;
+                match (existing, result) {
+                    (None, Some(r)) => r,
+                    (Some(first), _) if first.request_digest == scope.key.request_digest => {
+                        Err(HandlerError::Replayed(
+                            scope.open(&first.sealed).map_err(InternalError::from)?,
+                        ))
+                    }
+                    (Some(_), _) => Err(HandlerError::IdempotencyConflict),
+                    (None, None) => {
+                        Err(StoreError::Corrupt("outcome work never ran".into()).into())
+                    }
+                }
+            })
+        })
+        .await
+        .map_err(|e| InternalError::Join(e.to_string()))?
     }
 
     /// Like [`Ctx::read`], for calls that write (counted in [`Metrics::store_writes`]).

@@ -35,22 +35,31 @@ pub async fn check(ctx: &Ctx, req: CheckRequest) -> Result<CheckReply, HandlerEr
 pub async fn logout(ctx: &Ctx, req: LogoutRequest) -> Result<Empty, HandlerError> {
     let digest = crypto::digest(req.session.expose());
     let now = ctx.now();
-    if ctx.write(move |s| s.end_session(&digest, now)).await? {
-        Ok(Empty {})
-    } else {
-        Err(HandlerError::SessionInvalid)
-    }
+    ctx.commit(
+        move |s| s.end_session(&digest, now),
+        |ended| {
+            if ended {
+                Ok(Empty {})
+            } else {
+                Err(HandlerError::SessionInvalid)
+            }
+        },
+    )
+    .await
 }
 
 /// `logout_all`: ends every session of the session's user.
 pub async fn logout_all(ctx: &Ctx, req: LogoutAllRequest) -> Result<LogoutAllReply, HandlerError> {
     let digest = crypto::digest(req.session.expose());
     let now = ctx.now();
-    let ended = ctx
-        .write(move |s| s.end_all_sessions(&digest, now))
-        .await?
-        .ok_or(HandlerError::SessionInvalid)?;
-    Ok(LogoutAllReply { ended })
+    ctx.commit(
+        move |s| s.end_all_sessions(&digest, now),
+        |ended| {
+            let ended = ended.ok_or(HandlerError::SessionInvalid)?;
+            Ok(LogoutAllReply { ended })
+        },
+    )
+    .await
 }
 
 /// `get_profile`: the session's user with the profile (a use of the session: it may renew).

@@ -43,6 +43,18 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX codes_by_expiry ON codes(expires_at);
     "#,
+    // 2: the first outcome of each mutating request, for redeliveries and retries.
+    r#"
+    CREATE TABLE outcomes (
+        caller         TEXT NOT NULL,
+        message_id     TEXT NOT NULL,
+        request_digest BLOB NOT NULL,
+        sealed         BLOB NOT NULL,
+        recorded_at    INTEGER NOT NULL,
+        PRIMARY KEY (caller, message_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX outcomes_by_age ON outcomes(recorded_at);
+    "#,
 ];
 
 /// The schema version this build brings a database to.

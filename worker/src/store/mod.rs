@@ -15,6 +15,7 @@ mod sqlite;
 pub use sqlite::SqliteStore;
 
 use crate::crypto::Digest;
+use crate::idempotency::OutcomeKey;
 use authq_protocol::ops::{Profile, ProfileMode, UserInfo, UserState};
 use std::fmt;
 
@@ -65,6 +66,18 @@ impl CodePurpose {
             Self::Reset => UserState::Active,
         }
     }
+}
+
+/// The work of [`Store::with_outcome`]: store calls that return the sealed reply.
+pub type OutcomeWork<'a> = dyn FnMut(&dyn Store) -> Result<Vec<u8>, StoreError> + 'a;
+
+/// A request's recorded outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedOutcome {
+    /// SHA-256 of the request it answers (operation and body).
+    pub request_digest: Vec<u8>,
+    /// The reply, sealed (see [`crate::idempotency`]).
+    pub sealed: Vec<u8>,
 }
 
 /// A user as stored, without the password hash.
@@ -352,4 +365,29 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes sessions and codes that expired before `now`. Returns how many rows went.
     fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// The outcome recorded for the request `message_id` of `caller` at or after
+    /// `recorded_since`, if any.
+    fn find_outcome(
+        &self,
+        caller: &str,
+        message_id: &str,
+        recorded_since: i64,
+    ) -> Result<Option<RecordedOutcome>, StoreError>;
+
+    /// Runs `work` (which calls other methods of this store and returns the sealed reply) and
+    /// records its outcome under `key`, all in one write transaction: the effect and its
+    /// outcome commit together or not at all. If an outcome is already recorded under `key`,
+    /// nothing runs and that outcome is returned instead.
+    /// Outcomes recorded before `recorded_since` are out of the window: ignored and replaced.
+    fn with_outcome(
+        &self,
+        key: &OutcomeKey,
+        now: i64,
+        recorded_since: i64,
+        work: &mut OutcomeWork<'_>,
+    ) -> Result<Option<RecordedOutcome>, StoreError>;
+
+    /// Deletes outcomes recorded before `recorded_before`. Returns how many went.
+    fn purge_outcomes(&self, recorded_before: i64) -> Result<u64, StoreError>;
 }

@@ -7,13 +7,20 @@
 
 use super::migrations;
 use super::{
-    CodePurpose, CodeRecord, Credentials, NewRegistration, NewSession, ProfileUpdate, Registration,
-    Renewal, SessionInfo, Store, StoreError, UserKey, UserRecord,
+    CodePurpose, CodeRecord, Credentials, NewRegistration, NewSession, ProfileUpdate,
+    RecordedOutcome, Registration, Renewal, SessionInfo, Store, StoreError, UserKey, UserRecord,
 };
 use crate::crypto::Digest;
+use crate::idempotency::OutcomeKey;
+use crate::store::OutcomeWork;
 use authq_protocol::ops::{ProfileMode, UserState};
 use r2d2::{ManageConnection, Pool, PooledConnection};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, Savepoint, Transaction, TransactionBehavior,
+    params,
+};
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -94,9 +101,140 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
-        Ok(self.pool.get()?)
+    /// A connection: the one of the enclosing [`Store::with_outcome`] transaction when there is
+    /// one on this thread, else one from the pool.
+    fn conn(&self) -> Result<Conn, StoreError> {
+        match AMBIENT.with(|a| a.borrow_mut().take()) {
+            Some(conn) => Ok(Conn::Ambient(Some(conn))),
+            None => Ok(Conn::Pooled(self.pool.get()?)),
+        }
     }
+}
+
+thread_local! {
+    /// The connection of a [`Store::with_outcome`] transaction in progress on this thread: the
+    /// store methods its work calls run inside that transaction (as savepoints).
+    static AMBIENT: RefCell<Option<PooledConnection<Manager>>> = const { RefCell::new(None) };
+}
+
+/// A connection a store method works on.
+enum Conn {
+    Pooled(PooledConnection<Manager>),
+    /// Borrowed from [`AMBIENT`]; given back on drop.
+    Ambient(Option<PooledConnection<Manager>>),
+}
+
+impl Deref for Conn {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Self::Pooled(c) => c,
+            Self::Ambient(c) => c
+                .as_ref()
+                .unwrap_or_else(|| unreachable!("taken only on drop")),
+        }
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Connection {
+        match self {
+            Self::Pooled(c) => c,
+            Self::Ambient(c) => c
+                .as_mut()
+                .unwrap_or_else(|| unreachable!("taken only on drop")),
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Self::Ambient(c) = self
+            && let Some(c) = c.take()
+        {
+            AMBIENT.with(|a| *a.borrow_mut() = Some(c));
+        }
+    }
+}
+
+/// A write transaction: `BEGIN IMMEDIATE` on its own, a savepoint inside a
+/// [`Store::with_outcome`] transaction.
+enum Tx<'c> {
+    Top(Transaction<'c>),
+    Nested(Savepoint<'c>),
+}
+
+fn begin(conn: &mut Connection) -> rusqlite::Result<Tx<'_>> {
+    if conn.is_autocommit() {
+        Ok(Tx::Top(conn.transaction_with_behavior(
+            TransactionBehavior::Immediate,
+        )?))
+    } else {
+        Ok(Tx::Nested(conn.savepoint()?))
+    }
+}
+
+impl Tx<'_> {
+    fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            Self::Top(t) => t.commit(),
+            Self::Nested(s) => s.commit(),
+        }
+    }
+}
+
+impl Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Self::Top(t) => t,
+            Self::Nested(s) => s,
+        }
+    }
+}
+
+/// Hands a connection in a transaction to the store methods called on this thread; takes it
+/// back (rolling back if nobody committed, e.g. on a panic) when dropped.
+struct AmbientGuard;
+
+impl AmbientGuard {
+    fn enter(conn: PooledConnection<Manager>) -> Self {
+        AMBIENT.with(|a| *a.borrow_mut() = Some(conn));
+        Self
+    }
+
+    fn leave(self) -> Option<PooledConnection<Manager>> {
+        let conn = AMBIENT.with(|a| a.borrow_mut().take());
+        std::mem::forget(self);
+        conn
+    }
+}
+
+impl Drop for AmbientGuard {
+    fn drop(&mut self) {
+        if let Some(conn) = AMBIENT.with(|a| a.borrow_mut().take()) {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn find_outcome_on(
+    conn: &Connection,
+    caller: &str,
+    message_id: &str,
+    recorded_since: i64,
+) -> rusqlite::Result<Option<RecordedOutcome>> {
+    conn.prepare_cached(
+        "SELECT request_digest, sealed FROM outcomes
+         WHERE caller = ?1 AND message_id = ?2 AND recorded_at >= ?3",
+    )?
+    .query_row(params![caller, message_id, recorded_since], |r| {
+        Ok(RecordedOutcome {
+            request_digest: r.get(0)?,
+            sealed: r.get(1)?,
+        })
+    })
+    .optional()
 }
 
 fn user_from_row(row: &Row<'_>, offset: usize) -> rusqlite::Result<UserRecord> {
@@ -176,7 +314,7 @@ const LIVE_SESSION: &str =
 impl Store for SqliteStore {
     fn register(&self, new: &NewRegistration<'_>) -> Result<Registration, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let existing: Option<(String, String)> = tx
             .prepare_cached("SELECT id, state FROM users WHERE email_key = ?1")?
             .query_row([new.email_key], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -269,7 +407,7 @@ impl Store for SqliteStore {
         max_attempts: u32,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         tx.prepare_cached(
             "UPDATE codes SET attempts = attempts + 1
              WHERE user_id = ?1 AND purpose = ?2 AND digest = ?3",
@@ -291,7 +429,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         if !consume_code(&tx, user_id, CodePurpose::Confirm, code, now)? {
             return Ok(None);
         }
@@ -326,7 +464,7 @@ impl Store for SqliteStore {
 
     fn create_session(&self, new: &NewSession<'_>) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO sessions (token_digest, user_id, created_at, expires_at, absolute_expires_at)
@@ -427,7 +565,7 @@ impl Store for SqliteStore {
 
     fn end_all_sessions(&self, digest: &Digest, now: i64) -> Result<Option<u64>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let user_id: Option<String> = tx
             .prepare_cached(&format!(
                 "SELECT s.user_id FROM sessions s WHERE {LIVE_SESSION}"
@@ -450,7 +588,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let n = tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO codes (user_id, purpose, digest, expires_at, attempts, created_at)
@@ -469,7 +607,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<(UserRecord, u64)>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         if !consume_code(&tx, user_id, CodePurpose::Reset, token, now)? {
             return Ok(None);
         }
@@ -497,7 +635,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<u64>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let updated = tx
             .prepare_cached(
                 "UPDATE users SET password_hash = ?3, updated_at = ?4
@@ -523,7 +661,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<ProfileUpdate, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         // SQLite's json_patch() is RFC 7396 JSON Merge Patch; json() minifies a replacement.
         let sql = match mode {
             ProfileMode::Merge => "SELECT json_patch(profile, ?2) FROM users WHERE id = ?1",
@@ -548,7 +686,7 @@ impl Store for SqliteStore {
 
     fn delete_user(&self, user: UserKey<'_>) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let Some(found) = find_user(&tx, user)? else {
             return Ok(None);
         };
@@ -565,7 +703,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<(UserRecord, u64)>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let Some(found) = find_user(&tx, user)? else {
             return Ok(None);
         };
@@ -584,7 +722,7 @@ impl Store for SqliteStore {
 
     fn unsuspend(&self, user: UserKey<'_>, now: i64) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let Some(found) = find_user(&tx, user)? else {
             return Ok(None);
         };
@@ -600,9 +738,87 @@ impl Store for SqliteStore {
         Ok(user)
     }
 
+    fn find_outcome(
+        &self,
+        caller: &str,
+        message_id: &str,
+        recorded_since: i64,
+    ) -> Result<Option<RecordedOutcome>, StoreError> {
+        let conn = self.conn()?;
+        Ok(find_outcome_on(&conn, caller, message_id, recorded_since)?)
+    }
+
+    fn with_outcome(
+        &self,
+        key: &OutcomeKey,
+        now: i64,
+        recorded_since: i64,
+        work: &mut OutcomeWork<'_>,
+    ) -> Result<Option<RecordedOutcome>, StoreError> {
+        let conn = self.pool.get()?;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let found = conn
+            .prepare_cached(
+                "DELETE FROM outcomes WHERE caller = ?1 AND message_id = ?2 AND recorded_at < ?3",
+            )
+            .and_then(|mut stale| {
+                stale.execute(params![key.caller, key.message_id, recorded_since])
+            })
+            .and_then(|_| find_outcome_on(&conn, &key.caller, &key.message_id, recorded_since));
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        };
+        if found.is_some() {
+            // A concurrent delivery of the same request got there first: its outcome stands.
+            conn.execute_batch("ROLLBACK")?;
+            return Ok(found);
+        }
+        let guard = AmbientGuard::enter(conn);
+        let worked = work(self);
+        let conn = guard.leave().ok_or_else(|| {
+            StoreError::Corrupt("the outcome transaction's connection went missing".into())
+        })?;
+        let recorded = worked.and_then(|sealed| {
+            conn.prepare_cached(
+                "INSERT INTO outcomes (caller, message_id, request_digest, sealed, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                key.caller,
+                key.message_id,
+                &key.request_digest[..],
+                sealed,
+                now
+            ])?;
+            Ok(())
+        });
+        match recorded {
+            Ok(()) => {
+                conn.execute_batch("COMMIT")?;
+                Ok(None)
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn purge_outcomes(&self, recorded_before: i64) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached("DELETE FROM outcomes WHERE recorded_at < ?1")?
+            .execute([recorded_before])?;
+        Ok(n as u64)
+    }
+
     fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let sessions = tx
             .prepare_cached(
                 "DELETE FROM sessions WHERE expires_at <= ?1 OR absolute_expires_at <= ?1",
