@@ -87,6 +87,11 @@ pub struct ServeArgs {
     /// SQLite database file (created, and migrated, at start-up).
     #[arg(long, env = "AUTHQ_DATABASE", default_value = "authq.db")]
     pub database: PathBuf,
+    /// TOML configuration file: social login providers and their secrets (`[social]`, see
+    /// the README). Secrets in it may be indirect: `*_env` (an environment variable) or
+    /// `*_file` (a file).
+    #[arg(long, env = "AUTHQ_CONFIG")]
+    pub config: Option<PathBuf>,
 
     /// Consumers on the `session` tube (check, logout, …).
     #[arg(long, env = "AUTHQ_SESSION_CONSUMERS", default_value_t = defaults().tube(Tube::Session).consumers)]

@@ -3,6 +3,7 @@
 //! The binary layers flags and `AUTHQ_*` environment variables over [`Config::default`]; tests
 //! build it directly. [`Config::validate`] refuses combinations that cannot work.
 
+use crate::social::SocialConfig;
 use authq_protocol::{Names, Operation, Tube, names::DEFAULT_NAMESPACE, redact_url};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,6 +48,8 @@ pub struct Config {
     /// When set, every queue is declared with this `x-expires`, so an abandoned namespace
     /// (a crashed test run) disappears from the broker. Leave unset in production.
     pub queue_expires: Option<Duration>,
+    /// Social login (providers, key, timeouts); no provider: off.
+    pub social: SocialConfig,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             purge_interval: Duration::from_secs(600),
             queue_expires: None,
+            social: SocialConfig::default(),
         }
     }
 }
@@ -179,6 +183,7 @@ impl Config {
                 "max_body_bytes must be at least 1024".into(),
             ));
         }
+        self.social.validate()?;
         if self.store_pool_size == 0 {
             return Err(ConfigError::Invalid(
                 "store_pool_size must be at least 1".into(),
@@ -207,6 +212,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("purge_interval", &self.purge_interval)
             .field("queue_expires", &self.queue_expires)
+            .field("social", &self.social)
             .finish()
     }
 }

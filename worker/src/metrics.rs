@@ -39,7 +39,7 @@ pub struct Metrics {
     errors: [Counter; ERROR_SLOTS],
 }
 
-const ERROR_SLOTS: usize = 16;
+const ERROR_SLOTS: usize = 32;
 
 impl Metrics {
     /// Counts an error reply by code.

@@ -65,6 +65,7 @@ impl WorkerHandle {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, WorkerError> {
         let names = config.validate()?;
+        let social = Arc::new(crate::social::Social::new(config.social.clone())?);
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
 
@@ -111,6 +112,7 @@ impl WorkerHandle {
                 clock,
                 metrics: Arc::clone(&metrics),
                 renewal: Renewal::from_policy(&config.sessions),
+                social,
                 config: Arc::clone(&config),
             },
             names: names.clone(),

@@ -10,12 +10,14 @@
 pub mod account;
 pub mod password;
 pub mod session;
+pub mod social;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{HandlerError, InternalError};
 use crate::hashing::HashPool;
 use crate::metrics::Metrics;
+use crate::social::Social;
 use crate::store::{Renewal, Store, StoreError, UserRecord};
 use authq_protocol::Operation;
 use authq_protocol::ops::UserState;
@@ -39,6 +41,8 @@ pub struct Ctx {
     pub config: Arc<Config>,
     /// The renewal rule of [`Config::sessions`], computed once.
     pub renewal: Renewal,
+    /// Social login: providers, HTTP client, call bound.
+    pub social: Arc<Social>,
 }
 
 impl Ctx {
@@ -169,6 +173,9 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         Operation::DeleteUser => route!(account::delete_user),
         Operation::Suspend => route!(account::suspend),
         Operation::Unsuspend => route!(account::unsuspend),
+        Operation::SocialUrl => route!(social::social_url),
+        Operation::SocialLogin => route!(social::social_login),
+        Operation::LinkSocial => route!(social::link_social),
     }
 }
 
