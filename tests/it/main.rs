@@ -15,6 +15,8 @@ mod broker;
 mod cli;
 mod lifecycle;
 mod poison;
+mod provider;
 mod sessions;
 mod shutdown;
+mod social;
 mod topology;
