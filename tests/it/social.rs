@@ -7,7 +7,7 @@ use crate::provider::{Mode, Person, Provider};
 use authq::{ClientError, ErrorCode};
 use authq_protocol::ops::{
     LinkSocialReply, LinkSocialRequest, SocialLoginReply, SocialLoginRequest, SocialUrlReply,
-    SocialUrlRequest,
+    SocialUrlRequest, UserRef,
 };
 use authq_worker::config::Config;
 use authq_worker::social::SocialConfig;
@@ -135,6 +135,49 @@ async fn a_first_social_login_creates_the_user_and_a_second_updates_it() {
     assert_code(
         env.client.login("ann@example.com", PW).await,
         ErrorCode::InvalidCredentials,
+    );
+
+    // Suspension ends the social sessions and refuses the social login; lifting it makes the
+    // passwordless social user active again (not pending).
+    env.client
+        .suspend(UserRef::id(&first.user.id))
+        .await
+        .unwrap();
+    assert_code(
+        env.client.check(second.session.expose()).await,
+        ErrorCode::SessionInvalid,
+    );
+    let (code, state) = round_trip(
+        &env,
+        &p,
+        "loop",
+        Person::verified("s-1", "ann@example.com", "Ann"),
+    )
+    .await;
+    assert_code(
+        social_login(&env, "loop", &code, &state).await,
+        ErrorCode::UserSuspended,
+    );
+    let lifted = env
+        .client
+        .unsuspend(UserRef::id(&first.user.id))
+        .await
+        .unwrap();
+    assert_eq!(lifted.user.state, authq_protocol::ops::UserState::Active);
+    let (code, state) = round_trip(
+        &env,
+        &p,
+        "loop",
+        Person::verified("s-1", "ann@example.com", "Ann"),
+    )
+    .await;
+    assert_eq!(
+        social_login(&env, "loop", &code, &state)
+            .await
+            .unwrap()
+            .user
+            .id,
+        first.user.id
     );
     env.stop().await;
 }
