@@ -63,6 +63,7 @@ struct Inner {
     refresh: HashMap<String, Person>,
     token_mode: Option<Mode>,
     userinfo_mode: Option<Mode>,
+    no_refresh_tokens: bool,
 }
 
 struct Shared {
@@ -138,6 +139,11 @@ impl Provider {
     /// How the user-info endpoint answers from now on.
     pub fn userinfo_mode(&self, mode: Mode) {
         self.shared.inner.lock().unwrap().userinfo_mode = Some(mode);
+    }
+
+    /// Whether the token endpoint issues refresh tokens (GitHub's classic apps do not).
+    pub fn issue_refresh_tokens(&self, issue: bool) {
+        self.shared.inner.lock().unwrap().no_refresh_tokens = !issue;
     }
 
     /// Lets every hanging request go on.
@@ -313,18 +319,18 @@ async fn token(
     };
     let access = fresh(&shared, "access");
     let refresh = fresh(&shared, "refresh");
-    {
-        let mut inner = shared.inner.lock().unwrap();
-        inner.access.insert(access.clone(), person.clone());
-        inner.refresh.insert(refresh.clone(), person);
-    }
-    Json(json!({
+    let mut inner = shared.inner.lock().unwrap();
+    inner.access.insert(access.clone(), person.clone());
+    let mut body = json!({
         "access_token": access,
-        "refresh_token": refresh,
         "token_type": "Bearer",
         "expires_in": 3600,
-    }))
-    .into_response()
+    });
+    if !inner.no_refresh_tokens {
+        inner.refresh.insert(refresh.clone(), person);
+        body["refresh_token"] = Value::String(refresh);
+    }
+    Json(body).into_response()
 }
 
 async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {

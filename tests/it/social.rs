@@ -639,3 +639,57 @@ async fn provider_tokens_are_kept_sealed_or_not_at_all() {
         env.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_refresh_token_the_recheck_uses_the_access_token() {
+    let p = Provider::start().await;
+    p.issue_refresh_tokens(false);
+    let env = start(&p, "recheck_interval = \"1h\"", &[("loop", "")], |_| {}).await;
+    let (code, state) = round_trip(
+        &env,
+        &p,
+        "loop",
+        Person::verified("s-1", "ann@example.com", "Ann"),
+    )
+    .await;
+    let login = social_login(&env, "loop", &code, &state).await.unwrap();
+    let s = login.session.expose();
+
+    env.clock.advance(Duration::from_secs(61 * 60));
+    let (tokens, userinfo) = (p.token_calls(), p.userinfo_calls());
+    env.client.check(s).await.unwrap();
+    assert_eq!(p.token_calls(), tokens, "nothing to refresh");
+    assert_eq!(p.userinfo_calls(), userinfo + 1);
+
+    p.revoke_all();
+    env.clock.advance(Duration::from_secs(61 * 60));
+    assert_code(env.client.check(s).await, ErrorCode::SessionInvalid);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_social_login_completes_a_pending_registration() {
+    let p = Provider::start().await;
+    let env = start(&p, "", &[("loop", "")], |_| {}).await;
+    let reg = env.client.register("carol@example.com").await.unwrap();
+
+    let (code, state) = round_trip(
+        &env,
+        &p,
+        "loop",
+        Person::verified("s-3", "carol@example.com", "Carol"),
+    )
+    .await;
+    let login = social_login(&env, "loop", &code, &state).await.unwrap();
+    assert_eq!(login.user.id, reg.user_id);
+    assert_eq!(login.user.state, authq_protocol::ops::UserState::Active);
+    assert!(!login.created);
+    // The registration's code is spent: the account is active and has no password yet.
+    assert_code(
+        env.client
+            .confirm_registration("carol@example.com", reg.code.expose(), PW)
+            .await,
+        ErrorCode::InvalidCode,
+    );
+    env.stop().await;
+}

@@ -100,16 +100,27 @@ async fn authorize<'c>(
     let _permit = ctx.social.try_permit().ok_or_else(|| {
         HandlerError::ProviderUnavailable("too many provider calls in flight".into())
     })?;
-    let tokens = client
-        .exchange_code(
-            provider,
-            code.expose(),
-            &record.redirect_uri,
-            provider.pkce.then(|| verifier.expose()),
-        )
-        .await?;
-    let identity = client.identity(provider, &tokens).await?;
-    Ok((provider, identity, tokens))
+    let outcome = async {
+        let tokens = client
+            .exchange_code(
+                provider,
+                code.expose(),
+                &record.redirect_uri,
+                provider.pkce.then(|| verifier.expose()),
+            )
+            .await?;
+        let identity = client.identity(provider, &tokens).await?;
+        Ok::<_, ProviderError>((identity, tokens))
+    }
+    .await;
+    match outcome {
+        Ok((identity, tokens)) => Ok((provider, identity, tokens)),
+        Err(e) => {
+            // The detail (an HTTP status, an OAuth error name) is for the operator only.
+            warn!(provider = provider_name, error = %e, "provider call failed");
+            Err(e.into())
+        }
+    }
 }
 
 /// The provider's profile fields merged into the user's profile (only those it gave).
