@@ -6,8 +6,8 @@ use crate::harness::{TestEnv, assert_code};
 use crate::provider::{Mode, Person, Provider};
 use authq::{ClientError, ErrorCode};
 use authq_protocol::ops::{
-    LinkSocialReply, LinkSocialRequest, SocialLoginReply, SocialLoginRequest, SocialUrlReply,
-    SocialUrlRequest, UserRef,
+    LinkSocialReply, SocialLoginReply, SocialLoginRequest, SocialUrlReply, SocialUrlRequest,
+    UserRef,
 };
 use authq_worker::config::Config;
 use authq_worker::social::SocialConfig;
@@ -40,12 +40,7 @@ async fn start(
 }
 
 async fn social_url(env: &TestEnv, provider: &str) -> Result<SocialUrlReply, ClientError> {
-    env.client
-        .call(&SocialUrlRequest {
-            provider: provider.into(),
-            redirect_uri: None,
-        })
-        .await
+    env.client.social_url(provider, None).await
 }
 
 /// `social_url`, then the browser's trip through the provider for `person`.
@@ -68,13 +63,7 @@ async fn social_login(
     code: &str,
     state: &str,
 ) -> Result<SocialLoginReply, ClientError> {
-    env.client
-        .call(&SocialLoginRequest {
-            provider: provider.into(),
-            code: code.into(),
-            state: state.into(),
-        })
-        .await
+    env.client.social_login(provider, code, state).await
 }
 
 async fn link_social(
@@ -84,14 +73,7 @@ async fn link_social(
     code: &str,
     state: &str,
 ) -> Result<LinkSocialReply, ClientError> {
-    env.client
-        .call(&LinkSocialRequest {
-            session: session.into(),
-            provider: provider.into(),
-            code: code.into(),
-            state: state.into(),
-        })
-        .await
+    env.client.link_social(session, provider, code, state).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
