@@ -891,3 +891,45 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oauth_states_are_single_use_expire_and_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), 2).unwrap();
+        fn state(digest: &Digest, expires_at: i64) -> NewOAuthState<'_> {
+            NewOAuthState {
+                digest,
+                provider: "p",
+                redirect_uri: "https://app.example/cb",
+                verifier_sealed: b"sealed",
+                expires_at,
+                now: 0,
+            }
+        }
+        store.create_oauth_state(&state(&[1; 32], 100)).unwrap();
+        let taken = store.take_oauth_state(&[1; 32], 50).unwrap().unwrap();
+        assert_eq!(taken.provider, "p");
+        assert_eq!(taken.verifier_sealed, b"sealed");
+        assert!(
+            store.take_oauth_state(&[1; 32], 50).unwrap().is_none(),
+            "single use"
+        );
+
+        store.create_oauth_state(&state(&[2; 32], 100)).unwrap();
+        assert!(
+            store.take_oauth_state(&[2; 32], 100).unwrap().is_none(),
+            "expired"
+        );
+
+        store.create_oauth_state(&state(&[3; 32], 100)).unwrap();
+        assert_eq!(store.purge_expired(100).unwrap(), 1);
+        assert!(
+            store.take_oauth_state(&[3; 32], 0).unwrap().is_none(),
+            "purged"
+        );
+    }
+}
