@@ -15,6 +15,7 @@ mod account;
 mod backpressure;
 mod broker;
 mod cli;
+mod faults;
 mod lifecycle;
 mod poison;
 mod provider;
