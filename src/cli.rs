@@ -100,6 +100,11 @@ pub struct ServeArgs {
     /// database path with `.key` appended.
     #[arg(long, env = "AUTHQ_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    /// TOML configuration file: social login providers and their secrets (`[social]`, see
+    /// the README). Secrets in it may be indirect: `*_env` (an environment variable) or
+    /// `*_file` (a file).
+    #[arg(long, env = "AUTHQ_CONFIG")]
+    pub config: Option<PathBuf>,
 
     /// Consumers on the `session` tube (check, logout, …).
     #[arg(long, env = "AUTHQ_SESSION_CONSUMERS", default_value_t = defaults().tube(Tube::Session).consumers)]

@@ -79,6 +79,24 @@ error_codes! {
     IdempotencyConflict = "idempotency_conflict", "this message_id was already used for a different request";
     /// The worker failed; the cause is in its log under the request id.
     Internal = "internal", "internal error";
+    /// The social login provider named in the request is not configured.
+    UnknownProvider = "unknown_provider", "no such social login provider";
+    /// The OAuth `state` is unknown, expired, already used, or was issued for another provider.
+    InvalidState = "invalid_state", "the state is invalid, expired or already used";
+    /// The provider refused the authorization code or the token (an OAuth error, or a 4xx).
+    ProviderRefused = "provider_refused", "the provider refused the authorization";
+    /// The provider did not answer in time, could not be reached, answered 5xx, or too many
+    /// provider calls are already in flight. Retrying later may work.
+    ProviderUnavailable = "provider_unavailable", "the provider is unavailable";
+    /// The provider answered something that is not the expected JSON.
+    ProviderBadResponse = "provider_bad_response", "the provider's answer is malformed";
+    /// The provider's profile has no subject (user id at the provider).
+    MissingSubject = "missing_subject", "the provider's profile has no subject";
+    /// The provider's email belongs to an existing account and may not be linked
+    /// automatically: log in to that account and call `link_social`.
+    LinkRequired = "link_required", "the email belongs to an existing account: log in and link";
+    /// The provider account is already linked to another user.
+    AlreadyLinked = "already_linked", "the provider account is linked to another user";
 }
 
 impl fmt::Display for ErrorCode {
@@ -136,6 +154,14 @@ mod tests {
                 "not_found",
                 "idempotency_conflict",
                 "internal",
+                "unknown_provider",
+                "invalid_state",
+                "provider_refused",
+                "provider_unavailable",
+                "provider_bad_response",
+                "missing_subject",
+                "link_required",
+                "already_linked",
             ]
         );
     }

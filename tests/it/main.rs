@@ -19,6 +19,8 @@ mod cli;
 mod faults;
 mod lifecycle;
 mod poison;
+mod provider;
 mod sessions;
 mod shutdown;
+mod social;
 mod topology;

@@ -3,6 +3,7 @@
 //! The binary layers flags and `AUTHQ_*` environment variables over [`Config::default`]; tests
 //! build it directly. [`Config::validate`] refuses combinations that cannot work.
 
+use crate::social::SocialConfig;
 use authq_protocol::{Names, Operation, Tube, names::DEFAULT_NAMESPACE, redact_url};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -55,6 +56,8 @@ pub struct Config {
     /// When set, every queue is declared with this `x-expires`, so an abandoned namespace
     /// (a crashed test run) disappears from the broker. Leave unset in production.
     pub queue_expires: Option<Duration>,
+    /// Social login (providers, key, timeouts); no provider: off.
+    pub social: SocialConfig,
 }
 
 impl Default for Config {
@@ -108,6 +111,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             purge_interval: Duration::from_secs(600),
             queue_expires: None,
+            social: SocialConfig::default(),
         }
     }
 }
@@ -204,6 +208,7 @@ impl Config {
                 "max_body_bytes must be at least 1024".into(),
             ));
         }
+        self.social.validate()?;
         if self.store_pool_size == 0 {
             return Err(ConfigError::Invalid(
                 "store_pool_size must be at least 1".into(),
@@ -235,6 +240,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("purge_interval", &self.purge_interval)
             .field("queue_expires", &self.queue_expires)
+            .field("social", &self.social)
             .finish()
     }
 }

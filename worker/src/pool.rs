@@ -84,6 +84,7 @@ impl WorkerHandle {
         let names = config.validate()?;
         #[cfg(feature = "fault-injection")]
         let faults = Arc::new(crate::faults::Faults::default());
+        let social = Arc::new(crate::social::Social::new(config.social.clone())?);
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
 
@@ -118,6 +119,7 @@ impl WorkerHandle {
                 metrics: Arc::clone(&metrics),
                 renewal: Renewal::from_policy(&config.sessions),
                 sealing: Arc::new(Sealing::new(&server_key)),
+                social,
                 config: Arc::clone(&config),
             },
             names: names.clone(),

@@ -10,6 +10,7 @@
 pub mod account;
 pub mod password;
 pub mod session;
+pub mod social;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -17,6 +18,7 @@ use crate::error::{HandlerError, InternalError};
 use crate::hashing::HashPool;
 use crate::idempotency::{OUTCOME, OutcomeScope, Sealing, encode_outcome};
 use crate::metrics::Metrics;
+use crate::social::Social;
 use crate::store::{Renewal, Store, StoreError, UserRecord};
 use authq_protocol::Operation;
 use authq_protocol::ops::UserState;
@@ -43,6 +45,8 @@ pub struct Ctx {
     pub renewal: Renewal,
     /// The key recorded outcomes are sealed with.
     pub sealing: Arc<Sealing>,
+    /// Social login: providers, HTTP client, call bound.
+    pub social: Arc<Social>,
 }
 
 impl Ctx {
@@ -234,6 +238,9 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         Operation::DeleteUser => route!(account::delete_user),
         Operation::Suspend => route!(account::suspend),
         Operation::Unsuspend => route!(account::unsuspend),
+        Operation::SocialUrl => route!(social::social_url),
+        Operation::SocialLogin => route!(social::social_login),
+        Operation::LinkSocial => route!(social::link_social),
     }
 }
 

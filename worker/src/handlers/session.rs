@@ -1,5 +1,6 @@
 //! Cheap, hot operations (default tube `session`): `ping`, `check`, `logout`, `logout_all`,
-//! `get_profile`. None of them runs argon2; each is one indexed look-up by token digest.
+//! `get_profile`. None of them runs argon2; each is one indexed look-up by token digest (plus,
+//! when social login re-checks are on, one for the session's provider side).
 
 use super::{Ctx, record_user, require_active};
 use crate::crypto;
@@ -24,6 +25,10 @@ pub async fn check(ctx: &Ctx, req: CheckRequest) -> Result<CheckReply, HandlerEr
         .ok_or(HandlerError::SessionInvalid)?;
     record_user(&session.user.id);
     require_active(&session.user)?;
+    if ctx.social.rechecks_enabled() {
+        // A social session past its re-check interval is re-verified with its provider.
+        super::social::recheck(ctx, digest).await?;
+    }
     Ok(CheckReply {
         user: session.user.into_info(),
         expires_at: session.expires_at,

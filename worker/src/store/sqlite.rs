@@ -7,8 +7,10 @@
 
 use super::migrations;
 use super::{
-    CodePurpose, CodeRecord, Credentials, NewRegistration, NewSession, ProfileUpdate,
-    RecordedOutcome, Registration, Renewal, SessionInfo, Store, StoreError, UserKey, UserRecord,
+    CodePurpose, CodeRecord, Credentials, LinkOutcome, NewOAuthState, NewRegistration, NewSession,
+    NewSocialLogin, OAuthStateRecord, ProfileUpdate, RecordedOutcome, Registration, Renewal,
+    SessionInfo, SocialLink, SocialLoginOutcome, SocialSessionRecord, Store, StoreError, UserKey,
+    UserRecord,
 };
 use crate::crypto::Digest;
 use crate::idempotency::OutcomeKey;
@@ -728,7 +730,10 @@ impl Store for SqliteStore {
         };
         tx.prepare_cached(
             "UPDATE users
-             SET state = CASE WHEN password_hash IS NULL THEN 'pending' ELSE 'active' END,
+             SET state = CASE
+                     WHEN password_hash IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM social_accounts a WHERE a.user_id = users.id)
+                     THEN 'pending' ELSE 'active' END,
                  updated_at = ?2
              WHERE id = ?1 AND state = 'suspended'",
         )?
@@ -827,7 +832,321 @@ impl Store for SqliteStore {
         let codes = tx
             .prepare_cached("DELETE FROM codes WHERE expires_at <= ?1")?
             .execute([now])?;
+        let states = tx
+            .prepare_cached("DELETE FROM oauth_states WHERE expires_at <= ?1")?
+            .execute([now])?;
         tx.commit()?;
-        Ok((sessions + codes) as u64)
+        Ok((sessions + codes + states) as u64)
+    }
+
+    fn create_oauth_state(&self, new: &NewOAuthState<'_>) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "INSERT INTO oauth_states
+               (state_digest, provider, redirect_uri, verifier_sealed, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            &new.digest[..],
+            new.provider,
+            new.redirect_uri,
+            new.verifier_sealed,
+            new.expires_at,
+            new.now
+        ])?;
+        Ok(())
+    }
+
+    fn take_oauth_state(
+        &self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<OAuthStateRecord>, StoreError> {
+        let conn = self.conn()?;
+        // One statement: of concurrent uses of a state exactly one deletes (and gets) it.
+        let found = conn
+            .prepare_cached(
+                "DELETE FROM oauth_states WHERE state_digest = ?1
+                 RETURNING provider, redirect_uri, verifier_sealed, expires_at",
+            )?
+            .query_row(params![&digest[..]], |r| {
+                Ok((
+                    OAuthStateRecord {
+                        provider: r.get(0)?,
+                        redirect_uri: r.get(1)?,
+                        verifier_sealed: r.get(2)?,
+                    },
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .optional()?;
+        Ok(found.and_then(|(record, expires_at)| (expires_at > now).then_some(record)))
+    }
+
+    fn social_login(&self, login: &NewSocialLogin<'_>) -> Result<SocialLoginOutcome, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let linked: Option<String> = tx
+            .prepare_cached(
+                "SELECT user_id FROM social_accounts WHERE provider = ?1 AND subject = ?2",
+            )?
+            .query_row(params![login.provider, login.subject], |r| r.get(0))
+            .optional()?;
+        let (user_id, created) = if let Some(user_id) = linked {
+            tx.prepare_cached(
+                "UPDATE social_accounts SET email = ?3, updated_at = ?4
+                 WHERE provider = ?1 AND subject = ?2",
+            )?
+            .execute(params![
+                login.provider,
+                login.subject,
+                login.email.map(|e| e.address),
+                login.now
+            ])?;
+            (user_id, false)
+        } else {
+            let existing = match login.email {
+                Some(e) => find_user(&tx, UserKey::EmailKey(e.key))?,
+                None => None,
+            };
+            let user_id = match existing {
+                Some(user) => {
+                    let verified = login.email.is_some_and(|e| e.verified);
+                    if !(verified && login.link_verified_email) {
+                        return Ok(SocialLoginOutcome::LinkRequired);
+                    }
+                    if user.state == UserState::Pending {
+                        // The provider proved the email: the pending registration is complete.
+                        tx.prepare_cached(
+                            "UPDATE users SET state = 'active', updated_at = ?2 WHERE id = ?1",
+                        )?
+                        .execute(params![user.id, login.now])?;
+                        tx.prepare_cached(
+                            "DELETE FROM codes WHERE user_id = ?1 AND purpose = 'confirm'",
+                        )?
+                        .execute([&user.id])?;
+                    }
+                    user.id
+                }
+                None => {
+                    // Only a verified email is claimed for the new user: an unverified one
+                    // would let whoever controls the provider account squat (and later reset
+                    // into) an address that is not theirs.
+                    let (email, key) = match login.email {
+                        Some(e) if e.verified => (e.address.to_owned(), e.key.to_owned()),
+                        _ => (
+                            String::new(),
+                            format!("social:{}:{}", login.provider, login.subject),
+                        ),
+                    };
+                    tx.prepare_cached(
+                        "INSERT INTO users (id, email, email_key, profile, state, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, '{}', 'active', ?4, ?4)",
+                    )?
+                    .execute(params![login.new_user_id, email, key, login.now])?;
+                    login.new_user_id.to_owned()
+                }
+            };
+            tx.prepare_cached(
+                "INSERT INTO social_accounts (provider, subject, user_id, email, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            )?
+            .execute(params![
+                login.provider,
+                login.subject,
+                user_id,
+                login.email.map(|e| e.address),
+                login.now
+            ])?;
+            let created = user_id == login.new_user_id;
+            (user_id, created)
+        };
+        let Some(user) = user_by_id(&tx, &user_id)? else {
+            return Err(StoreError::Corrupt(
+                "a social account without its user".into(),
+            ));
+        };
+        if user.state == UserState::Suspended {
+            return Ok(SocialLoginOutcome::Suspended);
+        }
+        // The provider's profile fields, merged in unless the result would be too large.
+        tx.prepare_cached(
+            "UPDATE users SET profile = json_patch(profile, ?2), updated_at = ?3
+             WHERE id = ?1 AND length(json_patch(profile, ?2)) <= ?4",
+        )?
+        .execute(params![
+            user_id,
+            login.profile_patch,
+            login.now,
+            i64::try_from(login.max_profile_bytes).unwrap_or(i64::MAX)
+        ])?;
+        tx.prepare_cached(
+            "INSERT INTO sessions (token_digest, user_id, created_at, expires_at, absolute_expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            &login.session_digest[..],
+            user_id,
+            login.now,
+            login.expires_at,
+            login.absolute_expires_at
+        ])?;
+        tx.prepare_cached(
+            "INSERT INTO social_sessions
+               (token_digest, provider, subject, verified_at, recheck_at, tokens_sealed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            &login.session_digest[..],
+            login.provider,
+            login.subject,
+            login.now,
+            login.recheck_at,
+            login.tokens_sealed
+        ])?;
+        let user = user_by_id(&tx, &user_id)?
+            .ok_or_else(|| StoreError::Corrupt("the user vanished".into()))?;
+        tx.commit()?;
+        Ok(SocialLoginOutcome::LoggedIn { user, created })
+    }
+
+    fn link_social(&self, link: &SocialLink<'_>) -> Result<LinkOutcome, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let user_id: Option<String> = tx
+            .prepare_cached(&format!(
+                "SELECT s.user_id FROM sessions s WHERE {LIVE_SESSION}"
+            ))?
+            .query_row(params![&link.session_digest[..], link.now], |r| r.get(0))
+            .optional()?;
+        let Some(user) = user_id
+            .map(|id| user_by_id(&tx, &id))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(LinkOutcome::SessionInvalid);
+        };
+        match user.state {
+            UserState::Active => {}
+            UserState::Suspended => return Ok(LinkOutcome::Suspended),
+            UserState::Pending => return Ok(LinkOutcome::SessionInvalid),
+        }
+        let linked: Option<String> = tx
+            .prepare_cached(
+                "SELECT user_id FROM social_accounts WHERE provider = ?1 AND subject = ?2",
+            )?
+            .query_row(params![link.provider, link.subject], |r| r.get(0))
+            .optional()?;
+        match linked {
+            Some(other) if other != user.id => return Ok(LinkOutcome::AlreadyLinked),
+            Some(_) => {
+                tx.prepare_cached(
+                    "UPDATE social_accounts SET email = ?3, updated_at = ?4
+                     WHERE provider = ?1 AND subject = ?2",
+                )?
+                .execute(params![
+                    link.provider,
+                    link.subject,
+                    link.email,
+                    link.now
+                ])?;
+            }
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO social_accounts (provider, subject, user_id, email, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                )?
+                .execute(params![link.provider, link.subject, user.id, link.email, link.now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(LinkOutcome::Linked(user))
+    }
+
+    fn social_session_due(
+        &self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<SocialSessionRecord>, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .prepare_cached(
+                "SELECT provider, subject, tokens_sealed FROM social_sessions
+                 WHERE token_digest = ?1 AND recheck_at IS NOT NULL AND recheck_at <= ?2",
+            )?
+            .query_row(params![&digest[..], now], |r| {
+                Ok(SocialSessionRecord {
+                    provider: r.get(0)?,
+                    subject: r.get(1)?,
+                    tokens_sealed: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn social_session_rechecked(
+        &self,
+        digest: &Digest,
+        verified_at: Option<i64>,
+        next_recheck_at: i64,
+        tokens_sealed: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "UPDATE social_sessions
+             SET verified_at = COALESCE(?2, verified_at),
+                 recheck_at = ?3,
+                 tokens_sealed = COALESCE(?4, tokens_sealed)
+             WHERE token_digest = ?1",
+        )?
+        .execute(params![
+            &digest[..],
+            verified_at,
+            next_recheck_at,
+            tokens_sealed
+        ])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oauth_states_are_single_use_expire_and_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), 2).unwrap();
+        fn state(digest: &Digest, expires_at: i64) -> NewOAuthState<'_> {
+            NewOAuthState {
+                digest,
+                provider: "p",
+                redirect_uri: "https://app.example/cb",
+                verifier_sealed: b"sealed",
+                expires_at,
+                now: 0,
+            }
+        }
+        store.create_oauth_state(&state(&[1; 32], 100)).unwrap();
+        let taken = store.take_oauth_state(&[1; 32], 50).unwrap().unwrap();
+        assert_eq!(taken.provider, "p");
+        assert_eq!(taken.verifier_sealed, b"sealed");
+        assert!(
+            store.take_oauth_state(&[1; 32], 50).unwrap().is_none(),
+            "single use"
+        );
+
+        store.create_oauth_state(&state(&[2; 32], 100)).unwrap();
+        assert!(
+            store.take_oauth_state(&[2; 32], 100).unwrap().is_none(),
+            "expired"
+        );
+
+        store.create_oauth_state(&state(&[3; 32], 100)).unwrap();
+        assert_eq!(store.purge_expired(100).unwrap(), 1);
+        assert!(
+            store.take_oauth_state(&[3; 32], 0).unwrap().is_none(),
+            "purged"
+        );
     }
 }
