@@ -50,22 +50,26 @@ pub async fn social_url(ctx: &Ctx, req: SocialUrlRequest) -> Result<SocialUrlRep
     let now = ctx.now();
     let expires_at = now.saturating_add(duration_ms(ctx.social.config().state_ttl));
     let name = req.provider;
-    ctx.write(move |s| {
-        s.create_oauth_state(&NewOAuthState {
-            digest: &digest,
-            provider: &name,
-            redirect_uri: &redirect_uri,
-            verifier_sealed: &verifier_sealed,
-            expires_at,
-            now,
-        })
-    })
-    .await?;
-    Ok(SocialUrlReply {
-        url,
-        state,
-        expires_at,
-    })
+    ctx.commit(
+        move |s| {
+            s.create_oauth_state(&NewOAuthState {
+                digest: &digest,
+                provider: &name,
+                redirect_uri: &redirect_uri,
+                verifier_sealed: &verifier_sealed,
+                expires_at,
+                now,
+            })
+        },
+        move |()| {
+            Ok(SocialUrlReply {
+                url,
+                state,
+                expires_at,
+            })
+        },
+    )
+    .await
 }
 
 /// Consumes the state, exchanges the code and fetches the profile.
@@ -186,8 +190,8 @@ pub async fn social_login(
     let name = req.provider;
     let subject = identity.subject;
     let verified = identity.email_verified;
-    let outcome = ctx
-        .write(move |s| {
+    ctx.commit(
+        move |s| {
             s.social_login(&NewSocialLogin {
                 provider: &name,
                 subject: &subject,
@@ -207,21 +211,22 @@ pub async fn social_login(
                 tokens_sealed: tokens_sealed.as_deref(),
                 now,
             })
-        })
-        .await?;
-    match outcome {
-        SocialLoginOutcome::LoggedIn { user, created } => {
-            record_user(&user.id);
-            Ok(SocialLoginReply {
-                session,
-                expires_at,
-                user: user.into_info(),
-                created,
-            })
-        }
-        SocialLoginOutcome::LinkRequired => Err(HandlerError::LinkRequired),
-        SocialLoginOutcome::Suspended => Err(HandlerError::UserSuspended),
-    }
+        },
+        move |outcome| match outcome {
+            SocialLoginOutcome::LoggedIn { user, created } => {
+                record_user(&user.id);
+                Ok(SocialLoginReply {
+                    session,
+                    expires_at,
+                    user: user.into_info(),
+                    created,
+                })
+            }
+            SocialLoginOutcome::LinkRequired => Err(HandlerError::LinkRequired),
+            SocialLoginOutcome::Suspended => Err(HandlerError::UserSuspended),
+        },
+    )
+    .await
 }
 
 /// `link_social`: links the provider account of a fresh `social_url` round trip to the user of
@@ -246,8 +251,10 @@ pub async fn link_social(
     let provider = req.provider.clone();
     let subject = identity.subject.clone();
     let email = identity.email;
-    let outcome = ctx
-        .write(move |s| {
+    let reply_provider = req.provider;
+    let reply_subject = identity.subject;
+    ctx.commit(
+        move |s| {
             s.link_social(&SocialLink {
                 session_digest: &session_digest,
                 provider: &provider,
@@ -255,18 +262,19 @@ pub async fn link_social(
                 email: email.as_deref(),
                 now,
             })
-        })
-        .await?;
-    match outcome {
-        LinkOutcome::Linked(user) => Ok(LinkSocialReply {
-            user: user.into_info(),
-            provider: req.provider,
-            subject: identity.subject,
-        }),
-        LinkOutcome::AlreadyLinked => Err(HandlerError::AlreadyLinked),
-        LinkOutcome::SessionInvalid => Err(HandlerError::SessionInvalid),
-        LinkOutcome::Suspended => Err(HandlerError::UserSuspended),
-    }
+        },
+        move |outcome| match outcome {
+            LinkOutcome::Linked(user) => Ok(LinkSocialReply {
+                user: user.into_info(),
+                provider: reply_provider,
+                subject: reply_subject,
+            }),
+            LinkOutcome::AlreadyLinked => Err(HandlerError::AlreadyLinked),
+            LinkOutcome::SessionInvalid => Err(HandlerError::SessionInvalid),
+            LinkOutcome::Suspended => Err(HandlerError::UserSuspended),
+        },
+    )
+    .await
 }
 
 /// What a re-check concluded.

@@ -885,7 +885,7 @@ impl Store for SqliteStore {
 
     fn social_login(&self, login: &NewSocialLogin<'_>) -> Result<SocialLoginOutcome, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let linked: Option<String> = tx
             .prepare_cached(
                 "SELECT user_id FROM social_accounts WHERE provider = ?1 AND subject = ?2",
@@ -1012,7 +1012,7 @@ impl Store for SqliteStore {
 
     fn link_social(&self, link: &SocialLink<'_>) -> Result<LinkOutcome, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let user_id: Option<String> = tx
             .prepare_cached(&format!(
                 "SELECT s.user_id FROM sessions s WHERE {LIVE_SESSION}"
