@@ -17,6 +17,7 @@ mod backpressure;
 mod broker;
 mod cli;
 mod faults;
+mod flood;
 mod lifecycle;
 mod poison;
 mod provider;
