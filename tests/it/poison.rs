@@ -3,6 +3,7 @@
 
 use crate::harness::{Raw, TestEnv, reply_code};
 use authq_protocol::names::headers;
+use authq_worker::Clock;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use std::time::Duration;
@@ -301,5 +302,54 @@ async fn replies_carry_the_request_correlation_id_and_content_type() {
         Some("application/json")
     );
     assert_eq!(reply.data, br#"{"status":"ok","data":{}}"#);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_expire_while_queued_are_never_processed() {
+    let mut env = TestEnv::start().await;
+    env.active_user("late@example.com", "correct horse battery")
+        .await;
+    env.stop_worker().await;
+    let raw = env.raw().await;
+    let (reply_to, mut replies) = raw.reply_queue().await;
+    let in_a_minute = env.deadline_clock.now_ms() + 60_000;
+    let props = |cid: &str, deadline: i64| {
+        let mut h = FieldTable::default();
+        h.insert(headers::DEADLINE.into(), AMQPValue::LongLongInt(deadline));
+        BasicProperties::default()
+            .with_reply_to(reply_to.as_str().into())
+            .with_correlation_id(cid.into())
+            .with_headers(h)
+    };
+    let login = br#"{"email":"late@example.com","password":"correct horse battery"}"#;
+    for i in 0..5 {
+        raw.publish("login", login, props(&format!("login{i}"), in_a_minute))
+            .await;
+        let register = format!(r#"{{"email":"r{i}@example.com"}}"#);
+        raw.publish(
+            "register",
+            register.as_bytes(),
+            props(&format!("reg{i}"), in_a_minute),
+        )
+        .await;
+    }
+    // Two minutes pass (on the deadline clock) while nobody consumes.
+    env.deadline_clock.advance(Duration::from_secs(120));
+    env.restart_worker().await;
+    let m = env.metrics_when(|m| m.expired == 10).await;
+    assert_eq!((m.argon2_runs, m.store_writes), (0, 0), "no side effect");
+    raw.publish("ping", b"{}", props("alive", i64::MAX)).await;
+    let first = Raw::next(&mut replies).await;
+    assert_eq!(
+        first
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("alive"),
+        "no reply for the expired requests, and the worker goes on"
+    );
+    assert_eq!(env.count("users"), 1);
     env.stop().await;
 }
