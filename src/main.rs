@@ -3,6 +3,7 @@
 
 mod call;
 mod cli;
+mod events;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         // `call` reports its own failures on stderr; lapin's logs would repeat them.
-        Command::Call(_) => "warn,lapin=off",
+        Command::Call(_) | Command::Events(_) => "warn,lapin=off",
     };
     init_logging(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Call(args) => runtime.block_on(call::run(args)),
+        Command::Events(args) => runtime.block_on(events::run(args)),
         Command::Serve(args) => match runtime.block_on(serve(*args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -57,7 +59,7 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -377,6 +377,7 @@ pub async fn delete_namespace(url: &str, namespace: &str) {
         namespace.to_owned(),
         format!("{namespace}.unrouted"),
         format!("{namespace}.dead-letter"),
+        format!("{namespace}.events"),
     ] {
         let _ = channel
             .exchange_delete(

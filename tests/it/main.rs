@@ -16,6 +16,7 @@ mod account;
 mod backpressure;
 mod broker;
 mod cli;
+mod events;
 mod faults;
 mod flood;
 mod lifecycle;
