@@ -254,6 +254,7 @@ impl Client {
     /// `login`: a new session for a correct email and password.
     pub async fn login(&self, email: &str, password: &str) -> Result<LoginReply, ClientError> {
         self.call(&LoginRequest {
+            client_ip: None,
             email: email.to_owned(),
             password: Secret::from(password),
         })

@@ -44,7 +44,14 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
-    let config = args.into_config();
+    let key_path = args.code_key_path();
+    let mut config = args.into_config();
+    let (key, created) = authq_worker::config::CodeKey::load_or_create(&key_path)
+        .with_context(|| format!("code key file {}", key_path.display()))?;
+    if created {
+        tracing::warn!(path = %key_path.display(), "created a new code key file; keep it out of database backups");
+    }
+    config.code_key = Some(key);
     tracing::debug!(?config, "configuration");
     authq_worker::run(config, shutdown_signal())
         .await

@@ -76,6 +76,13 @@ error_codes! {
     NotFound = "not_found", "no such user";
     /// The worker failed; the cause is in its log under the request id.
     Internal = "internal", "internal error";
+    /// Too many attempts for this email (or source address) in the current window: failed
+    /// logins, registrations or reset requests. Said the same whether or not the email belongs
+    /// to a user; retry later.
+    TooManyAttempts = "too_many_attempts", "too many attempts; try again later";
+    /// The caller is not allowed this operation (administrative operations are accepted only
+    /// from the RabbitMQ users the operator lists).
+    Forbidden = "forbidden", "the caller is not allowed this operation";
 }
 
 impl fmt::Display for ErrorCode {
@@ -132,6 +139,8 @@ mod tests {
                 "weak_password",
                 "not_found",
                 "internal",
+                "too_many_attempts",
+                "forbidden",
             ]
         );
     }

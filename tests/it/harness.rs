@@ -1,7 +1,7 @@
 //! `TestEnv`: a worker in-process on its own namespace and SQLite file, and a client for it.
 
 use authq::{Client, ClientOptions};
-use authq_worker::config::{Config, HashConfig};
+use authq_worker::config::{CodeKey, Config, HashConfig};
 use authq_worker::{ManualClock, MetricsSnapshot, WorkerHandle};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
@@ -15,6 +15,16 @@ use tempfile::TempDir;
 pub fn amqp_url() -> String {
     std::env::var("AUTHQ_TEST_AMQP_URL")
         .unwrap_or_else(|_| authq_worker::config::DEFAULT_AMQP_URL.to_owned())
+}
+
+/// The RabbitMQ user of [`amqp_url`] (what the broker validates `user-id` against).
+pub fn amqp_user() -> String {
+    let url = amqp_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    match rest.split_once('@') {
+        Some((cred, _)) => cred.split(':').next().unwrap_or("guest").to_owned(),
+        None => "guest".to_owned(),
+    }
 }
 
 /// A namespace no other test uses.
@@ -47,6 +57,8 @@ pub fn test_config(dir: &TempDir) -> Config {
         namespace: unique_namespace(),
         database: dir.path().join("authq.db"),
         hashing: HashConfig::insecure_fast_for_tests(),
+        code_key: Some(CodeKey::generate().expect("a code key")),
+        admin_callers: vec![amqp_user()],
         queue_expires: Some(Duration::from_secs(600)),
         shutdown_grace: Duration::from_secs(10),
         ..Config::default()

@@ -33,6 +33,16 @@ pub struct Config {
     pub codes: CodePolicy,
     /// What a password must satisfy.
     pub passwords: PasswordPolicy,
+    /// Brute-force and spam limits (lockout per email, per source address, register and reset
+    /// per email).
+    pub limits: Limits,
+    /// The key confirmation codes and reset tokens are stored under (HMAC-SHA256). Required;
+    /// never stored in the database, so a copy of the database cannot be brute-forced into
+    /// codes.
+    pub code_key: Option<CodeKey>,
+    /// RabbitMQ users (the validated `user-id` property) allowed the administrative operations
+    /// (`suspend`, `unsuspend`, `delete_user`, `start_reset`). Empty: nobody.
+    pub admin_callers: Vec<String>,
     /// Largest request body accepted, in bytes; larger ones are refused before parsing.
     pub max_body_bytes: usize,
     /// Largest profile (as minified JSON) a user may have, in bytes.
@@ -91,6 +101,9 @@ impl Default for Config {
             sessions: SessionPolicy::default(),
             codes: CodePolicy::default(),
             passwords: PasswordPolicy::default(),
+            limits: Limits::default(),
+            code_key: None,
+            admin_callers: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_profile_bytes: 16 * 1024,
             store_pool_size: 8,
@@ -149,6 +162,22 @@ impl Config {
                 self.hashing.params
             )));
         }
+        let (p, max) = (&self.hashing.params, &self.hashing.max_params);
+        if p.memory_kib > max.memory_kib
+            || p.iterations > max.iterations
+            || p.parallelism > max.parallelism
+        {
+            return Err(ConfigError::Invalid(
+                "argon2 parameters exceed the configured bound for stored hashes (max_params)"
+                    .into(),
+            ));
+        }
+        if self.code_key.is_none() {
+            return Err(ConfigError::Invalid(
+                "a code key is required (`--code-key-file`, at least 32 bytes)".into(),
+            ));
+        }
+        self.limits.validate()?;
         let s = &self.sessions;
         if s.idle_timeout.is_zero() || s.max_lifetime < s.idle_timeout {
             return Err(ConfigError::Invalid(
@@ -201,6 +230,9 @@ impl fmt::Debug for Config {
             .field("sessions", &self.sessions)
             .field("codes", &self.codes)
             .field("passwords", &self.passwords)
+            .field("limits", &self.limits)
+            .field("code_key", &self.code_key)
+            .field("admin_callers", &self.admin_callers)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_profile_bytes", &self.max_profile_bytes)
             .field("store_pool_size", &self.store_pool_size)
@@ -230,6 +262,9 @@ pub struct HashConfig {
     pub params: HashParams,
     /// Accept parameters below OWASP's minimum. Only for tests.
     pub allow_insecure_params: bool,
+    /// The most expensive parameters a stored hash may have: a hash beyond them is refused
+    /// without running argon2 (a planted hash with m = 4 GiB must not take a worker down).
+    pub max_params: HashParams,
 }
 
 impl Default for HashConfig {
@@ -239,6 +274,7 @@ impl Default for HashConfig {
             threads: cores.saturating_sub(1).max(1),
             params: HashParams::default(),
             allow_insecure_params: false,
+            max_params: HashParams::MAX_DEFAULT,
         }
     }
 }
@@ -255,6 +291,7 @@ impl HashConfig {
                 parallelism: 1,
             },
             allow_insecure_params: true,
+            max_params: HashParams::MAX_DEFAULT,
         }
     }
 }
@@ -282,6 +319,13 @@ impl Default for HashParams {
 }
 
 impl HashParams {
+    /// The default bound on stored hashes' parameters: m = 256 MiB, t = 16, p = 8.
+    pub const MAX_DEFAULT: Self = Self {
+        memory_kib: 256 * 1024,
+        iterations: 16,
+        parallelism: 8,
+    };
+
     /// Whether the parameters are at least OWASP's minimum (m = 19 MiB, t = 2, p = 1).
     pub fn meets_owasp_minimum(&self) -> bool {
         self.memory_kib >= 19 * 1024 && self.iterations >= 2 && self.parallelism >= 1
@@ -350,6 +394,142 @@ impl Default for PasswordPolicy {
     }
 }
 
+/// Brute-force and spam limits. Each is a fixed window per key, counted in the store (shared by
+/// every worker on it) and claimed before the work it guards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Failed logins an email may have per `login_window` before further attempts are refused
+    /// (`too_many_attempts`, without running argon2) until the window ends.
+    pub login_failures: u32,
+    /// The login lockout window.
+    pub login_window: Duration,
+    /// Failed logins a source address (`client_ip`) may have per `login_window`.
+    pub source_failures: u32,
+    /// `register` calls per email per `spam_window`.
+    pub register_per_email: u32,
+    /// `start_reset` calls per email per `spam_window`.
+    pub reset_per_email: u32,
+    /// The window of the register and reset limits.
+    pub spam_window: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            login_failures: 10,
+            login_window: Duration::from_secs(15 * 60),
+            source_failures: 100,
+            register_per_email: 5,
+            reset_per_email: 5,
+            spam_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Limits {
+    /// At most this many failed logins per account may ever reach argon2 per hour.
+    pub const MAX_FAILURES_PER_HOUR: u64 = 100;
+
+    /// Failed logins per account that can reach argon2 in one hour under these limits.
+    pub fn failures_per_hour(&self) -> u64 {
+        let window_ms = self.login_window.as_millis().max(1);
+        let windows = 3_600_000u128.div_ceil(window_ms);
+        u64::try_from(windows.saturating_mul(u128::from(self.login_failures))).unwrap_or(u64::MAX)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.login_failures == 0
+            || self.source_failures == 0
+            || self.register_per_email == 0
+            || self.reset_per_email == 0
+            || self.login_window.is_zero()
+            || self.spam_window.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "limits: every limit and window must be positive".into(),
+            ));
+        }
+        if self.failures_per_hour() > Self::MAX_FAILURES_PER_HOUR {
+            return Err(ConfigError::Invalid(format!(
+                "limits: {} failed logins per {:?} let {} per hour reach argon2 (at most {})",
+                self.login_failures,
+                self.login_window,
+                self.failures_per_hour(),
+                Self::MAX_FAILURES_PER_HOUR
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The HMAC key one-time codes are stored under. Prints as `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CodeKey(std::sync::Arc<zeroize::Zeroizing<Vec<u8>>>);
+
+impl CodeKey {
+    /// Fewest bytes a key may have.
+    pub const MIN_BYTES: usize = 32;
+
+    /// Wraps key material (at least [`CodeKey::MIN_BYTES`] bytes).
+    pub fn new(bytes: Vec<u8>) -> Result<Self, ConfigError> {
+        if bytes.len() < Self::MIN_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "the code key must have at least {} bytes",
+                Self::MIN_BYTES
+            )));
+        }
+        Ok(Self(std::sync::Arc::new(zeroize::Zeroizing::new(bytes))))
+    }
+
+    /// A fresh random key (for tests and for creating a key file).
+    pub fn generate() -> Result<Self, ConfigError> {
+        let mut bytes = vec![0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Self::new(bytes)
+    }
+
+    /// Reads the key from a file (its bytes, at least [`CodeKey::MIN_BYTES`]), creating the file
+    /// with a random key (mode 0600 on Unix) if it does not exist. Returns the key and whether
+    /// the file was created.
+    pub fn load_or_create(path: &std::path::Path) -> Result<(Self, bool), ConfigError> {
+        use std::io::Write as _;
+        let io = |e: std::io::Error| ConfigError::Invalid(format!("code key file: {e}"));
+        match std::fs::read(path) {
+            Ok(bytes) => return Ok((Self::new(bytes)?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let key = Self::generate()?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(mut file) => {
+                file.write_all(key.expose()).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                Ok((key, true))
+            }
+            // Another worker created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok((Self::new(std::fs::read(path).map_err(io)?)?, false))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The key material.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CodeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// The configuration cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -365,14 +545,45 @@ pub enum ConfigError {
 mod tests {
     use super::*;
 
+    fn valid() -> Config {
+        Config {
+            code_key: Some(CodeKey::generate().unwrap()),
+            ..Config::default()
+        }
+    }
+
     #[test]
-    fn default_config_is_valid() {
-        Config::default().validate().unwrap();
+    fn default_config_is_valid_once_it_has_a_code_key() {
+        assert!(Config::default().validate().is_err());
+        valid().validate().unwrap();
+    }
+
+    #[test]
+    fn code_keys_are_long_and_never_print() {
+        assert!(CodeKey::new(vec![7; 31]).is_err());
+        let k = CodeKey::new(vec![b'k'; 32]).unwrap();
+        assert_eq!(format!("{k:?}"), "[redacted]");
+        let c = Config {
+            code_key: Some(k),
+            ..Config::default()
+        };
+        assert!(!format!("{c:?}").contains("kkkk"));
+    }
+
+    #[test]
+    fn lockout_never_lets_more_than_100_failures_an_hour_reach_argon2() {
+        let mut c = valid();
+        assert!(c.limits.failures_per_hour() <= 100);
+        c.limits.login_failures = 30;
+        c.limits.login_window = Duration::from_secs(60 * 15); // 4 windows an hour: 120
+        assert!(c.validate().is_err());
+        c.limits.login_window = Duration::from_secs(3600);
+        c.validate().unwrap();
     }
 
     #[test]
     fn weak_hash_params_need_the_test_switch() {
-        let mut c = Config::default();
+        let mut c = valid();
         c.hashing.params.memory_kib = 1024;
         assert!(c.validate().is_err());
         c.hashing = HashConfig::insecure_fast_for_tests();

@@ -45,6 +45,12 @@ pub enum HandlerError {
     /// The user named by an administrative request does not exist.
     #[error("not found")]
     NotFound,
+    /// Too many attempts for this email or source in the current window.
+    #[error("too many attempts")]
+    TooManyAttempts,
+    /// The caller may not use this operation.
+    #[error("forbidden")]
+    Forbidden,
     /// Something failed inside the worker.
     #[error(transparent)]
     Internal(#[from] InternalError),
@@ -102,6 +108,8 @@ impl HandlerError {
             Self::UserSuspended => ErrorCode::UserSuspended,
             Self::WeakPassword(_) => ErrorCode::WeakPassword,
             Self::NotFound => ErrorCode::NotFound,
+            Self::TooManyAttempts => ErrorCode::TooManyAttempts,
+            Self::Forbidden => ErrorCode::Forbidden,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -13,15 +13,17 @@ pub mod session;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::crypto::Digest;
 use crate::error::{HandlerError, InternalError};
 use crate::hashing::HashPool;
 use crate::metrics::Metrics;
-use crate::store::{Renewal, Store, StoreError, UserRecord};
+use crate::store::{AttemptLimit, CodePurpose, Renewal, Store, StoreError, UserRecord};
 use authq_protocol::Operation;
 use authq_protocol::ops::UserState;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::Span;
 
 /// What every handler needs: the store, the argon2 pool, the clock, the policies.
@@ -45,6 +47,42 @@ impl Ctx {
     /// Now, in Unix ms.
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The keyed digest a one-time code of `purpose` for `email_key` is stored under
+    /// ([`crate::crypto::code_digest`] with the configured code key).
+    pub fn code_digest(&self, purpose: CodePurpose, email_key: &str, code: &str) -> Digest {
+        let key = self
+            .config
+            .code_key
+            .as_ref()
+            .map_or(&[][..], |k| k.expose());
+        crate::crypto::code_digest(key, purpose.as_str(), email_key, code)
+    }
+
+    /// Claims one attempt on each limit (all or nothing); `too_many_attempts` when any is
+    /// exhausted. Runs before the work it guards, so parallel requests cannot slip past it.
+    pub async fn claim(&self, limits: Vec<(String, u32, Duration)>) -> Result<(), HandlerError> {
+        let now = self.now();
+        let claimed = self
+            .write(move |s| {
+                let limits: Vec<AttemptLimit<'_>> = limits
+                    .iter()
+                    .map(|(key, max, window)| AttemptLimit {
+                        key,
+                        max: *max,
+                        window_ms: crate::clock::duration_ms(*window),
+                    })
+                    .collect();
+                s.claim_attempts(&limits, now)
+            })
+            .await?;
+        if claimed {
+            Ok(())
+        } else {
+            tracing::debug!("attempt limit reached");
+            Err(HandlerError::TooManyAttempts)
+        }
     }
 
     /// When `check` renews a session (derived once from the session policy).

@@ -43,6 +43,16 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX codes_by_expiry ON codes(expires_at);
     "#,
+    // Brute-force and spam limits: one fixed-window counter per key (`login:{email}`,
+    // `login-ip:{address}`, `register:{email}`, `reset:{email}`), claimed before the work.
+    r#"
+    CREATE TABLE attempts (
+        key        TEXT PRIMARY KEY,
+        count      INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX attempts_by_expiry ON attempts(expires_at);
+    "#,
 ];
 
 /// The schema version this build brings a database to.
