@@ -15,6 +15,7 @@ mod broker;
 mod cli;
 mod lifecycle;
 mod poison;
+mod security;
 mod sessions;
 mod shutdown;
 mod topology;
