@@ -191,7 +191,10 @@ async fn start_reset_reads_the_same_for_known_and_unknown_emails() {
     assert_eq!(known.token.expose().len(), unknown.token.expose().len());
     let ttl = i64::try_from(env.config.codes.reset_ttl.as_millis()).unwrap();
     for r in [&known, &unknown] {
-        assert!((t0 + ttl..=t1 + ttl).contains(&r.expires_at), "same lifetime");
+        assert!(
+            (t0 + ttl..=t1 + ttl).contains(&r.expires_at),
+            "same lifetime"
+        );
     }
     env.stop().await;
 }

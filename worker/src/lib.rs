@@ -29,6 +29,7 @@ pub mod handlers;
 pub mod hashing;
 pub mod metrics;
 pub mod pool;
+pub mod redact;
 pub mod reply;
 pub mod store;
 pub mod topology;
