@@ -29,6 +29,7 @@ pub async fn run(args: CallArgs) -> ExitCode {
         namespace: args.broker.namespace,
         timeout: args.timeout,
         connection_name: "authq-call".into(),
+        ..ClientOptions::default()
     };
     let client = match Client::connect_with(&args.broker.amqp_url, options).await {
         Ok(c) => c,

@@ -31,6 +31,12 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// The connection name shown in RabbitMQ's management tools.
     pub connection_name: String,
+    /// The RabbitMQ user sent in every request's `user-id` property, which the broker checks
+    /// against the connection's user (it closes the channel of a publisher that lies). Workers
+    /// accept administrative operations only from the users their operator lists. Default
+    /// (`None`): the user name of the URL (RabbitMQ's `guest` when the URL names none); no
+    /// `user-id` at all with `auth_mechanism=external`.
+    pub user_id: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -39,6 +45,7 @@ impl Default for ClientOptions {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             timeout: Duration::from_secs(10),
             connection_name: "authq-client".to_owned(),
+            user_id: None,
         }
     }
 }
@@ -59,6 +66,7 @@ struct Inner {
     channel: Channel,
     names: Names,
     reply_queue: ShortString,
+    user_id: Option<ShortString>,
     pending: Arc<Pending>,
     options: ClientOptions,
 }
@@ -74,6 +82,11 @@ impl Client {
     /// ever declared the namespace on this broker.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
         let names = Names::new(&options.namespace)?;
+        let user_id = options
+            .user_id
+            .clone()
+            .or_else(|| url_user(url))
+            .map(ShortString::from);
         let connection = Connection::connect(
             url,
             ConnectionProperties::default()
@@ -118,6 +131,7 @@ impl Client {
                 channel,
                 names,
                 reply_queue,
+                user_id,
                 pending,
                 options,
             }),
@@ -190,6 +204,10 @@ impl Client {
             .with_message_id(uuid::Uuid::new_v4().to_string().into())
             .with_expiration(timeout_ms.to_string().into())
             .with_headers(table);
+        let properties = match &inner.user_id {
+            Some(user) => properties.with_user_id(user.clone()),
+            None => properties,
+        };
         inner
             .channel
             .basic_publish(
@@ -404,4 +422,17 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The user a URL authenticates as with PLAIN (what the broker validates `user-id` against);
+/// `None` for SASL EXTERNAL (the user is the certificate's) or an unparsable URL.
+fn url_user(url: &str) -> Option<String> {
+    let uri: lapin::uri::AMQPUri = url.parse().ok()?;
+    if matches!(
+        uri.query.auth_mechanism,
+        Some(lapin::uri::SASLMechanism::External)
+    ) {
+        return None;
+    }
+    Some(uri.authority.userinfo.username)
 }

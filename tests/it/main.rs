@@ -12,6 +12,7 @@ mod harness;
 
 mod account;
 mod broker;
+mod callers;
 mod cli;
 mod lifecycle;
 mod poison;

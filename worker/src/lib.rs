@@ -19,6 +19,7 @@
 //! - [`crypto`], [`hashing`], [`domain`]: tokens and digests, argon2, input validation.
 //! - [`clock`], [`metrics`], [`error`]: time, counters, error types.
 
+pub mod caller;
 pub mod clock;
 pub mod config;
 pub mod crypto;
