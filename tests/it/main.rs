@@ -9,8 +9,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod private_broker;
 
 mod account;
+mod backpressure;
 mod broker;
 mod callers;
 mod cli;
