@@ -17,6 +17,7 @@ mod broker;
 mod callers;
 mod cli;
 mod lifecycle;
+mod permissions;
 mod poison;
 mod security;
 mod sessions;
