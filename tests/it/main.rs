@@ -22,4 +22,5 @@ mod poison;
 mod security;
 mod sessions;
 mod shutdown;
+mod tls;
 mod topology;

@@ -495,3 +495,74 @@ async fn register_and_start_reset_are_limited_per_email() {
     env.client.register("ann@example.com").await.unwrap();
     env.stop().await;
 }
+
+// ---- 6. Sessions end everywhere at once ----------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_session_fails_its_next_check_on_every_worker() {
+    let env = TestEnv::start().await;
+    let second = WorkerHandle::start_with_clock(env.config.clone(), Arc::new(env.clock.clone()))
+        .await
+        .unwrap();
+    let ann = || authq::protocol::ops::UserRef {
+        user_id: None,
+        email: Some("ann@example.com".into()),
+    };
+    // Checks spread over both workers: every one of them must fail at once.
+    async fn all_fail(env: &TestEnv, session: &str) {
+        for _ in 0..8 {
+            assert_code(env.client.check(session).await, ErrorCode::SessionInvalid);
+        }
+    }
+    env.active_user("ann@example.com", PW).await;
+
+    let s = env.login("ann@example.com", PW).await;
+    env.client.logout(&s).await.unwrap();
+    all_fail(&env, &s).await;
+
+    let (a, b) = (
+        env.login("ann@example.com", PW).await,
+        env.login("ann@example.com", PW).await,
+    );
+    assert_ne!(a, b, "every login issues a fresh token");
+    env.client.logout_all(&a).await.unwrap();
+    all_fail(&env, &b).await;
+
+    let (keep, other) = (
+        env.login("ann@example.com", PW).await,
+        env.login("ann@example.com", PW).await,
+    );
+    env.client
+        .change_password(&keep, PW, "quiet ferry lantern")
+        .await
+        .unwrap();
+    all_fail(&env, &other).await;
+    env.client.check(&keep).await.unwrap();
+
+    let reset = env.client.start_reset("ann@example.com").await.unwrap();
+    env.client
+        .complete_reset(
+            "ann@example.com",
+            reset.token.expose(),
+            "second quiet ferry",
+        )
+        .await
+        .unwrap();
+    all_fail(&env, &keep).await;
+
+    let s = env.login("ann@example.com", "second quiet ferry").await;
+    env.client.suspend(ann()).await.unwrap();
+    all_fail(&env, &s).await;
+    env.client.unsuspend(ann()).await.unwrap();
+
+    let s = env.login("ann@example.com", "second quiet ferry").await;
+    env.client.delete_user(ann()).await.unwrap();
+    all_fail(&env, &s).await;
+
+    assert!(
+        second.metrics().snapshot().received > 0,
+        "the second worker answered some of them"
+    );
+    second.shutdown().await.unwrap();
+    env.stop().await;
+}
