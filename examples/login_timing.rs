@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use authq::{Client, ClientOptions};
-use authq_worker::config::{CodeKey, Config, DEFAULT_AMQP_URL};
+use authq_worker::config::{Config, DEFAULT_AMQP_URL};
 use authq_worker::{ManualClock, WorkerHandle};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +26,6 @@ async fn main() {
         amqp_url: url.clone(),
         namespace: format!("authq-timing-{}", uuid::Uuid::new_v4().simple()),
         database: dir.path().join("authq.db"),
-        code_key: Some(CodeKey::generate().unwrap()),
         queue_expires: Some(Duration::from_secs(300)),
         // Lockout off the measurement's path: every attempt must reach argon2.
         limits: authq_worker::config::Limits {

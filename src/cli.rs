@@ -95,6 +95,17 @@ pub struct ServeArgs {
     /// SQLite database file (created, and migrated, at start-up).
     #[arg(long, env = "AUTHQ_DATABASE", default_value = "authq.db")]
     pub database: PathBuf,
+    /// The server key file (32 random bytes, created with mode 0600 on first start), which
+    /// seals the recorded outcomes of requests and from which the key one-time codes are
+    /// stored under is derived; keep it out of database backups. Default: the
+    /// database path with `.key` appended.
+    #[arg(long, env = "AUTHQ_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// TOML configuration file: social login providers and their secrets (`[social]`, see
+    /// the README). Secrets in it may be indirect: `*_env` (an environment variable) or
+    /// `*_file` (a file).
+    #[arg(long, env = "AUTHQ_CONFIG")]
+    pub config: Option<PathBuf>,
 
     /// Consumers on the `session` tube (check, logout, …).
     #[arg(long, env = "AUTHQ_SESSION_CONSUMERS", default_value_t = defaults().tube(Tube::Session).consumers)]
@@ -190,11 +201,6 @@ pub struct ServeArgs {
     /// On SIGINT/SIGTERM, how long to let requests in flight finish.
     #[arg(long, env = "AUTHQ_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
-    /// File with the HMAC key confirmation codes and reset tokens are stored under (at least
-    /// 32 bytes; never in the database). Created with a random key (mode 0600) if missing; keep
-    /// it out of database backups. Default: the database path with `.code-key` appended.
-    #[arg(long, env = "AUTHQ_CODE_KEY_FILE")]
-    pub code_key_file: Option<PathBuf>,
     /// RabbitMQ user allowed the administrative operations (suspend, unsuspend, delete_user,
     /// start_reset), as validated by the broker's `user-id` property. Repeat, or separate with
     /// commas in the variable. None by default.
@@ -280,6 +286,7 @@ impl ServeArgs {
         config.amqp_url = self.broker.amqp_url;
         config.namespace = self.broker.namespace;
         config.database = self.database;
+        config.key_file = self.key_file;
         config.routes = self.routes.into_iter().collect();
         config.queues.classic_tubes = self.classic_tubes.into_iter().collect();
         config.queues.max_length = self.tube_max_length;
@@ -306,15 +313,6 @@ impl ServeArgs {
         config.limits.register_per_email = self.register_per_email;
         config.limits.reset_per_email = self.reset_per_email;
         config
-    }
-
-    /// Where the code key lives: `--code-key-file`, else next to the database.
-    pub fn code_key_path(&self) -> PathBuf {
-        self.code_key_file.clone().unwrap_or_else(|| {
-            let mut p = self.database.clone().into_os_string();
-            p.push(".code-key");
-            PathBuf::from(p)
-        })
     }
 }
 
@@ -360,8 +358,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("not serve")
         };
-        let mut config = args.into_config();
-        config.code_key = Some(authq_worker::config::CodeKey::generate().unwrap());
+        let config = args.into_config();
         let d = Config::default();
         assert_eq!(config.limits, d.limits);
         assert_eq!(config.tubes, d.tubes);

@@ -161,6 +161,9 @@ impl Link {
     }
 }
 
+/// How long a call with attempts left waits before trying to reconnect again.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
+
 /// How one publish of a call ended.
 enum Published {
     /// The broker has the request.
@@ -283,7 +286,16 @@ impl Client {
             loop {
                 attempt += 1;
                 let last = attempt >= attempts;
-                let link = self.link().await?;
+                let link = match self.link().await {
+                    Ok(link) => link,
+                    // A retry waits for the broker to come back, within the call's timeout.
+                    Err(ClientError::Connect { .. }) if !last => {
+                        tokio::time::sleep(RECONNECT_PAUSE).await;
+                        attempt -= 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let (waiter, mut reply) = match slot.take() {
                     Some((l, w, r)) if Arc::ptr_eq(&l, &link) => (w, r),
                     _ => link.pending.register().ok_or(ClientError::ConnectionLost)?,
@@ -358,6 +370,7 @@ impl Client {
             .with_reply_to(link.reply_queue.clone())
             .with_correlation_id(waiter.correlation_id().into())
             .with_message_id(message_id.into())
+            .with_delivery_mode(2)
             .with_expiration(duration_ms(remaining).max(1).to_string().into())
             .with_headers(table);
         let properties = match &self.inner.user_id {

@@ -44,14 +44,12 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
-    let key_path = args.code_key_path();
+    let file = args.config.clone();
     let mut config = args.into_config();
-    let (key, created) = authq_worker::config::CodeKey::load_or_create(&key_path)
-        .with_context(|| format!("code key file {}", key_path.display()))?;
-    if created {
-        tracing::warn!(path = %key_path.display(), "created a new code key file; keep it out of database backups");
+    if let Some(path) = file {
+        config.social = authq_worker::social::config::load_file(&path)
+            .with_context(|| format!("reading the configuration file {}", path.display()))?;
     }
-    config.code_key = Some(key);
     tracing::debug!(?config, "configuration");
     authq_worker::run(config, shutdown_signal())
         .await

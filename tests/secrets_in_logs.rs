@@ -62,7 +62,10 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
     secrets.extend([pw, pw2, pw3, wrong].map(str::to_owned));
 
     let env = TestEnv::start_with(|c| c.limits.login_failures = 3).await;
-    let key = env.config.code_key.as_ref().unwrap().expose().to_vec();
+    let server = authq_worker::keys::ServerKey::load_or_create(&env.config.key_path()).unwrap();
+    let key = authq_worker::crypto::CodeKey::from_server_key(&server)
+        .expose()
+        .to_vec();
     let c = &env.client;
     let mut note = |r: Result<String, authq::ClientError>| {
         replies.push(match r {

@@ -83,24 +83,3 @@ async fn a_namespace_without_a_deployment_is_reported_at_connect() {
     );
     assert!(err.to_string().contains(&namespace));
 }
-
-#[test]
-fn a_private_broker_node_starts_restarts_and_stops() {
-    let broker = crate::private_broker::PrivateBroker::start();
-    let url = broker.amqp_url();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let connect = || {
-        rt.block_on(lapin::Connection::connect(
-            &url,
-            lapin::ConnectionProperties::default(),
-        ))
-    };
-    connect().expect("the private node accepts connections");
-    broker.stop_app();
-    assert!(connect().is_err(), "a stopped app refuses connections");
-    broker.start_app();
-    connect().expect("the restarted node accepts connections");
-}

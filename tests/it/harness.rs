@@ -1,7 +1,7 @@
 //! `TestEnv`: a worker in-process on its own namespace and SQLite file, and a client for it.
 
 use authq::{Client, ClientOptions};
-use authq_worker::config::{CodeKey, Config, HashConfig};
+use authq_worker::config::{Config, HashConfig};
 use authq_worker::{ManualClock, MetricsSnapshot, WorkerHandle};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
@@ -57,7 +57,6 @@ pub fn test_config(dir: &TempDir) -> Config {
         namespace: unique_namespace(),
         database: dir.path().join("authq.db"),
         hashing: HashConfig::insecure_fast_for_tests(),
-        code_key: Some(CodeKey::generate().expect("a code key")),
         admin_callers: vec![amqp_user()],
         queue_expires: Some(Duration::from_secs(600)),
         shutdown_grace: Duration::from_secs(10),
@@ -69,6 +68,8 @@ pub fn test_config(dir: &TempDir) -> Config {
 pub struct TestEnv {
     pub client: Client,
     pub clock: ManualClock,
+    /// The clock the worker compares callers' deadlines with (starts at the system time).
+    pub deadline_clock: ManualClock,
     pub config: Config,
     worker: Option<WorkerHandle>,
     _dir: TempDir,
@@ -87,9 +88,14 @@ impl TestEnv {
         let mut config = test_config(&dir);
         adjust(&mut config);
         let clock = ManualClock::new();
-        let worker = WorkerHandle::start_with_clock(config.clone(), Arc::new(clock.clone()))
-            .await
-            .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
+        let deadline_clock = ManualClock::new();
+        let worker = WorkerHandle::start_with_clocks(
+            config.clone(),
+            Arc::new(clock.clone()),
+            Arc::new(deadline_clock.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
         let client = Client::connect_with(
             &config.amqp_url,
             ClientOptions {
@@ -103,6 +109,7 @@ impl TestEnv {
         Self {
             client,
             clock,
+            deadline_clock,
             config,
             worker: Some(worker),
             _dir: dir,
@@ -132,6 +139,19 @@ impl TestEnv {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("the counters never got there: {:?}", self.metrics());
+    }
+
+    /// Counts rows of the worker's SQLite database (`SELECT count(*) FROM {from_where}`).
+    pub fn count(&self, from_where: &str) -> i64 {
+        let db = rusqlite::Connection::open_with_flags(
+            &self.config.database,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("the worker's database opens");
+        db.query_row(&format!("SELECT count(*) FROM {from_where}"), [], |r| {
+            r.get(0)
+        })
+        .expect("a count")
     }
 
     /// The worker.
@@ -183,10 +203,13 @@ impl TestEnv {
     /// Starts a new worker on the same namespace, database and clock.
     pub async fn restart_worker(&mut self) {
         assert!(self.worker.is_none(), "stop the worker first");
-        let worker =
-            WorkerHandle::start_with_clock(self.config.clone(), Arc::new(self.clock.clone()))
-                .await
-                .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
+        let worker = WorkerHandle::start_with_clocks(
+            self.config.clone(),
+            Arc::new(self.clock.clone()),
+            Arc::new(self.deadline_clock.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
         self.worker = Some(worker);
     }
 

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod idempotency;
 mod private_broker;
 
 mod account;
@@ -16,11 +17,14 @@ mod backpressure;
 mod broker;
 mod callers;
 mod cli;
+mod faults;
 mod lifecycle;
 mod permissions;
 mod poison;
+mod provider;
 mod security;
 mod sessions;
 mod shutdown;
+mod social;
 mod tls;
 mod topology;

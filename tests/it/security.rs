@@ -240,7 +240,10 @@ async fn a_database_dump_holds_only_keyed_digests_of_codes() {
     assert_ne!(stored, code.as_bytes());
     assert_ne!(stored, authq_worker::crypto::digest(code).to_vec());
     // It is the HMAC under the key that lives outside the database…
-    let key = env.config.code_key.as_ref().unwrap().expose();
+    // The code key derives from the server key, in its own file next to (not in) the database.
+    let server = authq_worker::keys::ServerKey::load_or_create(&env.config.key_path()).unwrap();
+    let code_key = authq_worker::crypto::CodeKey::from_server_key(&server);
+    let key = code_key.expose();
     let keyed = authq_worker::crypto::code_digest(key, "confirm", "ann@example.com", code);
     assert_eq!(stored, keyed.to_vec());
     // …and no other key gives it.

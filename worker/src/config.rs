@@ -3,6 +3,7 @@
 //! The binary layers flags and `AUTHQ_*` environment variables over [`Config::default`]; tests
 //! build it directly. [`Config::validate`] refuses combinations that cannot work.
 
+use crate::social::SocialConfig;
 use authq_protocol::{Names, Operation, Tube, names::DEFAULT_NAMESPACE, redact_url};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,9 @@ pub struct Config {
     pub namespace: String,
     /// Path of the SQLite database file (created if missing).
     pub database: PathBuf,
+    /// The server key file (see [`crate::keys`]); `None`: the database path with `.key`
+    /// appended. Created on first start.
+    pub key_file: Option<PathBuf>,
     /// Consumers and prefetch of each tube.
     pub tubes: BTreeMap<Tube, TubeConfig>,
     /// Consumers and prefetch of the unrouted queue (requests for unknown operations).
@@ -41,10 +45,6 @@ pub struct Config {
     /// Brute-force and spam limits (lockout per email, per source address, register and reset
     /// per email).
     pub limits: Limits,
-    /// The key confirmation codes and reset tokens are stored under (HMAC-SHA256). Required;
-    /// never stored in the database, so a copy of the database cannot be brute-forced into
-    /// codes.
-    pub code_key: Option<CodeKey>,
     /// RabbitMQ users (the validated `user-id` property) allowed the administrative operations
     /// (`suspend`, `unsuspend`, `delete_user`, `start_reset`). Empty: nobody.
     pub admin_callers: Vec<String>,
@@ -62,6 +62,8 @@ pub struct Config {
     /// When set, every queue is declared with this `x-expires`, so an abandoned namespace
     /// (a crashed test run) disappears from the broker. Leave unset in production.
     pub queue_expires: Option<Duration>,
+    /// Social login (providers, key, timeouts); no provider: off.
+    pub social: SocialConfig,
 }
 
 impl Default for Config {
@@ -96,6 +98,7 @@ impl Default for Config {
             amqp_url: DEFAULT_AMQP_URL.to_owned(),
             namespace: DEFAULT_NAMESPACE.to_owned(),
             database: PathBuf::from("authq.db"),
+            key_file: None,
             tubes,
             unrouted: TubeConfig {
                 consumers: 1,
@@ -109,7 +112,6 @@ impl Default for Config {
             codes: CodePolicy::default(),
             passwords: PasswordPolicy::default(),
             limits: Limits::default(),
-            code_key: None,
             admin_callers: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_profile_bytes: 16 * 1024,
@@ -117,6 +119,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             purge_interval: Duration::from_secs(600),
             queue_expires: None,
+            social: SocialConfig::default(),
         }
     }
 }
@@ -131,6 +134,15 @@ impl Config {
             .get(&op)
             .copied()
             .unwrap_or_else(|| op.default_tube())
+    }
+
+    /// Where the server key lives.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file.clone().unwrap_or_else(|| {
+            let mut path = self.database.clone().into_os_string();
+            path.push(".key");
+            PathBuf::from(path)
+        })
     }
 
     /// The settings of a tube (defaults for a tube missing from the map).
@@ -184,11 +196,6 @@ impl Config {
                     .into(),
             ));
         }
-        if self.code_key.is_none() {
-            return Err(ConfigError::Invalid(
-                "a code key is required (`--code-key-file`, at least 32 bytes)".into(),
-            ));
-        }
         self.limits.validate()?;
         let s = &self.sessions;
         if s.idle_timeout.is_zero() || s.max_lifetime < s.idle_timeout {
@@ -220,6 +227,7 @@ impl Config {
                 "max_body_bytes must be at least 1024".into(),
             ));
         }
+        self.social.validate()?;
         if self.store_pool_size == 0 {
             return Err(ConfigError::Invalid(
                 "store_pool_size must be at least 1".into(),
@@ -235,6 +243,7 @@ impl fmt::Debug for Config {
             .field("amqp_url", &redact_url(&self.amqp_url))
             .field("namespace", &self.namespace)
             .field("database", &self.database)
+            .field("key_file", &self.key_file)
             .field("tubes", &self.tubes)
             .field("unrouted", &self.unrouted)
             .field("queues", &self.queues)
@@ -245,7 +254,6 @@ impl fmt::Debug for Config {
             .field("codes", &self.codes)
             .field("passwords", &self.passwords)
             .field("limits", &self.limits)
-            .field("code_key", &self.code_key)
             .field("admin_callers", &self.admin_callers)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_profile_bytes", &self.max_profile_bytes)
@@ -253,6 +261,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("purge_interval", &self.purge_interval)
             .field("queue_expires", &self.queue_expires)
+            .field("social", &self.social)
             .finish()
     }
 }
@@ -530,74 +539,6 @@ impl Limits {
     }
 }
 
-/// The HMAC key one-time codes are stored under. Prints as `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CodeKey(std::sync::Arc<zeroize::Zeroizing<Vec<u8>>>);
-
-impl CodeKey {
-    /// Fewest bytes a key may have.
-    pub const MIN_BYTES: usize = 32;
-
-    /// Wraps key material (at least [`CodeKey::MIN_BYTES`] bytes).
-    pub fn new(bytes: Vec<u8>) -> Result<Self, ConfigError> {
-        if bytes.len() < Self::MIN_BYTES {
-            return Err(ConfigError::Invalid(format!(
-                "the code key must have at least {} bytes",
-                Self::MIN_BYTES
-            )));
-        }
-        Ok(Self(std::sync::Arc::new(zeroize::Zeroizing::new(bytes))))
-    }
-
-    /// A fresh random key (for tests and for creating a key file).
-    pub fn generate() -> Result<Self, ConfigError> {
-        let mut bytes = vec![0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        Self::new(bytes)
-    }
-
-    /// Reads the key from a file (its bytes, at least [`CodeKey::MIN_BYTES`]), creating the file
-    /// with a random key (mode 0600 on Unix) if it does not exist. Returns the key and whether
-    /// the file was created.
-    pub fn load_or_create(path: &std::path::Path) -> Result<(Self, bool), ConfigError> {
-        use std::io::Write as _;
-        let io = |e: std::io::Error| ConfigError::Invalid(format!("code key file: {e}"));
-        match std::fs::read(path) {
-            Ok(bytes) => return Ok((Self::new(bytes)?, false)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
-        let key = Self::generate()?;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(path) {
-            Ok(mut file) => {
-                file.write_all(key.expose()).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Ok((key, true))
-            }
-            // Another worker created it first: use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Ok((Self::new(std::fs::read(path).map_err(io)?)?, false))
-            }
-            Err(e) => Err(io(e)),
-        }
-    }
-
-    /// The key material.
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for CodeKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
 /// The configuration cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -614,28 +555,12 @@ mod tests {
     use super::*;
 
     fn valid() -> Config {
-        Config {
-            code_key: Some(CodeKey::generate().unwrap()),
-            ..Config::default()
-        }
+        Config::default()
     }
 
     #[test]
-    fn default_config_is_valid_once_it_has_a_code_key() {
-        assert!(Config::default().validate().is_err());
+    fn default_config_is_valid() {
         valid().validate().unwrap();
-    }
-
-    #[test]
-    fn code_keys_are_long_and_never_print() {
-        assert!(CodeKey::new(vec![7; 31]).is_err());
-        let k = CodeKey::new(vec![b'k'; 32]).unwrap();
-        assert_eq!(format!("{k:?}"), "[redacted]");
-        let c = Config {
-            code_key: Some(k),
-            ..Config::default()
-        };
-        assert!(!format!("{c:?}").contains("kkkk"));
     }
 
     #[test]

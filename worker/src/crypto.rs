@@ -58,6 +58,32 @@ pub fn digest(secret: &str) -> Digest {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// The label the code key is derived from the server key with.
+pub const CODE_KEY_LABEL: &str = "authq one-time codes v1";
+
+/// The key one-time codes are stored under: derived from the server key (`--key-file`), which
+/// lives outside the database. Prints as `[redacted]`.
+#[derive(Clone)]
+pub struct CodeKey(zeroize::Zeroizing<[u8; 32]>);
+
+impl CodeKey {
+    /// The code key of a server key.
+    pub fn from_server_key(server: &crate::keys::ServerKey) -> Self {
+        Self(server.derive(CODE_KEY_LABEL))
+    }
+
+    /// The key material.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+}
+
+impl std::fmt::Debug for CodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CodeKey([redacted])")
+    }
+}
+
 /// The keyed digest a one-time code or reset token is stored under: HMAC-SHA256 with the
 /// worker's code key over the flow, the email key and the code. Without the key (which is not
 /// in the database) a stolen digest cannot be brute-forced back into an 8-digit code, and a code
@@ -97,6 +123,14 @@ mod tests {
         assert_eq!(digest(a.expose()), da);
         assert!(!digests_equal(&da, &db));
         assert!(digests_equal(&da, &digest(a.expose())));
+    }
+
+    #[test]
+    fn code_keys_come_from_the_server_key_and_never_print() {
+        let server = crate::keys::ServerKey::from_bytes([9; 32]);
+        let k = CodeKey::from_server_key(&server);
+        assert_eq!(k.expose(), server.derive(CODE_KEY_LABEL).as_ref());
+        assert_eq!(format!("{k:?}"), "CodeKey([redacted])");
     }
 
     #[test]

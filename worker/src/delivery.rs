@@ -13,9 +13,9 @@
 //! ```
 
 use crate::caller;
-use crate::clock::system_now_ms;
-use crate::error::HandlerError;
+use crate::error::{HandlerError, InternalError};
 use crate::handlers::{self, Ctx};
+use crate::idempotency::{OUTCOME, OutcomeScope};
 use crate::reply;
 use authq_protocol::names::DeadLetterReason;
 use authq_protocol::{ErrorCode, Names, Operation, Tube, encode_error};
@@ -52,6 +52,11 @@ pub struct Shared {
     pub ctx: Ctx,
     /// Broker names.
     pub names: Names,
+    /// The clock callers' deadlines are compared with (the system clock outside tests).
+    pub deadline_clock: Arc<dyn crate::clock::Clock>,
+    /// Armed fault hooks (tests only).
+    #[cfg(feature = "fault-injection")]
+    pub faults: Arc<crate::faults::Faults>,
 }
 
 /// Processes one delivery to the end: reply (or dead-letter, or drop) and acknowledgement.
@@ -77,7 +82,7 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
 
     // 1. A request whose caller has given up is dropped before any side effect.
     if let Some(deadline) = reply::deadline(props.headers().as_ref())
-        && system_now_ms() > deadline
+        && shared.deadline_clock.now_ms() > deadline
     {
         metrics.expired.inc();
         debug!(deadline, "deadline passed: dropped");
@@ -113,12 +118,39 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
         .and_then(|op| caller::authorize(op, user_id, admins).map(|()| op))
     {
         Err(e) => Ok(Err(e)),
-        Ok(op) => AssertUnwindSafe(handlers::dispatch(&shared.ctx, op, &delivery.data))
-            .catch_unwind()
-            .await
-            .map_err(|_| ()),
+        Ok(op) => {
+            let scope = outcome_scope(shared, op, delivery);
+            let answered = async {
+                #[cfg(feature = "fault-injection")]
+                if shared.faults.fire(crate::faults::FaultPoint::Panic, op) {
+                    panic!("injected fault: a handler panics");
+                }
+                answer(&shared.ctx, op, &delivery.data, scope).await
+            };
+            AssertUnwindSafe(answered)
+                .catch_unwind()
+                .await
+                .map_err(|_| ())
+        }
     };
+    #[cfg(feature = "fault-injection")]
+    if crash_at(
+        shared,
+        channel,
+        source,
+        delivery,
+        crate::faults::FaultPoint::AfterCommit,
+    )
+    .await
+    {
+        return;
+    }
     let body = match outcome {
+        Ok(Err(HandlerError::Replayed(body))) => {
+            metrics.replayed.inc();
+            debug!("answered before: replaying the first outcome");
+            body
+        }
         Ok(Ok(body)) => {
             metrics.replied_ok.inc();
             debug!("ok");
@@ -154,9 +186,92 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
 
     // 4. Reply, then acknowledge on the same channel.
     match reply::publish_reply(channel, reply_to, props.correlation_id().as_ref(), &body).await {
+        #[cfg(feature = "fault-injection")]
+        Ok(())
+            if crash_at(
+                shared,
+                channel,
+                source,
+                delivery,
+                crate::faults::FaultPoint::AfterReply,
+            )
+            .await => {}
         Ok(()) => ack(delivery).await,
         Err(e) => error!(error = %e, "cannot publish the reply; the request will be redelivered"),
     }
+}
+
+/// Where a mutating request's outcome is recorded: the caller's validated `user-id` (or
+/// nothing) and the `message_id`. Requests without a `message_id` cannot be recognised when
+/// they come again, so they are simply done.
+fn outcome_scope(shared: &Shared, op: Operation, delivery: &Delivery) -> Option<OutcomeScope> {
+    if !op.is_mutating() {
+        return None;
+    }
+    let props = &delivery.properties;
+    let message_id = props
+        .message_id()
+        .as_ref()
+        .filter(|id| !id.as_str().is_empty())?;
+    let caller = props.user_id().as_ref().map_or("", |u| u.as_str());
+    Some(
+        shared
+            .ctx
+            .sealing
+            .scope(caller, message_id.as_str(), op, &delivery.data),
+    )
+}
+
+/// Answers a request: from its recorded outcome if it was answered before, else by its
+/// handler, with the outcome recorded alongside the effect.
+async fn answer(
+    ctx: &Ctx,
+    op: Operation,
+    body: &[u8],
+    scope: Option<OutcomeScope>,
+) -> Result<Vec<u8>, HandlerError> {
+    let Some(scope) = scope else {
+        return handlers::dispatch(ctx, op, body).await;
+    };
+    let (caller, id) = (scope.key.caller.clone(), scope.key.message_id.clone());
+    let since = ctx.outcomes_since();
+    if let Some(first) = ctx
+        .read(move |s| s.find_outcome(&caller, &id, since))
+        .await?
+    {
+        if first.request_digest != scope.key.request_digest {
+            return Err(HandlerError::IdempotencyConflict);
+        }
+        let reply = scope.open(&first.sealed).map_err(InternalError::from)?;
+        return Err(HandlerError::Replayed(reply));
+    }
+    OUTCOME
+        .scope(scope, handlers::dispatch(ctx, op, body))
+        .await
+}
+
+/// A fault hook: when `point` is armed for this request's operation, "crashes" here: the
+/// channel closes with the request unacknowledged, as if the process had died.
+#[cfg(feature = "fault-injection")]
+async fn crash_at(
+    shared: &Shared,
+    channel: &Channel,
+    source: Source,
+    delivery: &Delivery,
+    point: crate::faults::FaultPoint,
+) -> bool {
+    let Ok(op) = operation(source, delivery, usize::MAX) else {
+        return false;
+    };
+    if !shared.faults.fire(point, op) {
+        return false;
+    }
+    warn!(
+        ?point,
+        "injected fault: crashing before the acknowledgement"
+    );
+    let _ = channel.close(320, "injected crash".into()).await;
+    true
 }
 
 /// The operation a delivery asks for, or why it cannot be handled at all.

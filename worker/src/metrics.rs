@@ -36,10 +36,17 @@ pub struct Metrics {
     pub argon2_runs: Counter,
     /// Store transactions that wrote.
     pub store_writes: Counter,
+    /// Mutating requests answered from their first outcome (a redelivery or a retry with the
+    /// same `message_id`) instead of being done again.
+    pub replayed: Counter,
+    /// Prefetched requests returned to their queue (nack with requeue) at shutdown.
+    pub requeued: Counter,
+    /// Times the worker reconnected to the broker after losing its connection.
+    pub reconnects: Counter,
     errors: [Counter; ERROR_SLOTS],
 }
 
-const ERROR_SLOTS: usize = 16;
+const ERROR_SLOTS: usize = 32;
 
 impl Metrics {
     /// Counts an error reply by code.
@@ -71,6 +78,9 @@ impl Metrics {
             dead_lettered: self.dead_lettered.get(),
             argon2_runs: self.argon2_runs.get(),
             store_writes: self.store_writes.get(),
+            replayed: self.replayed.get(),
+            requeued: self.requeued.get(),
+            reconnects: self.reconnects.get(),
         }
     }
 }
@@ -92,6 +102,12 @@ pub struct MetricsSnapshot {
     pub argon2_runs: u64,
     /// See [`Metrics::store_writes`].
     pub store_writes: u64,
+    /// See [`Metrics::replayed`].
+    pub replayed: u64,
+    /// See [`Metrics::requeued`].
+    pub requeued: u64,
+    /// See [`Metrics::reconnects`].
+    pub reconnects: u64,
 }
 
 #[cfg(test)]

@@ -8,9 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use authq_protocol::{ErrorCode, Operation};
-use authq_worker::config::{CodeKey, Config, HashConfig};
+use authq_worker::config::{Config, HashConfig};
+use authq_worker::crypto::CodeKey;
 use authq_worker::handlers::{self, Ctx};
 use authq_worker::hashing::HashPool;
+use authq_worker::idempotency::Sealing;
+use authq_worker::keys::ServerKey;
+use authq_worker::social::Social;
 use authq_worker::store::{Renewal, SqliteStore, Store};
 use authq_worker::{ManualClock, Metrics};
 use proptest::prelude::*;
@@ -28,11 +32,11 @@ fn world() -> &'static World {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             hashing: HashConfig::insecure_fast_for_tests(),
-            code_key: Some(CodeKey::generate().unwrap()),
             admin_callers: vec!["ops".into()],
             ..Config::default()
         };
         let metrics = Arc::new(Metrics::default());
+        let server = ServerKey::from_bytes([7; 32]);
         let store = SqliteStore::open(&dir.path().join("authq.db"), 4).unwrap();
         let hasher = HashPool::start(&config.hashing, Arc::clone(&metrics)).unwrap();
         let ctx = Ctx {
@@ -41,6 +45,9 @@ fn world() -> &'static World {
             clock: Arc::new(ManualClock::new()),
             metrics,
             renewal: Renewal::from_policy(&config.sessions),
+            sealing: Arc::new(Sealing::new(&server)),
+            social: Arc::new(Social::new(config.social.clone()).unwrap()),
+            code_key: CodeKey::from_server_key(&server),
             config: Arc::new(config),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()

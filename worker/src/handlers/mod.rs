@@ -10,16 +10,20 @@
 pub mod account;
 pub mod password;
 pub mod session;
+pub mod social;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::Digest;
 use crate::error::{HandlerError, InternalError};
 use crate::hashing::HashPool;
+use crate::idempotency::{OUTCOME, OutcomeScope, Sealing, encode_outcome};
 use crate::metrics::Metrics;
+use crate::social::Social;
 use crate::store::{AttemptLimit, CodePurpose, Renewal, Store, StoreError, UserRecord};
 use authq_protocol::Operation;
 use authq_protocol::ops::UserState;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -41,6 +45,12 @@ pub struct Ctx {
     pub config: Arc<Config>,
     /// The renewal rule of [`Config::sessions`], computed once.
     pub renewal: Renewal,
+    /// The key recorded outcomes are sealed with.
+    pub sealing: Arc<Sealing>,
+    /// Social login: providers, HTTP client, call bound.
+    pub social: Arc<Social>,
+    /// The key one-time codes are stored under (derived from the server key).
+    pub code_key: crate::crypto::CodeKey,
 }
 
 impl Ctx {
@@ -52,12 +62,7 @@ impl Ctx {
     /// The keyed digest a one-time code of `purpose` for `email_key` is stored under
     /// ([`crate::crypto::code_digest`] with the configured code key).
     pub fn code_digest(&self, purpose: CodePurpose, email_key: &str, code: &str) -> Digest {
-        let key = self
-            .config
-            .code_key
-            .as_ref()
-            .map_or(&[][..], |k| k.expose());
-        crate::crypto::code_digest(key, purpose.as_str(), email_key, code)
+        crate::crypto::code_digest(self.code_key.expose(), purpose.as_str(), email_key, code)
     }
 
     /// Claims one attempt on each limit (all or nothing); `too_many_attempts` when any is
@@ -85,6 +90,12 @@ impl Ctx {
         }
     }
 
+    /// Outcomes recorded before this (Unix ms) are out of the idempotency window.
+    pub fn outcomes_since(&self) -> i64 {
+        self.now()
+            .saturating_sub(crate::clock::duration_ms(self.config.idempotency_window))
+    }
+
     /// When `check` renews a session (derived once from the session policy).
     pub fn renewal(&self) -> Renewal {
         self.renewal
@@ -101,6 +112,61 @@ impl Ctx {
             .await
             .map_err(|e| InternalError::Join(e.to_string()))?
             .map_err(HandlerError::from)
+    }
+
+    /// A handler's final write and its reply, committed with the request's outcome when the
+    /// request is mutating and has a `message_id` (see [`crate::idempotency`]): `effect` runs
+    /// the store calls, `reply` turns their result into the handler's result, and both run in
+    /// one store transaction that also records the encoded reply. Without an outcome scope it is
+    /// [`Ctx::write`] followed by `reply`.
+    pub async fn commit<T, R>(
+        &self,
+        effect: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+        reply: impl FnOnce(T) -> Result<R, HandlerError> + Send + 'static,
+    ) -> Result<R, HandlerError>
+    where
+        T: Send + 'static,
+        R: Serialize + Send + 'static,
+    {
+        let Ok(scope) = OUTCOME.try_with(OutcomeScope::clone) else {
+            let done = self.write(effect).await?;
+            return reply(done);
+        };
+        self.metrics.store_writes.inc();
+        let store = Arc::clone(&self.store);
+        let now = self.now();
+        let since = self.outcomes_since();
+        let span = Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let mut effect = Some(effect);
+                let mut reply = Some(reply);
+                let mut result = None;
+                let existing = store.with_outcome(&scope.key, now, since, &mut |s| {
+                    let (Some(effect), Some(reply)) = (effect.take(), reply.take()) else {
+                        return Err(StoreError::Corrupt("outcome work run twice".into()));
+                    };
+                    let r = reply(effect(s)?);
+                    let sealed = scope.seal(&encode_outcome(&r));
+                    result = Some(r);
+                    Ok(sealed)
+                })?;
+                match (existing, result) {
+                    (None, Some(r)) => r,
+                    (Some(first), _) if first.request_digest == scope.key.request_digest => {
+                        Err(HandlerError::Replayed(
+                            scope.open(&first.sealed).map_err(InternalError::from)?,
+                        ))
+                    }
+                    (Some(_), _) => Err(HandlerError::IdempotencyConflict),
+                    (None, None) => {
+                        Err(StoreError::Corrupt("outcome work never ran".into()).into())
+                    }
+                }
+            })
+        })
+        .await
+        .map_err(|e| InternalError::Join(e.to_string()))?
     }
 
     /// Like [`Ctx::read`], for calls that write (counted in [`Metrics::store_writes`]).
@@ -207,6 +273,9 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         Operation::DeleteUser => route!(account::delete_user),
         Operation::Suspend => route!(account::suspend),
         Operation::Unsuspend => route!(account::unsuspend),
+        Operation::SocialUrl => route!(social::social_url),
+        Operation::SocialLogin => route!(social::social_login),
+        Operation::LinkSocial => route!(social::link_social),
     }
 }
 
