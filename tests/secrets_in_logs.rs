@@ -61,7 +61,40 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
     let wrong = "Wrong-Guess-Passw0rd!";
     secrets.extend([pw, pw2, pw3, wrong].map(str::to_owned));
 
-    let env = TestEnv::start_with(|c| c.limits.login_failures = 3).await;
+    // A social login provider whose client secret and sealing key must not leak either; it
+    // listens nowhere, so the login takes the provider-unavailable error path.
+    let provider_secret = "Provider-Client-Secret-7777";
+    let social_key = {
+        use base64::Engine;
+        let bytes: Vec<u8> = uuid::Uuid::new_v4()
+            .as_bytes()
+            .iter()
+            .chain(uuid::Uuid::new_v4().as_bytes())
+            .copied()
+            .collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    secrets.extend([provider_secret.to_owned(), social_key.clone()]);
+    let social = authq_worker::social::config::from_toml(
+        &format!(
+            "[social]\nkey = \"{social_key}\"\nhttp_timeout = \"2s\"\n\
+             [social.providers.corp]\n\
+             authorization_url = \"http://127.0.0.1:1/authorize\"\n\
+             token_url = \"http://127.0.0.1:1/token\"\n\
+             userinfo_url = \"http://127.0.0.1:1/userinfo\"\n\
+             scopes = [\"openid\"]\n\
+             client_id = \"authq\"\n\
+             client_secret = \"{provider_secret}\"\n\
+             redirect_uri = \"http://127.0.0.1:1/cb\"\n"
+        ),
+        &|_| None,
+    )
+    .unwrap();
+    let env = TestEnv::start_with(|c| {
+        c.limits.login_failures = 3;
+        c.social = social;
+    })
+    .await;
     let server = authq_worker::keys::ServerKey::load_or_create(&env.config.key_path()).unwrap();
     let key = authq_worker::crypto::CodeKey::from_server_key(&server)
         .expose()
@@ -183,6 +216,21 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
     );
     note(c.delete_user(user()).await.map(|r| format!("{r:?}")));
 
+    // Social login against a provider that is not there: the code and state are secrets too.
+    let start = c.social_url("corp", None).await.unwrap();
+    secrets.push(start.state.expose().to_owned());
+    let auth_code = "Provider-Auth-Code-5555";
+    secrets.push(auth_code.into());
+    let social = c
+        .social_login("corp", auth_code, start.state.expose())
+        .await;
+    assert_eq!(
+        social.as_ref().err().and_then(authq::ClientError::code),
+        Some(ErrorCode::ProviderUnavailable),
+        "the provider error path ran"
+    );
+    note(social.map(|r| format!("{r:?}")));
+
     // Malformed requests carrying secrets: wrongly typed, truncated, oversized, unanswerable.
     let typed = br#"{"email":"walk@example.com","password":987654321987}"#;
     secrets.push("987654321987".into());
@@ -246,5 +294,4 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
         "dead letters keep the body with its secrets redacted: {}",
         dead_bodies[0]
     );
-    let _ = ErrorCode::ALL; // every code the walk-through met is a documented one
 }
