@@ -18,6 +18,7 @@ mod broker;
 mod callers;
 mod cli;
 mod faults;
+mod flood;
 mod lifecycle;
 mod permissions;
 mod poison;

@@ -291,12 +291,16 @@ fn operation(
     }
 }
 
-/// The most precise reason to dead-letter a request without a `reply_to`.
+/// The most precise reason to dead-letter a request without a `reply_to`. Parsing into a
+/// `Value` is costly but rare here, and applies the same UTF-8 and nesting rules as decoding.
 fn unanswerable_reason(shared: &Shared, source: Source, delivery: &Delivery) -> DeadLetterReason {
     match operation(source, delivery, shared.ctx.config.max_body_bytes) {
         Err(HandlerError::UnknownOperation) => DeadLetterReason::UnknownOperation,
         Err(_) => DeadLetterReason::Malformed,
-        Ok(_) if serde_json::from_slice::<serde::de::IgnoredAny>(&delivery.data).is_err() => {
+        Ok(_)
+            if std::str::from_utf8(&delivery.data).is_err()
+                || serde_json::from_slice::<serde_json::Value>(&delivery.data).is_err() =>
+        {
             DeadLetterReason::Malformed
         }
         Ok(_) => DeadLetterReason::MissingReplyTo,
