@@ -30,6 +30,7 @@ pub async fn run(args: CallArgs) -> ExitCode {
         timeout: args.timeout,
         attempts: args.attempts,
         connection_name: "authq-call".into(),
+        ..ClientOptions::default()
     };
     let client = match Client::connect_with(&args.broker.amqp_url, options).await {
         Ok(c) => c,

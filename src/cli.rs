@@ -113,7 +113,8 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHQ_DATABASE", default_value = "authq.db")]
     pub database: PathBuf,
     /// The server key file (32 random bytes, created with mode 0600 on first start), which
-    /// seals the recorded outcomes of requests; keep it out of database backups. Default: the
+    /// seals the recorded outcomes of requests and from which the key one-time codes are
+    /// stored under is derived; keep it out of database backups. Default: the
     /// database path with `.key` appended.
     #[arg(long, env = "AUTHQ_KEY_FILE")]
     pub key_file: Option<PathBuf>,
@@ -228,6 +229,31 @@ pub struct ServeArgs {
     /// On SIGINT/SIGTERM, how long to let requests in flight finish.
     #[arg(long, env = "AUTHQ_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// RabbitMQ user allowed the administrative operations (suspend, unsuspend, delete_user,
+    /// start_reset), as validated by the broker's `user-id` property. Repeat, or separate with
+    /// commas in the variable. None by default.
+    #[arg(
+        long = "admin-caller",
+        env = "AUTHQ_ADMIN_CALLERS",
+        value_delimiter = ','
+    )]
+    pub admin_callers: Vec<String>,
+    /// Failed logins per email per lockout window; further attempts are refused without
+    /// running argon2 until the window ends (at most 100 an hour may reach argon2).
+    #[arg(long, env = "AUTHQ_LOGIN_MAX_FAILURES", default_value_t = defaults().limits.login_failures)]
+    pub login_max_failures: u32,
+    /// The lockout window, e.g. `15m`.
+    #[arg(long, env = "AUTHQ_LOGIN_WINDOW", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub login_window: Duration,
+    /// Failed logins per source address (`client_ip`) per lockout window.
+    #[arg(long, env = "AUTHQ_SOURCE_MAX_FAILURES", default_value_t = defaults().limits.source_failures)]
+    pub source_max_failures: u32,
+    /// `register` calls per email per hour.
+    #[arg(long, env = "AUTHQ_REGISTER_PER_EMAIL", default_value_t = defaults().limits.register_per_email)]
+    pub register_per_email: u32,
+    /// `start_reset` calls per email per hour.
+    #[arg(long, env = "AUTHQ_RESET_PER_EMAIL", default_value_t = defaults().limits.reset_per_email)]
+    pub reset_per_email: u32,
 }
 
 fn defaults() -> Config {
@@ -310,6 +336,12 @@ impl ServeArgs {
         config.store_pool_size = self.store_pool_size;
         config.shutdown_grace = self.shutdown_grace;
         config.queue_expires = self.queue_expires;
+        config.admin_callers = self.admin_callers;
+        config.limits.login_failures = self.login_max_failures;
+        config.limits.login_window = self.login_window;
+        config.limits.source_failures = self.source_max_failures;
+        config.limits.register_per_email = self.register_per_email;
+        config.limits.reset_per_email = self.reset_per_email;
         config
     }
 }
@@ -358,6 +390,7 @@ mod tests {
         };
         let config = args.into_config();
         let d = Config::default();
+        assert_eq!(config.limits, d.limits);
         assert_eq!(config.tubes, d.tubes);
         assert_eq!(config.hashing, d.hashing);
         assert_eq!(config.sessions, d.sessions);

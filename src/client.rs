@@ -43,6 +43,12 @@ pub struct ClientOptions {
     pub attempts: u32,
     /// The connection name shown in RabbitMQ's management tools.
     pub connection_name: String,
+    /// The RabbitMQ user sent in every request's `user-id` property, which the broker checks
+    /// against the connection's user (it closes the channel of a publisher that lies). Workers
+    /// accept administrative operations only from the users their operator lists. Default
+    /// (`None`): the user name of the URL (RabbitMQ's `guest` when the URL names none); no
+    /// `user-id` at all with `auth_mechanism=external`.
+    pub user_id: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -52,6 +58,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             attempts: 1,
             connection_name: "authq-client".to_owned(),
+            user_id: None,
         }
     }
 }
@@ -75,6 +82,8 @@ pub struct Client {
 struct Inner {
     url: String,
     names: Names,
+    /// Sent as every request's `user-id` (validated by the broker).
+    user_id: Option<ShortString>,
     options: ClientOptions,
     /// The current connection; replaced by the first call that finds it broken.
     link: tokio::sync::Mutex<Arc<Link>>,
@@ -174,11 +183,17 @@ impl Client {
     /// ever declared the namespace on this broker.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
         let names = Names::new(&options.namespace)?;
+        let user_id = options
+            .user_id
+            .clone()
+            .or_else(|| url_user(url))
+            .map(ShortString::from);
         let link = Link::open(url, &names, &options).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 url: url.to_owned(),
                 names,
+                user_id,
                 options,
                 link: tokio::sync::Mutex::new(Arc::new(link)),
                 closed: AtomicBool::new(false),
@@ -358,6 +373,10 @@ impl Client {
             .with_delivery_mode(2)
             .with_expiration(duration_ms(remaining).max(1).to_string().into())
             .with_headers(table);
+        let properties = match &self.inner.user_id {
+            Some(user) => properties.with_user_id(user.clone()),
+            None => properties,
+        };
         let confirm = link
             .publish
             .basic_publish(
@@ -437,6 +456,7 @@ impl Client {
     /// `login`: a new session for a correct email and password.
     pub async fn login(&self, email: &str, password: &str) -> Result<LoginReply, ClientError> {
         self.call(&LoginRequest {
+            client_ip: None,
             email: email.to_owned(),
             password: Secret::from(password),
         })
@@ -614,4 +634,17 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The user a URL authenticates as with PLAIN (what the broker validates `user-id` against);
+/// `None` for SASL EXTERNAL (the user is the certificate's) or an unparsable URL.
+fn url_user(url: &str) -> Option<String> {
+    let uri: lapin::uri::AMQPUri = url.parse().ok()?;
+    if matches!(
+        uri.query.auth_mechanism,
+        Some(lapin::uri::SASLMechanism::External)
+    ) {
+        return None;
+    }
+    Some(uri.authority.userinfo.username)
 }

@@ -79,6 +79,13 @@ error_codes! {
     IdempotencyConflict = "idempotency_conflict", "this message_id was already used for a different request";
     /// The worker failed; the cause is in its log under the request id.
     Internal = "internal", "internal error";
+    /// Too many attempts for this email (or source address) in the current window: failed
+    /// logins, registrations or reset requests. Said the same whether or not the email belongs
+    /// to a user; retry later.
+    TooManyAttempts = "too_many_attempts", "too many attempts; try again later";
+    /// The caller is not allowed this operation (administrative operations are accepted only
+    /// from the RabbitMQ users the operator lists).
+    Forbidden = "forbidden", "the caller is not allowed this operation";
     /// The social login provider named in the request is not configured.
     UnknownProvider = "unknown_provider", "no such social login provider";
     /// The OAuth `state` is unknown, expired, already used, or was issued for another provider.
@@ -154,6 +161,8 @@ mod tests {
                 "not_found",
                 "idempotency_conflict",
                 "internal",
+                "too_many_attempts",
+                "forbidden",
                 "unknown_provider",
                 "invalid_state",
                 "provider_refused",

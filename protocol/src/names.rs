@@ -42,6 +42,9 @@ pub enum DeadLetterReason {
     UnknownOperation,
     /// The handler panicked while processing this request.
     HandlerPanicked,
+    /// The `reply_to` was not a destination the caller may receive replies on (a tube,
+    /// another service's queue…); the request was not processed.
+    ForbiddenReplyTo,
 }
 
 impl DeadLetterReason {
@@ -52,6 +55,7 @@ impl DeadLetterReason {
             Self::Malformed => "malformed",
             Self::UnknownOperation => "unknown_operation",
             Self::HandlerPanicked => "handler_panicked",
+            Self::ForbiddenReplyTo => "forbidden_reply_to",
         }
     }
 }

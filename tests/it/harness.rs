@@ -17,6 +17,16 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| authq_worker::config::DEFAULT_AMQP_URL.to_owned())
 }
 
+/// The RabbitMQ user of [`amqp_url`] (what the broker validates `user-id` against).
+pub fn amqp_user() -> String {
+    let url = amqp_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    match rest.split_once('@') {
+        Some((cred, _)) => cred.split(':').next().unwrap_or("guest").to_owned(),
+        None => "guest".to_owned(),
+    }
+}
+
 /// A namespace no other test uses.
 pub fn unique_namespace() -> String {
     format!("authq-test-{}", uuid::Uuid::new_v4().simple())
@@ -47,6 +57,7 @@ pub fn test_config(dir: &TempDir) -> Config {
         namespace: unique_namespace(),
         database: dir.path().join("authq.db"),
         hashing: HashConfig::insecure_fast_for_tests(),
+        admin_callers: vec![amqp_user()],
         queue_expires: Some(Duration::from_secs(600)),
         shutdown_grace: Duration::from_secs(10),
         ..Config::default()

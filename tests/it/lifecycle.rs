@@ -128,7 +128,7 @@ async fn change_password_keeps_this_session_and_ends_the_others() {
 
     assert_code(
         env.client
-            .change_password(&mine, "not the password", "whatever123")
+            .change_password(&mine, "not the password", "plenty of pelicans")
             .await,
         ErrorCode::InvalidCredentials,
     );

@@ -164,6 +164,8 @@ async fn a_panicking_handler_costs_its_own_message_only() {
         let account = c.tubes.get_mut(&authq_protocol::Tube::Account).unwrap();
         account.consumers = 1;
         account.prefetch = 16;
+        // start_reset is limited per email (spam limit): not what this test is about.
+        c.limits.reset_per_email = 100;
     })
     .await;
     env.worker().faults().arm(
@@ -177,6 +179,8 @@ async fn a_panicking_handler_costs_its_own_message_only() {
         BasicProperties::default()
             .with_reply_to(reply_to.as_str().into())
             .with_correlation_id(cid.into())
+            // start_reset is administrative: the broker-validated caller must be listed.
+            .with_user_id(crate::harness::amqp_user().into())
     };
     for i in 0..20 {
         raw.publish(

@@ -19,6 +19,7 @@ async fn shutdown_finishes_requests_in_flight_and_loses_none() {
                 parallelism: 1,
             },
             allow_insecure_params: true,
+            max_params: HashParams::MAX_DEFAULT,
         };
     })
     .await;
@@ -32,6 +33,7 @@ async fn shutdown_finishes_requests_in_flight_and_loses_none() {
                 client
                     .call_with_timeout(
                         &authq::protocol::ops::LoginRequest {
+                            client_ip: None,
                             email: "ann@example.com".into(),
                             password: PW.into(),
                         },

@@ -44,6 +44,12 @@ pub struct Config {
     pub codes: CodePolicy,
     /// What a password must satisfy.
     pub passwords: PasswordPolicy,
+    /// Brute-force and spam limits (lockout per email, per source address, register and reset
+    /// per email).
+    pub limits: Limits,
+    /// RabbitMQ users (the validated `user-id` property) allowed the administrative operations
+    /// (`suspend`, `unsuspend`, `delete_user`, `start_reset`). Empty: nobody.
+    pub admin_callers: Vec<String>,
     /// Largest request body accepted, in bytes; larger ones are refused before parsing.
     pub max_body_bytes: usize,
     /// Largest profile (as minified JSON) a user may have, in bytes.
@@ -108,6 +114,8 @@ impl Default for Config {
             sessions: SessionPolicy::default(),
             codes: CodePolicy::default(),
             passwords: PasswordPolicy::default(),
+            limits: Limits::default(),
+            admin_callers: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_profile_bytes: 16 * 1024,
             store_pool_size: 8,
@@ -181,6 +189,17 @@ impl Config {
                 self.hashing.params
             )));
         }
+        let (p, max) = (&self.hashing.params, &self.hashing.max_params);
+        if p.memory_kib > max.memory_kib
+            || p.iterations > max.iterations
+            || p.parallelism > max.parallelism
+        {
+            return Err(ConfigError::Invalid(
+                "argon2 parameters exceed the configured bound for stored hashes (max_params)"
+                    .into(),
+            ));
+        }
+        self.limits.validate()?;
         let s = &self.sessions;
         if s.idle_timeout.is_zero() || s.max_lifetime < s.idle_timeout {
             return Err(ConfigError::Invalid(
@@ -238,6 +257,8 @@ impl fmt::Debug for Config {
             .field("sessions", &self.sessions)
             .field("codes", &self.codes)
             .field("passwords", &self.passwords)
+            .field("limits", &self.limits)
+            .field("admin_callers", &self.admin_callers)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_profile_bytes", &self.max_profile_bytes)
             .field("store_pool_size", &self.store_pool_size)
@@ -341,6 +362,9 @@ pub struct HashConfig {
     pub params: HashParams,
     /// Accept parameters below OWASP's minimum. Only for tests.
     pub allow_insecure_params: bool,
+    /// The most expensive parameters a stored hash may have: a hash beyond them is refused
+    /// without running argon2 (a planted hash with m = 4 GiB must not take a worker down).
+    pub max_params: HashParams,
 }
 
 impl Default for HashConfig {
@@ -350,6 +374,7 @@ impl Default for HashConfig {
             threads: cores.saturating_sub(1).max(1),
             params: HashParams::default(),
             allow_insecure_params: false,
+            max_params: HashParams::MAX_DEFAULT,
         }
     }
 }
@@ -366,6 +391,7 @@ impl HashConfig {
                 parallelism: 1,
             },
             allow_insecure_params: true,
+            max_params: HashParams::MAX_DEFAULT,
         }
     }
 }
@@ -393,6 +419,13 @@ impl Default for HashParams {
 }
 
 impl HashParams {
+    /// The default bound on stored hashes' parameters: m = 256 MiB, t = 16, p = 8.
+    pub const MAX_DEFAULT: Self = Self {
+        memory_kib: 256 * 1024,
+        iterations: 16,
+        parallelism: 8,
+    };
+
     /// Whether the parameters are at least OWASP's minimum (m = 19 MiB, t = 2, p = 1).
     pub fn meets_owasp_minimum(&self) -> bool {
         self.memory_kib >= 19 * 1024 && self.iterations >= 2 && self.parallelism >= 1
@@ -461,6 +494,74 @@ impl Default for PasswordPolicy {
     }
 }
 
+/// Brute-force and spam limits. Each is a fixed window per key, counted in the store (shared by
+/// every worker on it) and claimed before the work it guards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Failed logins an email may have per `login_window` before further attempts are refused
+    /// (`too_many_attempts`, without running argon2) until the window ends.
+    pub login_failures: u32,
+    /// The login lockout window.
+    pub login_window: Duration,
+    /// Failed logins a source address (`client_ip`) may have per `login_window`.
+    pub source_failures: u32,
+    /// `register` calls per email per `spam_window`.
+    pub register_per_email: u32,
+    /// `start_reset` calls per email per `spam_window`.
+    pub reset_per_email: u32,
+    /// The window of the register and reset limits.
+    pub spam_window: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            login_failures: 10,
+            login_window: Duration::from_secs(15 * 60),
+            source_failures: 100,
+            register_per_email: 5,
+            reset_per_email: 5,
+            spam_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Limits {
+    /// At most this many failed logins per account may ever reach argon2 per hour.
+    pub const MAX_FAILURES_PER_HOUR: u64 = 100;
+
+    /// Failed logins per account that can reach argon2 in one hour under these limits.
+    pub fn failures_per_hour(&self) -> u64 {
+        let window_ms = self.login_window.as_millis().max(1);
+        let windows = 3_600_000u128.div_ceil(window_ms);
+        u64::try_from(windows.saturating_mul(u128::from(self.login_failures))).unwrap_or(u64::MAX)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.login_failures == 0
+            || self.source_failures == 0
+            || self.register_per_email == 0
+            || self.reset_per_email == 0
+            || self.login_window.is_zero()
+            || self.spam_window.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "limits: every limit and window must be positive".into(),
+            ));
+        }
+        if self.failures_per_hour() > Self::MAX_FAILURES_PER_HOUR {
+            return Err(ConfigError::Invalid(format!(
+                "limits: {} failed logins per {:?} let {} per hour reach argon2 (at most {})",
+                self.login_failures,
+                self.login_window,
+                self.failures_per_hour(),
+                Self::MAX_FAILURES_PER_HOUR
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The configuration cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -476,14 +577,29 @@ pub enum ConfigError {
 mod tests {
     use super::*;
 
+    fn valid() -> Config {
+        Config::default()
+    }
+
     #[test]
     fn default_config_is_valid() {
-        Config::default().validate().unwrap();
+        valid().validate().unwrap();
+    }
+
+    #[test]
+    fn lockout_never_lets_more_than_100_failures_an_hour_reach_argon2() {
+        let mut c = valid();
+        assert!(c.limits.failures_per_hour() <= 100);
+        c.limits.login_failures = 30;
+        c.limits.login_window = Duration::from_secs(60 * 15); // 4 windows an hour: 120
+        assert!(c.validate().is_err());
+        c.limits.login_window = Duration::from_secs(3600);
+        c.validate().unwrap();
     }
 
     #[test]
     fn weak_hash_params_need_the_test_switch() {
-        let mut c = Config::default();
+        let mut c = valid();
         c.hashing.params.memory_kib = 1024;
         assert!(c.validate().is_err());
         c.hashing = HashConfig::insecure_fast_for_tests();

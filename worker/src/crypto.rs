@@ -6,6 +6,7 @@
 use authq_protocol::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -57,6 +58,53 @@ pub fn digest(secret: &str) -> Digest {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// The label the code key is derived from the server key with.
+pub const CODE_KEY_LABEL: &str = "authq one-time codes v1";
+
+/// The key one-time codes are stored under: derived from the server key (`--key-file`), which
+/// lives outside the database. Prints as `[redacted]`.
+#[derive(Clone)]
+pub struct CodeKey(zeroize::Zeroizing<[u8; 32]>);
+
+impl CodeKey {
+    /// The code key of a server key.
+    pub fn from_server_key(server: &crate::keys::ServerKey) -> Self {
+        Self(server.derive(CODE_KEY_LABEL))
+    }
+
+    /// The key material.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+}
+
+impl std::fmt::Debug for CodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CodeKey([redacted])")
+    }
+}
+
+/// The keyed digest a one-time code or reset token is stored under: HMAC-SHA256 with the
+/// worker's code key over the flow, the email key and the code. Without the key (which is not
+/// in the database) a stolen digest cannot be brute-forced back into an 8-digit code, and a code
+/// issued for one email or flow never matches another's.
+pub fn code_digest(key: &[u8], purpose: &str, email_key: &str, code: &str) -> Digest {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        unreachable!("HMAC takes keys of any length")
+    };
+    for part in [
+        b"authq-code-v1".as_slice(),
+        purpose.as_bytes(),
+        email_key.as_bytes(),
+    ] {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    mac.update(code.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
 /// Compares two digests in constant time.
 pub fn digests_equal(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
@@ -75,6 +123,43 @@ mod tests {
         assert_eq!(digest(a.expose()), da);
         assert!(!digests_equal(&da, &db));
         assert!(digests_equal(&da, &digest(a.expose())));
+    }
+
+    #[test]
+    fn code_keys_come_from_the_server_key_and_never_print() {
+        let server = crate::keys::ServerKey::from_bytes([9; 32]);
+        let k = CodeKey::from_server_key(&server);
+        assert_eq!(k.expose(), server.derive(CODE_KEY_LABEL).as_ref());
+        assert_eq!(format!("{k:?}"), "CodeKey([redacted])");
+    }
+
+    #[test]
+    fn code_digests_need_the_key_and_bind_email_and_flow() {
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
+        let d = code_digest(&k1, "confirm", "ann@example.com", "12345678");
+        assert_eq!(
+            d,
+            code_digest(&k1, "confirm", "ann@example.com", "12345678")
+        );
+        assert_ne!(
+            d,
+            digest("12345678"),
+            "not a plain hash a dump could be searched for"
+        );
+        assert_ne!(
+            d,
+            code_digest(&k2, "confirm", "ann@example.com", "12345678")
+        );
+        assert_ne!(d, code_digest(&k1, "reset", "ann@example.com", "12345678"));
+        assert_ne!(
+            d,
+            code_digest(&k1, "confirm", "bob@example.com", "12345678")
+        );
+        // Field boundaries are length-prefixed: no ambiguity between (ab, c) and (a, bc).
+        assert_ne!(
+            code_digest(&k1, "confirm", "a", "b1"),
+            code_digest(&k1, "confirm", "ab", "1")
+        );
     }
 
     #[test]

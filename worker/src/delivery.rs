@@ -12,6 +12,7 @@
 //! publish the reply to reply_to (same correlation_id), then ack on the same channel
 //! ```
 
+use crate::caller;
 use crate::error::{HandlerError, InternalError};
 use crate::handlers::{self, Ctx};
 use crate::idempotency::{OUTCOME, OutcomeScope};
@@ -93,18 +94,29 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
     let Some(reply_to) = props.reply_to().as_ref().filter(|r| !r.as_str().is_empty()) else {
         let reason = unanswerable_reason(shared, source, delivery);
         warn!(reason = reason.as_str(), "no reply_to: dead-lettered");
-        match reply::dead_letter(channel, &shared.names, delivery, reason).await {
-            Ok(()) => {
-                metrics.dead_lettered.inc();
-                ack(delivery).await;
-            }
-            Err(e) => error!(error = %e, "cannot dead-letter; leaving the message unacknowledged"),
-        }
+        dead_letter_and_ack(shared, channel, delivery, reason).await;
         return;
     };
+    // 2b. A reply_to that is not the caller's own (a tube, another service's queue): never
+    // answered, never processed (`crate::caller`).
+    let user_id = props.user_id().as_ref().map(|u| u.as_str());
+    if !caller::reply_to_allowed(&shared.names, reply_to.as_str(), user_id) {
+        warn!("reply_to is not the caller's own: dead-lettered");
+        dead_letter_and_ack(
+            shared,
+            channel,
+            delivery,
+            DeadLetterReason::ForbiddenReplyTo,
+        )
+        .await;
+        return;
+    }
 
     // 3. Decode, handle, encode. A panic is caught here, for this message only.
-    let outcome = match operation(source, delivery, shared.ctx.config.max_body_bytes) {
+    let admins = &shared.ctx.config.admin_callers;
+    let outcome = match operation(source, delivery, shared.ctx.config.max_body_bytes)
+        .and_then(|op| caller::authorize(op, user_id, admins).map(|()| op))
+    {
         Err(e) => Ok(Err(e)),
         Ok(op) => {
             let scope = outcome_scope(shared, op, delivery);
@@ -292,6 +304,21 @@ fn unanswerable_reason(shared: &Shared, source: Source, delivery: &Delivery) -> 
             DeadLetterReason::Malformed
         }
         Ok(_) => DeadLetterReason::MissingReplyTo,
+    }
+}
+
+async fn dead_letter_and_ack(
+    shared: &Shared,
+    channel: &Channel,
+    delivery: &Delivery,
+    reason: DeadLetterReason,
+) {
+    match reply::dead_letter(channel, &shared.names, delivery, reason).await {
+        Ok(()) => {
+            shared.ctx.metrics.dead_lettered.inc();
+            ack(delivery).await;
+        }
+        Err(e) => error!(error = %e, "cannot dead-letter; leaving the message unacknowledged"),
     }
 }
 

@@ -45,6 +45,12 @@ pub enum HandlerError {
     /// The user named by an administrative request does not exist.
     #[error("not found")]
     NotFound,
+    /// Too many attempts for this email or source in the current window.
+    #[error("too many attempts")]
+    TooManyAttempts,
+    /// The caller may not use this operation.
+    #[error("forbidden")]
+    Forbidden,
     /// The `message_id` was used before for a different request.
     #[error("idempotency conflict")]
     IdempotencyConflict,
@@ -160,6 +166,8 @@ impl HandlerError {
             Self::UserSuspended => ErrorCode::UserSuspended,
             Self::WeakPassword(_) => ErrorCode::WeakPassword,
             Self::NotFound => ErrorCode::NotFound,
+            Self::TooManyAttempts => ErrorCode::TooManyAttempts,
+            Self::Forbidden => ErrorCode::Forbidden,
             Self::IdempotencyConflict => ErrorCode::IdempotencyConflict,
             Self::Replayed(_) | Self::Internal(_) => ErrorCode::Internal,
             Self::UnknownProvider => ErrorCode::UnknownProvider,

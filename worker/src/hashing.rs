@@ -44,6 +44,18 @@ pub struct HashPool {
     jobs: mpsc::Sender<Job>,
     dummy_hash: Arc<str>,
     metrics: Arc<Metrics>,
+    params: HashParams,
+    max_params: HashParams,
+}
+
+/// The outcome of a verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The password matches a real stored hash.
+    pub ok: bool,
+    /// The stored hash was made with other parameters (or another algorithm or version) than
+    /// the pool's current ones: after a successful login it should be replaced.
+    pub needs_rehash: bool,
 }
 
 impl HashPool {
@@ -73,6 +85,8 @@ impl HashPool {
             jobs: tx,
             dummy_hash: dummy_hash.into(),
             metrics,
+            params: config.params,
+            max_params: config.max_params,
         })
     }
 
@@ -90,18 +104,53 @@ impl HashPool {
     /// Verifies a password against a stored PHC string, with the parameters the string holds.
     /// With `None` (no such user, or a user without a password) it verifies against the dummy
     /// hash and returns `false`: the same work, so timing does not tell the two cases apart.
+    ///
+    /// A stored hash whose parameters exceed the configured bound ([`HashConfig::max_params`])
+    /// is refused with [`HashError::StoredHash`] before any argon2 run.
     pub async fn verify(
         &self,
         password: Secret,
         stored: Option<String>,
     ) -> Result<bool, HashError> {
+        Ok(self.verify_for_login(password, stored).await?.ok)
+    }
+
+    /// Like [`HashPool::verify`], also saying whether the stored hash should be remade with the
+    /// current parameters.
+    pub async fn verify_for_login(
+        &self,
+        password: Secret,
+        stored: Option<String>,
+    ) -> Result<Verified, HashError> {
+        let needs_rehash = match &stored {
+            Some(phc) => {
+                let found = stored_params(phc)?;
+                if found.memory_kib > self.max_params.memory_kib
+                    || found.iterations > self.max_params.iterations
+                    || found.parallelism > self.max_params.parallelism
+                {
+                    return Err(HashError::StoredHash(format!(
+                        "its parameters (m={}, t={}, p={}) exceed the configured bound",
+                        found.memory_kib, found.iterations, found.parallelism
+                    )));
+                }
+                found != self.params
+            }
+            None => false,
+        };
         let dummy = Arc::clone(&self.dummy_hash);
         self.run(move |argon2| {
             let known = stored.is_some();
             let phc = stored.as_deref().unwrap_or(&dummy);
             match argon2.verify_password(password.expose().as_bytes(), phc) {
-                Ok(()) => Ok(known),
-                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
+                Ok(()) => Ok(Verified {
+                    ok: known,
+                    needs_rehash: known && needs_rehash,
+                }),
+                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(Verified {
+                    ok: false,
+                    needs_rehash: false,
+                }),
                 Err(e) => Err(HashError::StoredHash(e.to_string())),
             }
         })
@@ -141,6 +190,20 @@ fn hashing_thread(rx: &Mutex<mpsc::Receiver<Job>>, argon2: &Argon2<'static>) {
     }
 }
 
+/// The argon2id parameters a PHC string was made with. Anything but argon2id version 19 reads
+/// as parameters that never equal the current ones (so it is rehashed on the next login).
+fn stored_params(phc: &str) -> Result<HashParams, HashError> {
+    let hash = argon2::PasswordHash::new(phc).map_err(|e| HashError::StoredHash(e.to_string()))?;
+    let params = Params::try_from(&hash).map_err(|e| HashError::StoredHash(e.to_string()))?;
+    let current = hash.algorithm.as_str() == "argon2id" && hash.version == Some(0x13);
+    Ok(HashParams {
+        memory_kib: params.m_cost(),
+        iterations: params.t_cost(),
+        // p = 0 is impossible for argon2: a marker that never equals the configured parameters.
+        parallelism: if current { params.p_cost() } else { 0 },
+    })
+}
+
 fn argon2_for(p: &HashParams) -> Result<Argon2<'static>, HashError> {
     let params = Params::new(p.memory_kib, p.iterations, p.parallelism, None)
         .map_err(|e| HashError::Params(e.to_string()))?;
@@ -177,6 +240,74 @@ mod tests {
         let (pool, metrics) = pool();
         assert!(!pool.verify("anything".into(), None).await.unwrap());
         assert_eq!(metrics.argon2_runs.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn hashes_with_other_parameters_need_a_rehash_and_current_ones_do_not() {
+        let (pool, _) = pool();
+        let current = pool.hash("correct horse".into()).await.unwrap();
+        let v = pool
+            .verify_for_login("correct horse".into(), Some(current))
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: false
+            }
+        );
+
+        let mut stronger = HashConfig::insecure_fast_for_tests();
+        stronger.params.memory_kib = 128;
+        let (new_pool, _) = (
+            HashPool::start(&stronger, Arc::new(Metrics::default())).unwrap(),
+            (),
+        );
+        let old = pool.hash("correct horse".into()).await.unwrap();
+        let v = new_pool
+            .verify_for_login("correct horse".into(), Some(old.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: true
+            }
+        );
+        // A wrong password never asks for a rehash.
+        let v = new_pool
+            .verify_for_login("wrong horse".into(), Some(old))
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                ok: false,
+                needs_rehash: false
+            }
+        );
+        let rehashed = new_pool.hash("correct horse".into()).await.unwrap();
+        assert!(
+            rehashed.starts_with("$argon2id$v=19$m=128,t=1,p=1$"),
+            "{rehashed}"
+        );
+    }
+
+    #[tokio::test]
+    async fn hashes_beyond_the_bound_are_refused_without_running_argon2() {
+        let (pool, metrics) = pool();
+        let real = pool.hash("correct horse".into()).await.unwrap();
+        let before = metrics.argon2_runs.get();
+        // The same hash, claiming 4 GiB of memory: verifying it would take a worker down.
+        let planted = real.replace("m=64,", "m=4194304,");
+        let err = pool
+            .verify("correct horse".into(), Some(planted))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HashError::StoredHash(_)), "{err}");
+        assert_eq!(metrics.argon2_runs.get(), before, "no argon2 run");
     }
 
     #[tokio::test]

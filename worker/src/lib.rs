@@ -20,6 +20,7 @@
 //! - [`social`] — social login: providers, the OAuth2 / OIDC client, sealing.
 //! - [`clock`], [`metrics`], [`error`]: time, counters, error types.
 
+pub mod caller;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -35,6 +36,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod metrics;
 pub mod pool;
+pub mod redact;
 pub mod reply;
 pub mod social;
 pub mod store;

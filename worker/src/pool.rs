@@ -122,6 +122,7 @@ impl WorkerHandle {
                 renewal: Renewal::from_policy(&config.sessions),
                 sealing: Arc::new(Sealing::new(&server_key)),
                 events: Arc::clone(&events),
+                code_key: crate::crypto::CodeKey::from_server_key(&server_key),
                 social,
                 config: Arc::clone(&config),
             },

@@ -38,7 +38,8 @@ pub async fn publish_reply(
 }
 
 /// Publishes a copy of `delivery` to the dead-letter exchange, with headers saying why and
-/// which routing key it came with. The caller acknowledges the original afterwards.
+/// which routing key it came with, its secret fields redacted ([`crate::redact`]). The caller
+/// acknowledges the original afterwards.
 pub async fn dead_letter(
     channel: &Channel,
     names: &Names,
@@ -60,7 +61,7 @@ pub async fn dead_letter(
             names.dead_letter().into(),
             delivery.routing_key.clone(),
             BasicPublishOptions::default(),
-            &delivery.data,
+            &crate::redact::redact_body(&delivery.data),
             properties,
         )
         .await?;

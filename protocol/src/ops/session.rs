@@ -16,6 +16,10 @@ pub struct LoginRequest {
     pub email: String,
     /// The user's password.
     pub password: Secret,
+    /// The end user's IP address as the calling service saw it (optional). When present, the
+    /// worker also limits failed logins per source address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
 }
 request!(LoginRequest => Login, LoginReply);
 
@@ -97,6 +101,7 @@ mod tests {
     fn login_shapes() {
         pin(
             &LoginRequest {
+                client_ip: None,
                 email: "ann@example.com".into(),
                 password: "correct horse".into(),
             },

@@ -6,7 +6,7 @@ use crate::clock::duration_ms;
 use crate::crypto;
 use crate::domain::Email;
 use crate::error::HandlerError;
-use crate::store::{NewRegistration, ProfileUpdate, Registration, UserKey};
+use crate::store::{CodePurpose, NewRegistration, ProfileUpdate, Registration, UserKey};
 use authq_protocol::events::{EventData, EventKind};
 use authq_protocol::ops::{
     CheckRequest, DeleteUserReply, DeleteUserRequest, ProfileReply, RegisterReply, RegisterRequest,
@@ -29,7 +29,15 @@ pub async fn register(ctx: &Ctx, req: RegisterRequest) -> Result<RegisterReply, 
         }
         None => None,
     };
-    let (code, digest) = crypto::new_code()?;
+    let limits = &ctx.config.limits;
+    ctx.claim(vec![(
+        format!("register:{}", email.key),
+        limits.register_per_email,
+        limits.spam_window,
+    )])
+    .await?;
+    let (code, _) = crypto::new_code()?;
+    let digest = ctx.code_digest(CodePurpose::Confirm, &email.key, code.expose());
     let now = ctx.now();
     let expires_at = now.saturating_add(duration_ms(ctx.config.codes.confirmation_ttl));
     let new_id = uuid::Uuid::now_v7().to_string();
@@ -81,7 +89,16 @@ pub async fn start_reset(
     req: StartResetRequest,
 ) -> Result<StartResetReply, HandlerError> {
     let email = Email::parse(&req.email)?;
-    let (token, digest) = crypto::new_token()?;
+    let limits = &ctx.config.limits;
+    // Counted for unknown emails too, so the limit says nothing about who is a user.
+    ctx.claim(vec![(
+        format!("reset:{}", email.key),
+        limits.reset_per_email,
+        limits.spam_window,
+    )])
+    .await?;
+    let (token, _) = crypto::new_token()?;
+    let digest = ctx.code_digest(CodePurpose::Reset, &email.key, token.expose());
     let now = ctx.now();
     let expires_at = now.saturating_add(duration_ms(ctx.config.codes.reset_ttl));
     let (events, mailed) = (Arc::clone(&ctx.events), token.clone());

@@ -15,19 +15,21 @@ pub mod social;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::crypto::Digest;
 use crate::error::{HandlerError, InternalError};
 use crate::events::EventSink;
 use crate::hashing::HashPool;
 use crate::idempotency::{OUTCOME, OutcomeScope, Sealing, encode_outcome};
 use crate::metrics::Metrics;
 use crate::social::Social;
-use crate::store::{Renewal, Store, StoreError, UserRecord};
+use crate::store::{AttemptLimit, CodePurpose, Renewal, Store, StoreError, UserRecord};
 use authq_protocol::Operation;
 use authq_protocol::ops::UserState;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::Span;
 
 /// What every handler needs: the store, the argon2 pool, the clock, the policies.
@@ -51,12 +53,45 @@ pub struct Ctx {
     pub events: Arc<EventSink>,
     /// Social login: providers, HTTP client, call bound.
     pub social: Arc<Social>,
+    /// The key one-time codes are stored under (derived from the server key).
+    pub code_key: crate::crypto::CodeKey,
 }
 
 impl Ctx {
     /// Now, in Unix ms.
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The keyed digest a one-time code of `purpose` for `email_key` is stored under
+    /// ([`crate::crypto::code_digest`] with the configured code key).
+    pub fn code_digest(&self, purpose: CodePurpose, email_key: &str, code: &str) -> Digest {
+        crate::crypto::code_digest(self.code_key.expose(), purpose.as_str(), email_key, code)
+    }
+
+    /// Claims one attempt on each limit (all or nothing); `too_many_attempts` when any is
+    /// exhausted. Runs before the work it guards, so parallel requests cannot slip past it.
+    pub async fn claim(&self, limits: Vec<(String, u32, Duration)>) -> Result<(), HandlerError> {
+        let now = self.now();
+        let claimed = self
+            .write(move |s| {
+                let limits: Vec<AttemptLimit<'_>> = limits
+                    .iter()
+                    .map(|(key, max, window)| AttemptLimit {
+                        key,
+                        max: *max,
+                        window_ms: crate::clock::duration_ms(*window),
+                    })
+                    .collect();
+                s.claim_attempts(&limits, now)
+            })
+            .await?;
+        if claimed {
+            Ok(())
+        } else {
+            tracing::debug!("attempt limit reached");
+            Err(HandlerError::TooManyAttempts)
+        }
     }
 
     /// Outcomes recorded before this (Unix ms) are out of the idempotency window.

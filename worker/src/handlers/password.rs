@@ -7,7 +7,7 @@
 use super::{Ctx, record_user, require_active};
 use crate::clock::duration_ms;
 use crate::crypto::{self, Digest};
-use crate::domain::{Email, check_new_password};
+use crate::domain::{Email, check_new_password, normalize_password, too_long};
 use crate::error::HandlerError;
 use crate::store::{CodePurpose, CodeRecord, NewSession};
 use authq_protocol::Secret;
@@ -22,19 +22,40 @@ use std::sync::Arc;
 ///
 /// An unknown email, a pending user and a wrong password all give `invalid_credentials` after
 /// one argon2 verification (against a dummy hash when there is no real one), so neither the
-/// reply nor its timing tells them apart.
+/// reply nor its timing tells them apart. Before that run, one failed-login attempt is claimed
+/// in the store for the email (and for `client_ip`, when given): once the email's limit is
+/// reached, attempts are refused with `too_many_attempts` without running argon2 until the
+/// window ends — for unknown emails exactly as for known ones. A successful login gives the
+/// claim back.
 pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerError> {
     let email = Email::parse(&req.email)?;
-    if req.password.expose().len() > ctx.config.passwords.max_bytes {
+    let source = req.client_ip.as_deref().map(source_key).transpose()?;
+    if too_long(&ctx.config.passwords, &req.password) {
         // No password this long was ever accepted: refuse before argon2 sees a megabyte.
         return Err(HandlerError::InvalidCredentials);
     }
-    let key = email.key.clone();
+    let limits = &ctx.config.limits;
+    let account_key = login_key(&email.key);
+    let mut claims = vec![(
+        account_key.clone(),
+        limits.login_failures,
+        limits.login_window,
+    )];
+    if let Some(source) = &source {
+        claims.push((source.clone(), limits.source_failures, limits.login_window));
+    }
+    ctx.claim(claims).await?;
+
+    let password = normalize_password(&req.password);
+    let key = email.key;
     let credentials = ctx.read(move |s| s.credentials(&key)).await?;
     let stored = credentials.as_ref().and_then(|c| c.password_hash.clone());
-    let verified = ctx.hasher.verify(req.password, stored).await?;
+    let verified = ctx
+        .hasher
+        .verify_for_login(password.clone(), stored.clone())
+        .await?;
     let user = match credentials {
-        Some(c) if verified => c.user,
+        Some(c) if verified.ok => c.user,
         other => {
             let user_id = other.map(|c| c.user.id);
             return login_failed(
@@ -47,6 +68,25 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
         }
     };
     record_user(&user.id);
+    ctx.write(move |s| {
+        s.settle_attempts(
+            &[account_key.as_str()],
+            &source.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    })
+    .await?;
+    if verified.needs_rehash
+        && let Some(old_hash) = stored
+    {
+        // The policy's parameters changed since this hash was made: remake it now that the
+        // password is known to be right.
+        let new_hash = ctx.hasher.hash(password).await?;
+        let (user_id, now) = (user.id.clone(), ctx.now());
+        let replaced = ctx
+            .write(move |s| s.rehash_password(&user_id, &old_hash, &new_hash, now))
+            .await?;
+        tracing::debug!(replaced, "password hash remade with the current parameters");
+    }
     if user.state == UserState::Suspended {
         // Said only to someone who knows the password.
         return login_failed(
@@ -169,30 +209,37 @@ pub async fn complete_reset(
     )
     .await?;
     let events = Arc::clone(&ctx.events);
-    ctx.commit(
-        move |s| {
-            let done = s.complete_reset(&r.user_id, &r.code, &r.hash, r.now)?;
-            if let Some((user, ended)) = &done {
-                let data = EventData {
-                    user_id: Some(user.id.clone()),
-                    email: Some(user.email.clone()),
-                    sessions_ended: Some(*ended),
-                    reason: Some("complete_reset".into()),
-                    ..EventData::default()
-                };
-                events.record(s, EventKind::PasswordChanged, data, r.now)?;
-            }
-            Ok(done)
-        },
-        |done| {
-            let (user, sessions_ended) = done.ok_or(HandlerError::InvalidCode)?;
-            Ok(CompleteResetReply {
-                user: user.into_info(),
-                sessions_ended,
-            })
-        },
-    )
-    .await
+    let lock = login_key(&r.email_key);
+    let reply = ctx
+        .commit(
+            move |s| {
+                let done = s.complete_reset(&r.user_id, &r.code, &r.hash, r.now)?;
+                if let Some((user, ended)) = &done {
+                    let data = EventData {
+                        user_id: Some(user.id.clone()),
+                        email: Some(user.email.clone()),
+                        sessions_ended: Some(*ended),
+                        reason: Some("complete_reset".into()),
+                        ..EventData::default()
+                    };
+                    events.record(s, EventKind::PasswordChanged, data, r.now)?;
+                }
+                Ok(done)
+            },
+            |done| {
+                let (user, sessions_ended) = done.ok_or(HandlerError::InvalidCode)?;
+                Ok(CompleteResetReply {
+                    user: user.into_info(),
+                    sessions_ended,
+                })
+            },
+        )
+        .await?;
+    // The owner proved control of the email: a lockout an attacker caused must not keep them
+    // out.
+    ctx.write(move |s| s.settle_attempts(&[lock.as_str()], &[]))
+        .await?;
+    Ok(reply)
 }
 
 /// `change_password`: verifies the old password, sets the new one, ends the other sessions.
@@ -200,7 +247,6 @@ pub async fn change_password(
     ctx: &Ctx,
     req: ChangePasswordRequest,
 ) -> Result<ChangePasswordReply, HandlerError> {
-    check_new_password(&ctx.config.passwords, &req.new_password)?;
     let session = crypto::digest(req.session.expose());
     let now = ctx.now();
     let credentials = ctx
@@ -209,18 +255,23 @@ pub async fn change_password(
         .ok_or(HandlerError::SessionInvalid)?;
     record_user(&credentials.user.id);
     require_active(&credentials.user)?;
+    let email = Email::parse(&credentials.user.email)?;
+    let new_password = check_new_password(&ctx.config.passwords, &req.new_password, &email)?;
     let old_hash = credentials
         .password_hash
         .ok_or(HandlerError::InvalidCredentials)?;
-    if req.old_password.expose().len() > ctx.config.passwords.max_bytes
+    if too_long(&ctx.config.passwords, &req.old_password)
         || !ctx
             .hasher
-            .verify(req.old_password, Some(old_hash.clone()))
+            .verify(
+                normalize_password(&req.old_password),
+                Some(old_hash.clone()),
+            )
             .await?
     {
         return Err(HandlerError::InvalidCredentials);
     }
-    let new_hash = ctx.hasher.hash(req.new_password).await?;
+    let new_hash = ctx.hasher.hash(new_password).await?;
     let (user_id, email) = (credentials.user.id, credentials.user.email);
     let now = ctx.now();
     let events = Arc::clone(&ctx.events);
@@ -252,6 +303,7 @@ pub async fn change_password(
 /// code and apply the new password in one transaction.
 struct Redeemed {
     user_id: String,
+    email_key: String,
     code: Digest,
     hash: String,
     now: i64,
@@ -268,12 +320,13 @@ async fn redeem(
     password: Secret,
 ) -> Result<Redeemed, HandlerError> {
     let email = Email::parse(email)?;
-    check_new_password(&ctx.config.passwords, &password)?;
+    let password = check_new_password(&ctx.config.passwords, &password, &email)?;
     let (code, presented) = verify_code(ctx, &email, purpose, presented).await?;
     record_user(&code.user_id);
     let hash = ctx.hasher.hash(password).await?;
     Ok(Redeemed {
         user_id: code.user_id,
+        email_key: email.key,
         code: presented,
         hash,
         now: ctx.now(),
@@ -289,7 +342,7 @@ async fn verify_code(
     purpose: CodePurpose,
     presented: &Secret,
 ) -> Result<(CodeRecord, Digest), HandlerError> {
-    let presented = crypto::digest(presented.expose());
+    let presented = ctx.code_digest(purpose, &email.key, presented.expose());
     let key = email.key.clone();
     let now = ctx.now();
     let code = ctx
@@ -304,4 +357,28 @@ async fn verify_code(
         return Err(HandlerError::InvalidCode);
     }
     Ok((code, presented))
+}
+
+/// The key of an email's failed-login counter.
+pub(crate) fn login_key(email_key: &str) -> String {
+    format!("login:{email_key}")
+}
+
+/// The key of a source address's failed-login counter: the IPv4 address, or the IPv6 /64
+/// (one host usually has a whole /64). A value that is not an IP address is a bad request.
+fn source_key(client_ip: &str) -> Result<String, HandlerError> {
+    let ip: std::net::IpAddr = client_ip
+        .trim()
+        .parse()
+        .map_err(|_| HandlerError::bad_request("client_ip is not an IP address"))?;
+    Ok(match ip {
+        std::net::IpAddr::V4(v4) => format!("login-ip:{v4}"),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("login-ip:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("login-ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    })
 }

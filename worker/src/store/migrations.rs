@@ -114,6 +114,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, service)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 6: brute-force and spam limits, one fixed-window counter per key
+    // (`login:{email}`, `login-ip:{address}`, `register:{email}`, `reset:{email}`), claimed
+    // before the work it guards.
+    r#"
+    CREATE TABLE attempts (
+        key        TEXT PRIMARY KEY,
+        count      INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX attempts_by_expiry ON attempts(expires_at);
+    "#,
 ];
 
 /// The schema version this build brings a database to.

@@ -282,6 +282,17 @@ pub enum ProfileUpdate {
     NotFound,
 }
 
+/// One counter to claim an attempt on ([`Store::claim_attempts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptLimit<'a> {
+    /// The counter's key, e.g. `login:ann@example.com`.
+    pub key: &'a str,
+    /// Claims allowed per window.
+    pub max: u32,
+    /// The window's length (Unix ms), from the first claim.
+    pub window_ms: i64,
+}
+
 /// A new OAuth `state` from `social_url`.
 #[derive(Debug)]
 pub struct NewOAuthState<'a> {
@@ -527,6 +538,27 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Lifts a suspension: the user becomes active again (pending if it never had a password).
     /// A user who is not suspended is returned unchanged.
     fn unsuspend(&self, user: UserKey<'_>, now: i64) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Claims one attempt on every limit in `limits`, all or nothing, in one transaction: a
+    /// limit's window starts at its first claim and lasts `window_ms`; a limit that already
+    /// has `max` claims in its window refuses. `false` when any limit refused (and nothing was
+    /// counted: attempts refused during a lock are not counted).
+    fn claim_attempts(&self, limits: &[AttemptLimit<'_>], now: i64) -> Result<bool, StoreError>;
+
+    /// Forgets the counters `clear` and gives one claim back to each of `release` (a
+    /// successful login clears its email's counter and releases its source's claim; a completed
+    /// reset clears the email's login lock).
+    fn settle_attempts(&self, clear: &[&str], release: &[&str]) -> Result<(), StoreError>;
+
+    /// Replaces the password hash with one made with the current parameters, only if it is
+    /// still `old_hash`. `false` if it changed meanwhile (then nothing is done).
+    fn rehash_password(
+        &self,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 
     /// Stores a new OAuth `state`.
     fn create_oauth_state(&self, new: &NewOAuthState<'_>) -> Result<(), StoreError>;

@@ -7,10 +7,10 @@
 
 use super::migrations;
 use super::{
-    CodePurpose, CodeRecord, Credentials, LinkOutcome, NewOAuthState, NewRegistration, NewSession,
-    NewSocialLogin, OAuthStateRecord, OutboxEvent, ProfileUpdate, RecordedOutcome, Registration,
-    Renewal, SessionInfo, SocialLink, SocialLoginOutcome, SocialSessionRecord, Store, StoreError,
-    UserKey, UserRecord,
+    AttemptLimit, CodePurpose, CodeRecord, Credentials, LinkOutcome, NewOAuthState,
+    NewRegistration, NewSession, NewSocialLogin, OAuthStateRecord, OutboxEvent, ProfileUpdate,
+    RecordedOutcome, Registration, Renewal, SessionInfo, SocialLink, SocialLoginOutcome,
+    SocialSessionRecord, Store, StoreError, UserKey, UserRecord,
 };
 use crate::crypto::Digest;
 use crate::idempotency::OutcomeKey;
@@ -780,6 +780,70 @@ impl Store for SqliteStore {
         Ok(user)
     }
 
+    fn claim_attempts(&self, limits: &[AttemptLimit<'_>], now: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = begin(&mut conn)?;
+        for limit in limits {
+            let current: Option<(i64, i64)> = tx
+                .prepare_cached("SELECT count, expires_at FROM attempts WHERE key = ?1")?
+                .query_row([limit.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match current {
+                Some((count, expires_at)) if expires_at > now => {
+                    if count >= i64::from(limit.max) {
+                        // Locked: refuse without counting, and undo nothing (no write yet is
+                        // kept: the transaction is dropped).
+                        return Ok(false);
+                    }
+                    tx.prepare_cached("UPDATE attempts SET count = count + 1 WHERE key = ?1")?
+                        .execute([limit.key])?;
+                }
+                _ => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO attempts (key, count, expires_at) VALUES (?1, 1, ?2)",
+                    )?
+                    .execute(params![limit.key, now.saturating_add(limit.window_ms)])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn settle_attempts(&self, clear: &[&str], release: &[&str]) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = begin(&mut conn)?;
+        for key in clear {
+            tx.prepare_cached("DELETE FROM attempts WHERE key = ?1")?
+                .execute([key])?;
+        }
+        for key in release {
+            tx.prepare_cached(
+                "UPDATE attempts SET count = count - 1 WHERE key = ?1 AND count > 0",
+            )?
+            .execute([key])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn rehash_password(
+        &self,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached(
+                "UPDATE users SET password_hash = ?3, updated_at = ?4
+                 WHERE id = ?1 AND password_hash = ?2",
+            )?
+            .execute(params![user_id, old_hash, new_hash, now])?;
+        Ok(n == 1)
+    }
+
     fn find_outcome(
         &self,
         caller: &str,
@@ -998,11 +1062,14 @@ impl Store for SqliteStore {
         let codes = tx
             .prepare_cached("DELETE FROM codes WHERE expires_at <= ?1")?
             .execute([now])?;
+        let attempts = tx
+            .prepare_cached("DELETE FROM attempts WHERE expires_at <= ?1")?
+            .execute([now])?;
         let states = tx
             .prepare_cached("DELETE FROM oauth_states WHERE expires_at <= ?1")?
             .execute([now])?;
         tx.commit()?;
-        Ok((sessions + codes + states) as u64)
+        Ok((sessions + codes + states + attempts) as u64)
     }
 
     fn create_oauth_state(&self, new: &NewOAuthState<'_>) -> Result<(), StoreError> {

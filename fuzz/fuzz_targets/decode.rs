@@ -1,0 +1,68 @@
+//! Fuzzes the request decoder and validator through the real dispatcher: the first byte picks
+//! the operation, the rest is the body. A panic, or a rejection that is not a documented error
+//! code (or is `internal`), is a finding.
+#![no_main]
+
+use authq_protocol::{ErrorCode, Operation};
+use authq_worker::config::{Config, HashConfig};
+use authq_worker::crypto::CodeKey;
+use authq_worker::idempotency::Sealing;
+use authq_worker::keys::ServerKey;
+use authq_worker::social::Social;
+use authq_worker::handlers::{self, Ctx};
+use authq_worker::hashing::HashPool;
+use authq_worker::store::{Renewal, SqliteStore, Store};
+use authq_worker::{ManualClock, Metrics};
+use libfuzzer_sys::fuzz_target;
+use std::sync::{Arc, OnceLock};
+
+struct World {
+    ctx: Ctx,
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            hashing: HashConfig::insecure_fast_for_tests(),
+            ..Config::default()
+        };
+        let metrics = Arc::new(Metrics::default());
+        let server = ServerKey::from_bytes([7; 32]);
+        let store = SqliteStore::open(&dir.path().join("authq.db"), 2).unwrap();
+        let hasher = HashPool::start(&config.hashing, Arc::clone(&metrics)).unwrap();
+        World {
+            ctx: Ctx {
+                store: Arc::new(store) as Arc<dyn Store>,
+                hasher,
+                clock: Arc::new(ManualClock::new()),
+                metrics,
+                renewal: Renewal::from_policy(&config.sessions),
+                sealing: Arc::new(Sealing::new(&server)),
+                social: Arc::new(Social::new(config.social.clone()).unwrap()),
+                code_key: CodeKey::from_server_key(&server),
+                config: Arc::new(config),
+            },
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            _dir: dir,
+        }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let op = Operation::ALL[usize::from(pick) % Operation::ALL.len()];
+    let w = world();
+    if let Err(e) = w.runtime.block_on(handlers::dispatch(&w.ctx, op, body)) {
+        let code = e.code();
+        assert!(ErrorCode::ALL.contains(&code) && code != ErrorCode::Internal, "{op}: {e}");
+    }
+});

@@ -1,0 +1,263 @@
+//! The broker's own access control: `deploy/definitions.json` loaded into the local broker
+//! (under a unique vhost and unique user names, removed afterwards), then the permission matrix
+//! checked with real connections — what each user may do, and what the broker refuses.
+
+use crate::harness::test_config;
+use authq::{Client, ClientOptions};
+use authq_worker::WorkerHandle;
+use base64::Engine;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const USERS: [&str; 4] = ["worker", "web", "billing", "admin"];
+
+/// The definitions file with its user names and vhost made unique to this run.
+struct Loaded {
+    tag: String,
+    vhost: String,
+    password: String,
+}
+
+impl Loaded {
+    fn load() -> Self {
+        let tag = format!("aq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let vhost = format!("{tag}-vhost");
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let mut text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/definitions.json"),
+        )
+        .expect("deploy/definitions.json");
+        for user in USERS {
+            text = text.replace(&format!("authq-{user}"), &format!("{tag}-{user}"));
+        }
+        let mut defs: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        defs["vhosts"][0]["name"] = vhost.clone().into();
+        for p in defs["permissions"].as_array_mut().unwrap() {
+            p["vhost"] = vhost.clone().into();
+        }
+        // RabbitMQ's password hash: base64(salt ++ sha256(salt ++ password)), 4-byte salt.
+        let salt = "s4lt";
+        let digest = authq_worker::crypto::digest(&format!("{salt}{password}"));
+        let mut raw = salt.as_bytes().to_vec();
+        raw.extend_from_slice(&digest);
+        let hash = base64::engine::general_purpose::STANDARD.encode(raw);
+        for u in defs["users"].as_array_mut().unwrap() {
+            u["password_hash"] = hash.clone().into();
+        }
+        let loaded = Self {
+            tag,
+            vhost,
+            password,
+        };
+        let mut child = Command::new("rabbitmqctl")
+            .args(["import_definitions"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rabbitmqctl runs (deploy/ensure-rabbitmq.sh installs it)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(defs.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "import_definitions: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        loaded
+    }
+
+    fn user(&self, role: &str) -> String {
+        format!("{}-{role}", self.tag)
+    }
+
+    fn url(&self, role: &str) -> String {
+        format!(
+            "amqp://{}:{}@127.0.0.1:5672/{}",
+            self.user(role),
+            self.password,
+            self.vhost
+        )
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .output();
+        for role in USERS {
+            let _ = Command::new("rabbitmqctl")
+                .args(["delete_user", &self.user(role)])
+                .output();
+        }
+    }
+}
+
+/// Whether an operation was refused by the broker's access control.
+fn refused<T: std::fmt::Debug>(r: Result<T, lapin::Error>) -> bool {
+    match r {
+        Ok(v) => panic!("expected ACCESS_REFUSED, got {v:?}"),
+        Err(e) => {
+            let s = format!("{e:?} {e}");
+            assert!(s.contains("ACCESS_REFUSED") || s.contains("403"), "{s}");
+            true
+        }
+    }
+}
+
+async fn connect(url: &str) -> Connection {
+    Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_definitions_give_each_user_only_what_it_needs() {
+    let defs = Loaded::load();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    config.amqp_url = defs.url("worker");
+    config.namespace = "authq".into();
+    config.admin_callers = vec![defs.user("admin")];
+    // The worker user declares the whole topology and consumes the tubes.
+    let worker = WorkerHandle::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("the worker starts with its least-privilege user: {e}"));
+
+    // A service user calls authq through the client library (server-named reply queue).
+    let web = Client::connect_with(
+        &defs.url("web"),
+        ClientOptions {
+            namespace: "authq".into(),
+            timeout: Duration::from_secs(20),
+            ..ClientOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the service connects: {e}"));
+    web.ping().await.unwrap();
+    // …and may name reply queues under its own user, but not under another's.
+    let conn = connect(&defs.url("web")).await;
+    let own = format!("authq.reply.{}.1", defs.user("web"));
+    let ch = conn.create_channel().await.unwrap();
+    let opts = QueueDeclareOptions {
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare(own.as_str().into(), opts, FieldTable::default())
+        .await
+        .unwrap();
+    let theirs = format!("authq.reply.{}.1", defs.user("billing"));
+    assert!(refused(
+        ch.queue_declare(theirs.as_str().into(), opts, FieldTable::default())
+            .await
+    ));
+
+    // A service cannot consume a tube (requests carry other services' users' passwords)…
+    for queue in [
+        "authq.password",
+        "authq.session",
+        "authq.account",
+        "authq.dead-letter",
+    ] {
+        let ch = conn.create_channel().await.unwrap();
+        assert!(
+            refused(
+                ch.basic_consume(
+                    queue.into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default()
+                )
+                .await
+            ),
+            "{queue}"
+        );
+    }
+    // …nor bind a queue of its own to the request exchange to receive copies of requests…
+    let ch = conn.create_channel().await.unwrap();
+    assert!(refused(
+        ch.queue_bind(
+            own.as_str().into(),
+            "authq".into(),
+            "login".into(),
+            QueueBindOptions::default(),
+            FieldTable::default()
+        )
+        .await
+    ));
+    // …nor publish anywhere but the request exchange (e.g. fake dead letters or replies).
+    for exchange in ["authq.dead-letter", ""] {
+        let ch = conn.create_channel().await.unwrap();
+        let sent = ch
+            .basic_publish(
+                exchange.into(),
+                own.as_str().into(),
+                BasicPublishOptions::default(),
+                b"{}",
+                BasicProperties::default(),
+            )
+            .await;
+        // A refused publish closes the channel asynchronously: the next operation reports it.
+        let next = match sent {
+            Err(e) => Err(e),
+            Ok(_) => ch
+                .queue_declare(own.as_str().into(), opts, FieldTable::default())
+                .await
+                .map(|_| ()),
+        };
+        assert!(refused(next), "publish to {exchange:?}");
+    }
+
+    // Another service cannot read the first one's reply queue.
+    let billing = connect(&defs.url("billing")).await;
+    let ch = billing.create_channel().await.unwrap();
+    assert!(refused(
+        ch.basic_consume(
+            own.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default()
+        )
+        .await
+    ));
+
+    // The admin user may inspect the dead-letter queue.
+    let admin = connect(&defs.url("admin")).await;
+    let ch = admin.create_channel().await.unwrap();
+    ch.basic_consume(
+        "authq.dead-letter".into(),
+        "".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+
+    // The worker user cannot touch anything outside its namespace in the vhost.
+    let wconn = connect(&defs.url("worker")).await;
+    let ch = wconn.create_channel().await.unwrap();
+    assert!(refused(
+        ch.queue_declare("billing.jobs".into(), opts, FieldTable::default())
+            .await
+    ));
+
+    for c in [conn, billing, admin, wconn] {
+        let _ = c.close(200, "done".into()).await;
+    }
+    let _ = web.close().await;
+    worker.shutdown().await.unwrap();
+    drop(defs);
+}

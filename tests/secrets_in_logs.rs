@@ -1,0 +1,297 @@
+//! Secrets never leave: a full walk-through, every error path included, with the worker's and
+//! the client's tracing output captured at TRACE level (lapin's too), then searched for every
+//! secret the walk-through used. Its own test binary, so its global subscriber sees only it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[allow(dead_code)]
+#[path = "it/harness.rs"]
+mod harness;
+
+use authq::ErrorCode;
+use authq::protocol::ops::UserRef;
+use harness::{Raw, TestEnv};
+use lapin::BasicProperties;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether `text` contains `secret` not embedded in a longer run of digits (codes are 8
+/// digits; a timestamp may contain any 8 digits by chance).
+fn contains_secret(text: &str, secret: &str) -> bool {
+    let all_digits = secret.bytes().all(|b| b.is_ascii_digit());
+    text.match_indices(secret).any(|(i, _)| {
+        if !all_digits {
+            return true;
+        }
+        let before = text[..i].chars().next_back();
+        let after = text[i + secret.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_letters() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let mut secrets: Vec<String> = Vec::new();
+    let mut replies: Vec<String> = Vec::new();
+    let pw = "Walkthrough-Secret-Passw0rd!";
+    let pw2 = "Second-Secret-Passw0rd!";
+    let pw3 = "Third-Secret-Passw0rd!";
+    let wrong = "Wrong-Guess-Passw0rd!";
+    secrets.extend([pw, pw2, pw3, wrong].map(str::to_owned));
+
+    // A social login provider whose client secret and sealing key must not leak either; it
+    // listens nowhere, so the login takes the provider-unavailable error path.
+    let provider_secret = "Provider-Client-Secret-7777";
+    let social_key = {
+        use base64::Engine;
+        let bytes: Vec<u8> = uuid::Uuid::new_v4()
+            .as_bytes()
+            .iter()
+            .chain(uuid::Uuid::new_v4().as_bytes())
+            .copied()
+            .collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    secrets.extend([provider_secret.to_owned(), social_key.clone()]);
+    let social = authq_worker::social::config::from_toml(
+        &format!(
+            "[social]\nkey = \"{social_key}\"\nhttp_timeout = \"2s\"\n\
+             [social.providers.corp]\n\
+             authorization_url = \"http://127.0.0.1:1/authorize\"\n\
+             token_url = \"http://127.0.0.1:1/token\"\n\
+             userinfo_url = \"http://127.0.0.1:1/userinfo\"\n\
+             scopes = [\"openid\"]\n\
+             client_id = \"authq\"\n\
+             client_secret = \"{provider_secret}\"\n\
+             redirect_uri = \"http://127.0.0.1:1/cb\"\n"
+        ),
+        &|_| None,
+    )
+    .unwrap();
+    let env = TestEnv::start_with(|c| {
+        c.limits.login_failures = 3;
+        c.social = social;
+    })
+    .await;
+    let server = authq_worker::keys::ServerKey::load_or_create(&env.config.key_path()).unwrap();
+    let key = authq_worker::crypto::CodeKey::from_server_key(&server)
+        .expose()
+        .to_vec();
+    let c = &env.client;
+    let mut note = |r: Result<String, authq::ClientError>| {
+        replies.push(match r {
+            Ok(s) => s,
+            Err(e) => format!("{e} {e:?}"),
+        })
+    };
+
+    // Registration: weak password, wrong code, right code.
+    let reg = c.register("walk@example.com").await.unwrap();
+    secrets.push(reg.code.expose().to_owned());
+    note(
+        c.confirm_registration("walk@example.com", reg.code.expose(), "password")
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+    note(
+        c.confirm_registration("walk@example.com", "00000000", pw)
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+    note(
+        c.confirm_registration("walk@example.com", reg.code.expose(), pw)
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+
+    // Logins: wrong password, unknown email, right password.
+    note(
+        c.login("walk@example.com", wrong)
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+    note(
+        c.login("nobody@example.com", pw)
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+    let login = c.login("walk@example.com", pw).await.unwrap();
+    let session = login.session.expose().to_owned();
+    secrets.push(session.clone());
+    note(c.check(&session).await.map(|r| format!("{r:?}")));
+
+    // Password change: wrong old password, then right; the session survives.
+    note(
+        c.change_password(&session, wrong, pw2)
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+    note(
+        c.change_password(&session, pw, pw2)
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+
+    // Reset: wrong token, weak password, right token.
+    let reset = c.start_reset("walk@example.com").await.unwrap();
+    secrets.push(reset.token.expose().to_owned());
+    let decoy = c.start_reset("nobody@example.com").await.unwrap();
+    secrets.push(decoy.token.expose().to_owned());
+    note(
+        c.complete_reset("walk@example.com", "not-the-token", pw3)
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+    note(
+        c.complete_reset("walk@example.com", reset.token.expose(), "qwerty123")
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+    note(
+        c.complete_reset("walk@example.com", reset.token.expose(), pw3)
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+    note(c.check(&session).await.map(|r| format!("{r:?}")));
+
+    // Lockout: three wrong guesses, then even the right password is refused.
+    for _ in 0..4 {
+        note(
+            c.login("walk@example.com", wrong)
+                .await
+                .map(|r| format!("{r:?}")),
+        );
+    }
+    note(
+        c.login("walk@example.com", pw3)
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+    env.clock.advance(env.config.limits.login_window);
+    let s2 = c.login("walk@example.com", pw3).await.unwrap();
+    secrets.push(s2.session.expose().to_owned());
+    note(
+        c.logout(s2.session.expose())
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+    note(
+        c.logout(s2.session.expose())
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+
+    // Administration.
+    let user = || UserRef {
+        user_id: None,
+        email: Some("walk@example.com".into()),
+    };
+    note(c.suspend(user()).await.map(|r| format!("{r:?}")));
+    note(
+        c.login("walk@example.com", pw3)
+            .await
+            .map(|r| format!("{r:?}")),
+    );
+    note(c.delete_user(user()).await.map(|r| format!("{r:?}")));
+
+    // Social login against a provider that is not there: the code and state are secrets too.
+    let start = c.social_url("corp", None).await.unwrap();
+    secrets.push(start.state.expose().to_owned());
+    let auth_code = "Provider-Auth-Code-5555";
+    secrets.push(auth_code.into());
+    let social = c
+        .social_login("corp", auth_code, start.state.expose())
+        .await;
+    assert_eq!(
+        social.as_ref().err().and_then(authq::ClientError::code),
+        Some(ErrorCode::ProviderUnavailable),
+        "the provider error path ran"
+    );
+    note(social.map(|r| format!("{r:?}")));
+
+    // Malformed requests carrying secrets: wrongly typed, truncated, oversized, unanswerable.
+    let typed = br#"{"email":"walk@example.com","password":987654321987}"#;
+    secrets.push("987654321987".into());
+    let truncated = format!(r#"{{"email":"walk@example.com","password":"{pw}""#);
+    for (op, body) in [
+        ("login", typed.to_vec()),
+        ("login", truncated.clone().into_bytes()),
+    ] {
+        let r = c
+            .call_raw(op, &body, Duration::from_secs(20))
+            .await
+            .unwrap();
+        replies.push(String::from_utf8_lossy(&r).into_owned());
+    }
+    let raw = env.raw().await;
+    let mut dead = raw.dead_letters().await;
+    let mut dead_bodies = Vec::new();
+    for body in [typed.to_vec(), truncated.into_bytes()] {
+        // No reply_to: dead-lettered.
+        raw.publish("login", &body, BasicProperties::default())
+            .await;
+        let d = Raw::next(&mut dead).await;
+        dead_bodies.push(String::from_utf8_lossy(&d.data).into_owned());
+    }
+    // A broker URL with a password that cannot connect.
+    let url_pw = "Url-Secret-Pw-4242";
+    secrets.push(url_pw.into());
+    let mut bad = env.config.clone();
+    bad.amqp_url = format!("amqp://guest:{url_pw}@127.0.0.1:1/%2f");
+    let err = authq_worker::WorkerHandle::start(bad).await.unwrap_err();
+    replies.push(format!("{err} {err:?}"));
+    let cerr = authq::Client::connect(&format!("amqp://guest:{url_pw}@127.0.0.1:1/%2f"))
+        .await
+        .unwrap_err();
+    replies.push(format!("{cerr} {cerr:?}"));
+    replies.push(format!("{:?}", env.config));
+    let shut = env.metrics();
+    env.stop().await;
+
+    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("TRACE") && logs.contains("request"),
+        "the capture saw trace output and request spans"
+    );
+    assert!(shut.replied_error >= 15, "the error paths ran: {shut:?}");
+    let hex_key: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let key_text = String::from_utf8_lossy(&key).into_owned();
+    for (what, text) in [
+        ("logs", &logs),
+        ("replies", &replies.join("\n")),
+        ("dead letters", &dead_bodies.join("\n")),
+    ] {
+        for s in &secrets {
+            assert!(!contains_secret(text, s), "{what} contain the secret {s:?}");
+        }
+        assert!(!text.contains(&hex_key), "{what} contain the code key");
+        assert!(key_text.len() < 8 || !text.contains(&key_text));
+    }
+    assert!(
+        dead_bodies[0].contains("[redacted]"),
+        "dead letters keep the body with its secrets redacted: {}",
+        dead_bodies[0]
+    );
+}

@@ -1,0 +1,139 @@
+//! Who is calling: where the worker may send a reply, and who may use the administrative
+//! operations.
+//!
+//! **Reply destinations.** A request's `reply_to` is only a name the caller wrote; publishing
+//! there blindly would let a caller aim the worker's replies at a tube, at the dead-letter
+//! queue, or at another service's queue. The worker replies only to:
+//! - direct reply-to (`amq.rabbitmq.reply-to…`), which the broker binds to the publishing
+//!   channel itself;
+//! - a server-named queue (`amq.gen-…`): the name the broker gave an exclusive reply queue,
+//!   what the Rust client library uses (random, only its owner can consume it);
+//! - `{namespace}.reply.{user-id}.…`: a caller-named reply queue under the caller's own
+//!   RabbitMQ user, as validated by the broker in the `user-id` property (the broker's
+//!   permissions, `deploy/definitions.json`, let each service create and read only its own).
+//!
+//! Anything else is refused; the request is dead-lettered (`forbidden_reply_to`), never
+//! processed.
+//!
+//! **Administrative operations** (`suspend`, `unsuspend`, `delete_user`, `start_reset`) act
+//! on someone else's account, so they are accepted only from the RabbitMQ users the operator
+//! lists ([`crate::Config::admin_callers`]), identified by the message's `user-id` property.
+//! RabbitMQ checks that property against the publishing connection's user and closes the
+//! channel of a publisher that lies, so one service cannot pass for another.
+
+use crate::error::HandlerError;
+use authq_protocol::{Names, Operation};
+
+/// Prefix of the broker's direct reply-to pseudo-queue.
+pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+/// Prefix of the names the broker gives server-named queues.
+pub const SERVER_NAMED: &str = "amq.gen-";
+
+/// Whether the worker may publish a reply to `reply_to`, for a request that came with the
+/// validated `user_id` (if any). See the module documentation for the rule.
+pub fn reply_to_allowed(names: &Names, reply_to: &str, user_id: Option<&str>) -> bool {
+    if reply_to == DIRECT_REPLY_TO
+        || reply_to.starts_with(&format!("{DIRECT_REPLY_TO}."))
+        || (reply_to.starts_with(SERVER_NAMED) && reply_to.len() > SERVER_NAMED.len())
+    {
+        return true;
+    }
+    match user_id {
+        Some(user) if !user.is_empty() && !user.contains('.') => {
+            let prefix = own_reply_prefix(names, user);
+            reply_to.len() > prefix.len() && reply_to.starts_with(&prefix)
+        }
+        _ => false,
+    }
+}
+
+/// The prefix of the reply queues a caller may name itself: `{namespace}.reply.{user}.`.
+pub fn own_reply_prefix(names: &Names, user: &str) -> String {
+    format!("{}.reply.{user}.", names.namespace())
+}
+
+/// Whether an operation acts on another user's account (and so needs a listed caller).
+pub fn is_administrative(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::Suspend | Operation::Unsuspend | Operation::DeleteUser | Operation::StartReset
+    )
+}
+
+/// Refuses an administrative operation from a caller the operator has not listed.
+pub fn authorize(
+    op: Operation,
+    user_id: Option<&str>,
+    admin_callers: &[String],
+) -> Result<(), HandlerError> {
+    if !is_administrative(op) {
+        return Ok(());
+    }
+    match user_id {
+        Some(user) if admin_callers.iter().any(|a| a == user) => Ok(()),
+        _ => {
+            tracing::warn!(
+                caller = user_id,
+                "administrative operation from an unlisted caller: forbidden"
+            );
+            Err(HandlerError::Forbidden)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_go_only_to_direct_reply_to_server_named_or_the_caller_s_own_queues() {
+        let names = Names::new("authq").unwrap();
+        let ok = |r: &str, u: Option<&str>| reply_to_allowed(&names, r, u);
+        assert!(ok("amq.rabbitmq.reply-to", None));
+        assert!(ok("amq.rabbitmq.reply-to.g1h2AA==.abc", None));
+        assert!(ok("amq.gen-JzTY20BRgKO-HjmUJj0wLg", None));
+        assert!(ok("authq.reply.web.1", Some("web")));
+        // Tubes, the dead-letter queue, other services' queues, other users' reply queues.
+        for bad in [
+            "authq.session",
+            "authq.password",
+            "authq.account",
+            "authq.dead-letter",
+            "authq.unrouted",
+            "billing.requests",
+            "authq.reply.billing.1",
+            "authq.reply.web.",
+            "amq.gen-",
+            "amq.rabbitmq.reply-tox",
+            "",
+        ] {
+            assert!(!ok(bad, Some("web")), "{bad}");
+        }
+        assert!(
+            !ok("authq.reply.web.1", None),
+            "needs the validated user-id"
+        );
+        assert!(
+            !ok("authq.reply.a.b.1", Some("a.b")),
+            "no dots in user names"
+        );
+    }
+
+    #[test]
+    fn administrative_operations_need_a_listed_caller() {
+        let admins = vec!["ops".to_owned()];
+        for op in Operation::ALL {
+            let listed = authorize(*op, Some("ops"), &admins);
+            assert!(listed.is_ok(), "{op}");
+            let other = authorize(*op, Some("web"), &admins);
+            let anonymous = authorize(*op, None, &admins);
+            if is_administrative(*op) {
+                assert!(matches!(other, Err(HandlerError::Forbidden)), "{op}");
+                assert!(matches!(anonymous, Err(HandlerError::Forbidden)), "{op}");
+            } else {
+                assert!(other.is_ok() && anonymous.is_ok(), "{op}");
+            }
+        }
+    }
+}
