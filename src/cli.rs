@@ -43,10 +43,13 @@ pub enum Command {
     /// Exit status: 0 for an ok reply, 1 for an error reply, 2 when no reply came in time or
     /// the broker could not be reached (the reason goes to stderr).
     Call(CallArgs),
+    /// Measure the pool: drive it with many calls in flight and compare its throughput with
+    /// the broker's and argon2's ceilings measured in the same run (see BENCHMARKS.md).
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// Where the broker is and which deployment to talk to.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct BrokerArgs {
     /// AMQP URL of the RabbitMQ broker (`amqp://user:password@host:port/vhost`) [default: the
     /// local broker, 127.0.0.1:5672, vhost `/`, with RabbitMQ's default account].
@@ -166,6 +169,10 @@ pub struct ServeArgs {
     /// On SIGINT/SIGTERM, how long to let requests in flight finish.
     #[arg(long, env = "AUTHQ_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// On exit, write the worker's counters and per-stage timings (JSON) to this file. `authq
+    /// bench --spawn` reads it to show where the time goes.
+    #[arg(long, env = "AUTHQ_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 fn defaults() -> Config {

@@ -11,6 +11,7 @@
 mod harness;
 
 mod account;
+mod bench;
 mod broker;
 mod cli;
 mod lifecycle;

@@ -24,6 +24,7 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Instant;
 use tracing::{Instrument, debug, error, field, info_span, warn};
 
 /// Where a delivery came from.
@@ -64,9 +65,11 @@ pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, deli
         tube = source.as_str(),
         user_id = field::Empty,
     );
+    let start = Instant::now();
     run(&shared, &channel, source, &delivery)
         .instrument(span)
         .await;
+    shared.ctx.metrics.stages.total.since(start);
 }
 
 async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Delivery) {
@@ -141,8 +144,16 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
     };
 
     // 4. Reply, then acknowledge on the same channel.
-    match reply::publish_reply(channel, reply_to, props.correlation_id().as_ref(), &body).await {
-        Ok(()) => ack(delivery).await,
+    let start = Instant::now();
+    let published =
+        reply::publish_reply(channel, reply_to, props.correlation_id().as_ref(), &body).await;
+    metrics.stages.publish.since(start);
+    match published {
+        Ok(()) => {
+            let start = Instant::now();
+            ack(delivery).await;
+            metrics.stages.ack.since(start);
+        }
         Err(e) => error!(error = %e, "cannot publish the reply; the request will be redelivered"),
     }
 }

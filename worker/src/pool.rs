@@ -34,13 +34,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 /// Runs a worker until `shutdown` completes (or the broker connection fails).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
-    let worker = WorkerHandle::start(config).await?;
-    let token = worker.cancel.clone();
-    tokio::select! {
-        () = shutdown => token.cancel(),
-        () = token.cancelled() => {}
-    }
-    worker.wait().await
+    WorkerHandle::start(config).await?.run_until(shutdown).await
 }
 
 /// A running worker.
@@ -186,6 +180,16 @@ impl WorkerHandle {
     /// The broker names the worker uses.
     pub fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// Runs until `shutdown` completes (then stops gracefully) or the worker stops on its own.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+        let token = self.cancel.clone();
+        tokio::select! {
+            () = shutdown => token.cancel(),
+            () = token.cancelled() => {}
+        }
+        self.wait().await
     }
 
     /// Asks the worker to stop and waits until it has.

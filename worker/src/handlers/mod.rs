@@ -22,6 +22,7 @@ use authq_protocol::ops::UserState;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 use tracing::Span;
 
 /// What every handler needs: the store, the argon2 pool, the clock, the policies.
@@ -59,8 +60,10 @@ impl Ctx {
     ) -> Result<T, HandlerError> {
         let store = Arc::clone(&self.store);
         let span = Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| f(&*store)))
-            .await
+        let start = Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || span.in_scope(|| f(&*store))).await;
+        self.metrics.stages.store.since(start);
+        outcome
             .map_err(|e| InternalError::Join(e.to_string()))?
             .map_err(HandlerError::from)
     }
@@ -147,10 +150,16 @@ fn describe_decode_error<T: DeserializeOwned>(
 pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, HandlerError> {
     macro_rules! route {
         ($handler:path) => {{
-            let request = decode(body)?;
-            let reply = $handler(ctx, request).await?;
-            authq_protocol::encode_ok(&reply)
-                .map_err(|e| HandlerError::from(InternalError::from(e)))
+            let stages = &ctx.metrics.stages;
+            let start = Instant::now();
+            let request = decode(body);
+            stages.decode.since(start);
+            let reply = $handler(ctx, request?).await?;
+            let start = Instant::now();
+            let encoded = authq_protocol::encode_ok(&reply)
+                .map_err(|e| HandlerError::from(InternalError::from(e)));
+            stages.encode.since(start);
+            encoded
         }};
     }
     match op {
