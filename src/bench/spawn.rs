@@ -62,7 +62,6 @@ impl Spawned {
             .arg(&metrics_file)
             .args(extra)
             .env("AUTHQ_AMQP_URL", url)
-            .env("AUTHQ_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -93,7 +93,11 @@ fn login_runs_against_the_argon2_ceiling() {
     assert_eq!(count_of(&seen, "login"), 40);
     // 2 users: 2 hashes and 2 logins of set-up, then 40 logins; each one argon2 run.
     let metrics = &report["worker"]["metrics"];
-    assert_eq!(metrics["argon2_runs"].as_u64(), Some(2 + 2 + 40), "{metrics}");
+    assert_eq!(
+        metrics["argon2_runs"].as_u64(),
+        Some(2 + 2 + 40),
+        "{metrics}"
+    );
 }
 
 #[test]

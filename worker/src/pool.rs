@@ -105,6 +105,9 @@ impl WorkerHandle {
                 clock,
                 metrics: Arc::clone(&metrics),
                 renewal: Renewal::from_policy(&config.sessions),
+                store_permits: Arc::new(tokio::sync::Semaphore::new(
+                    config.store_pool_size as usize,
+                )),
                 config: Arc::clone(&config),
             },
             names: names.clone(),

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Semaphore;
 use tracing::Span;
 
 /// What every handler needs: the store, the argon2 pool, the clock, the policies.
@@ -40,6 +41,10 @@ pub struct Ctx {
     pub config: Arc<Config>,
     /// The renewal rule of [`Config::sessions`], computed once.
     pub renewal: Renewal,
+    /// Store calls running at once, at most the store's pool size: the rest wait here, as
+    /// tasks, instead of each parking a blocking-pool thread on the connection pool (128 checks
+    /// in flight grew tokio's blocking pool to ~130 threads).
+    pub store_permits: Arc<Semaphore>,
 }
 
 impl Ctx {
@@ -61,7 +66,13 @@ impl Ctx {
         let store = Arc::clone(&self.store);
         let span = Span::current();
         let start = Instant::now();
+        let permit = self
+            .store_permits
+            .acquire()
+            .await
+            .map_err(|e| InternalError::Join(e.to_string()))?;
         let outcome = tokio::task::spawn_blocking(move || span.in_scope(|| f(&*store))).await;
+        drop(permit);
         self.metrics.stages.store.since(start);
         outcome
             .map_err(|e| InternalError::Join(e.to_string()))?
