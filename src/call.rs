@@ -28,6 +28,7 @@ pub async fn run(args: CallArgs) -> ExitCode {
     let options = ClientOptions {
         namespace: args.broker.namespace,
         timeout: args.timeout,
+        attempts: args.attempts,
         connection_name: "authq-call".into(),
     };
     let client = match Client::connect_with(&args.broker.amqp_url, options).await {
@@ -37,7 +38,12 @@ pub async fn run(args: CallArgs) -> ExitCode {
             return ExitCode::from(NO_REPLY);
         }
     };
-    let outcome = client.call_raw(&args.operation, &body, args.timeout).await;
+    let message_id = args
+        .message_id
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let outcome = client
+        .call_raw_with_id(&args.operation, &body, args.timeout, &message_id)
+        .await;
     let _ = client.close().await;
     let reply = match outcome {
         Ok(reply) => reply,

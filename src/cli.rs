@@ -80,6 +80,14 @@ pub struct CallArgs {
     /// How long to wait for the reply (also the request's expiration), e.g. `5s`, `500ms`.
     #[arg(long, env = "AUTHQ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Publish the request this many times at most, with the same `message_id`, when no reply
+    /// comes (the timeout is shared among the attempts).
+    #[arg(long, default_value_t = 1)]
+    pub attempts: u32,
+    /// The request's `message_id` (default: a fresh UUID). Sending a mutating request again
+    /// with the same id and body gets its first outcome instead of doing it twice.
+    #[arg(long)]
+    pub message_id: Option<String>,
 }
 
 /// `authq serve`.
@@ -113,6 +121,22 @@ pub struct ServeArgs {
     /// Repeatable. Clients are unaffected: they address operations, not tubes.
     #[arg(long = "route", value_name = "OP=TUBE", value_parser = parse_route)]
     pub routes: Vec<(Operation, Tube)>,
+    /// Declare this tube as a classic queue instead of a quorum queue (repeatable). Quorum is
+    /// the default for every tube; see ARCHITECTURE.md for the trade-off.
+    #[arg(long = "classic-tube", env = "AUTHQ_CLASSIC_TUBES", value_delimiter = ',', value_parser = parse_tube)]
+    pub classic_tubes: Vec<Tube>,
+    /// Requests a tube holds at most; past it the broker refuses publishes and callers get
+    /// `overloaded` at once.
+    #[arg(long, env = "AUTHQ_TUBE_MAX_LENGTH", default_value_t = defaults().queues.max_length)]
+    pub tube_max_length: u32,
+    /// Deliveries of one request (a worker dying on it each time) before a quorum tube
+    /// dead-letters it.
+    #[arg(long, env = "AUTHQ_DELIVERY_LIMIT", default_value_t = defaults().queues.delivery_limit)]
+    pub delivery_limit: u32,
+    /// How long a mutating request's first outcome is kept, so that a redelivery or a retry
+    /// with the same `message_id` gets it again instead of doing the work twice.
+    #[arg(long, env = "AUTHQ_IDEMPOTENCY_WINDOW", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub idempotency_window: Duration,
 
     /// Threads that run argon2 [default: cores − 1, at least 1: leaves a core to the broker and
     /// to session checks].
@@ -179,6 +203,10 @@ fn defaults() -> Config {
     Config::default()
 }
 
+fn parse_tube(s: &str) -> Result<Tube, String> {
+    Tube::parse(s).ok_or_else(|| format!("unknown tube {s:?} (session, password or account)"))
+}
+
 fn parse_route(s: &str) -> Result<(Operation, Tube), String> {
     let (op, tube) = s
         .split_once('=')
@@ -230,6 +258,10 @@ impl ServeArgs {
         config.namespace = self.broker.namespace;
         config.database = self.database;
         config.routes = self.routes.into_iter().collect();
+        config.queues.classic_tubes = self.classic_tubes.into_iter().collect();
+        config.queues.max_length = self.tube_max_length;
+        config.queues.delivery_limit = self.delivery_limit;
+        config.idempotency_window = self.idempotency_window;
         config.hashing = hashing;
         config.sessions.idle_timeout = self.session_idle_timeout;
         config.sessions.max_lifetime = self.session_max_lifetime;

@@ -1,7 +1,7 @@
 //! [`Client`]: one connection to the broker, many calls in flight.
 
 use crate::error::ClientError;
-use crate::replies::{self, Pending};
+use crate::replies::{self, Pending, Waiter};
 use authq_protocol::names::{DEFAULT_NAMESPACE, headers};
 use authq_protocol::ops::{
     ChangePasswordReply, ChangePasswordRequest, CheckReply, CheckRequest, CompleteResetReply,
@@ -12,23 +12,35 @@ use authq_protocol::ops::{
     UnsuspendRequest, UserRef, UserStateReply,
 };
 use authq_protocol::{CONTENT_TYPE, Names, PROTOCOL_VERSION, Request, Secret, redact_url};
+use lapin::Confirmation;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+use tracing::debug;
 
 /// How a [`Client`] connects and calls.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// The namespace of the authq deployment to call (default `authq`).
     pub namespace: String,
-    /// How long a call waits for its reply. Also sent as the request's `expiration` and
-    /// absolute deadline, so a worker never starts a request its caller has given up on.
+    /// How long a call waits for its reply, all attempts included. Also sent as the request's
+    /// `expiration` and absolute deadline, so a worker never starts a request its caller has
+    /// given up on.
     pub timeout: Duration,
+    /// How many times a call is published before it gives up (default 1: no retry). With more,
+    /// the timeout is shared among the attempts, and a call whose reply did not come (or whose
+    /// connection dropped) is published again with the same `message_id`, which the worker
+    /// answers from the first outcome instead of doing the work twice. Retries add load exactly
+    /// when the pool is slowest, hence off by default.
+    pub attempts: u32,
     /// The connection name shown in RabbitMQ's management tools.
     pub connection_name: String,
 }
@@ -38,6 +50,7 @@ impl Default for ClientOptions {
         Self {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             timeout: Duration::from_secs(10),
+            attempts: 1,
             connection_name: "authq-client".to_owned(),
         }
     }
@@ -47,7 +60,12 @@ impl Default for ClientOptions {
 /// number of calls may run at once from any task.
 ///
 /// Replies come back on one exclusive, server-named reply queue that the client declares at
-/// connect time (never one per call), and are matched to calls by correlation id.
+/// connect time (never one per call), and are matched to calls by correlation id. Requests are
+/// published `mandatory` on a channel in confirm mode: a full tube (the broker nacks) fails the
+/// call at once with [`ClientError::Overloaded`], an unroutable request with
+/// [`ClientError::Unroutable`]. When the connection drops, calls in flight fail at once with
+/// [`ClientError::ConnectionLost`] (unless they have attempts left) and the next call
+/// reconnects.
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -55,12 +73,94 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    connection: Connection,
-    channel: Channel,
+    url: String,
     names: Names,
+    options: ClientOptions,
+    /// The current connection; replaced by the first call that finds it broken.
+    link: tokio::sync::Mutex<Arc<Link>>,
+    closed: AtomicBool,
+}
+
+/// One connection with its channels and reply queue.
+#[derive(Debug)]
+struct Link {
+    connection: Connection,
+    /// Requests are published here, in confirm mode.
+    publish: Channel,
     reply_queue: ShortString,
     pending: Arc<Pending>,
-    options: ClientOptions,
+}
+
+impl Link {
+    async fn open(url: &str, names: &Names, options: &ClientOptions) -> Result<Self, ClientError> {
+        let connection = Connection::connect(
+            url,
+            ConnectionProperties::default()
+                .with_connection_name(options.connection_name.clone().into()),
+        )
+        .await
+        .map_err(|source| ClientError::Connect {
+            url: redact_url(url),
+            source,
+        })?;
+        ensure_deployment(&connection, names).await?;
+        // Replies on their own channel, so a publish the broker refuses with a channel error
+        // cannot take the reply consumer down with it.
+        let replies = connection.create_channel().await?;
+        let queue = replies
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let reply_queue: ShortString = queue.name().clone();
+        let consumer = replies
+            .basic_consume(
+                reply_queue.clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    exclusive: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let publish = connection.create_channel().await?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let pending = Arc::new(Pending::default());
+        tokio::spawn(replies::dispatch(consumer, Arc::clone(&pending)));
+        Ok(Self {
+            connection,
+            publish,
+            reply_queue,
+            pending,
+        })
+    }
+
+    fn is_usable(&self) -> bool {
+        self.connection.status().connected()
+            && self.publish.status().connected()
+            && !self.pending.is_closed()
+    }
+}
+
+/// How long a call with attempts left waits before trying to reconnect again.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
+
+/// How one publish of a call ended.
+enum Published {
+    /// The broker has the request.
+    Accepted,
+    /// The link broke while publishing.
+    LinkLost,
 }
 
 impl Client {
@@ -74,52 +174,14 @@ impl Client {
     /// ever declared the namespace on this broker.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
         let names = Names::new(&options.namespace)?;
-        let connection = Connection::connect(
-            url,
-            ConnectionProperties::default()
-                .with_connection_name(options.connection_name.clone().into()),
-        )
-        .await
-        .map_err(|source| ClientError::Connect {
-            url: redact_url(url),
-            source,
-        })?;
-        ensure_deployment(&connection, &names).await?;
-        let channel = connection.create_channel().await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let reply_queue: ShortString = queue.name().clone();
-        let consumer = channel
-            .basic_consume(
-                reply_queue.clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    exclusive: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let pending = Arc::new(Pending::default());
-        tokio::spawn(replies::dispatch(consumer, Arc::clone(&pending)));
+        let link = Link::open(url, &names, &options).await?;
         Ok(Self {
             inner: Arc::new(Inner {
-                connection,
-                channel,
+                url: url.to_owned(),
                 names,
-                reply_queue,
-                pending,
                 options,
+                link: tokio::sync::Mutex::new(Arc::new(link)),
+                closed: AtomicBool::new(false),
             }),
         })
     }
@@ -129,13 +191,27 @@ impl Client {
         &self.inner.options
     }
 
-    /// Closes the connection. Calls in flight fail with [`ClientError::ConnectionLost`].
+    /// Closes the connection. Calls in flight fail with [`ClientError::ConnectionLost`], and so
+    /// does every later call.
     pub async fn close(&self) -> Result<(), ClientError> {
-        self.inner
-            .connection
-            .close(200, "client closing".into())
-            .await?;
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let link = Arc::clone(&*self.inner.link.lock().await);
+        link.connection.close(200, "client closing".into()).await?;
         Ok(())
+    }
+
+    /// The current connection, reconnecting first if it is broken.
+    async fn link(&self) -> Result<Arc<Link>, ClientError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(ClientError::ConnectionLost);
+        }
+        let mut current = self.inner.link.lock().await;
+        if !current.is_usable() {
+            debug!("reconnecting to the broker");
+            let inner = &*self.inner;
+            *current = Arc::new(Link::open(&inner.url, &inner.names, &inner.options).await?);
+        }
+        Ok(Arc::clone(&current))
     }
 
     /// Sends a typed request and decodes its reply, with the default timeout.
@@ -161,50 +237,157 @@ impl Client {
     }
 
     /// Publishes `body` as a request for `operation` (any routing key, known or not) and
-    /// returns the raw reply body: the envelope, undecoded.
+    /// returns the raw reply body: the envelope, undecoded. A fresh `message_id` identifies
+    /// the call.
     pub async fn call_raw(
         &self,
         operation: &str,
         body: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, ClientError> {
-        let inner = &*self.inner;
-        let (waiter, reply) = inner
-            .pending
-            .register()
-            .ok_or(ClientError::ConnectionLost)?;
-        let timeout_ms = u64::try_from(timeout.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let deadline = now_ms().saturating_add(i64::try_from(timeout_ms).unwrap_or(i64::MAX));
+        let message_id = uuid::Uuid::new_v4().to_string();
+        self.call_raw_with_id(operation, body, timeout, &message_id)
+            .await
+    }
+
+    /// Like [`Client::call_raw`] with the caller's `message_id`: calling again with the same
+    /// id and body (after a timeout or a lost connection) is answered with the first outcome of
+    /// a mutating operation instead of doing it twice, within the worker's idempotency window.
+    pub async fn call_raw_with_id(
+        &self,
+        operation: &str,
+        body: &[u8],
+        timeout: Duration,
+        message_id: &str,
+    ) -> Result<Vec<u8>, ClientError> {
+        let started = Instant::now();
+        let deadline_ms = now_ms().saturating_add(duration_ms(timeout));
+        let attempts = self.inner.options.attempts.max(1);
+        let call = async {
+            // The reply slot survives retries on the same connection, so a late reply to an
+            // earlier attempt answers the call too; only one reply ever reaches the caller.
+            let mut slot: Option<(Arc<Link>, Waiter, oneshot::Receiver<Vec<u8>>)> = None;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let last = attempt >= attempts;
+                let link = match self.link().await {
+                    Ok(link) => link,
+                    // A retry waits for the broker to come back, within the call's timeout.
+                    Err(ClientError::Connect { .. }) if !last => {
+                        tokio::time::sleep(RECONNECT_PAUSE).await;
+                        attempt -= 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let (waiter, mut reply) = match slot.take() {
+                    Some((l, w, r)) if Arc::ptr_eq(&l, &link) => (w, r),
+                    _ => link.pending.register().ok_or(ClientError::ConnectionLost)?,
+                };
+                let remaining = timeout.saturating_sub(started.elapsed());
+                let published = self
+                    .publish(
+                        &link,
+                        operation,
+                        body,
+                        message_id,
+                        &waiter,
+                        remaining,
+                        deadline_ms,
+                    )
+                    .await?;
+                if let Published::LinkLost = published {
+                    if last {
+                        return Err(ClientError::ConnectionLost);
+                    }
+                    continue;
+                }
+                // Each attempt gets an equal share of what is left.
+                let left = (attempts - attempt + 1).max(1);
+                let wait = timeout.saturating_sub(started.elapsed()) / left;
+                match tokio::time::timeout(wait, &mut reply).await {
+                    Ok(Ok(body)) => return Ok(body),
+                    Ok(Err(_)) if last => return Err(ClientError::ConnectionLost),
+                    Ok(Err(_)) => {}
+                    Err(_) if last && link.pending.is_closed() => {
+                        return Err(ClientError::ConnectionLost);
+                    }
+                    Err(_) if last => return Err(ClientError::Timeout(timeout)),
+                    Err(_) => slot = Some((link, waiter, reply)),
+                }
+                debug!(
+                    attempt,
+                    message_id, "no reply yet: publishing the call again"
+                );
+            }
+        };
+        // Publishing itself is bounded too: a connection the broker blocks (resource alarm)
+        // holds the publish, and the call ends in its timeout rather than hanging.
+        tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or(Err(ClientError::Timeout(timeout)))
+    }
+
+    /// Publishes one attempt of a call and waits for the broker's confirmation.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish(
+        &self,
+        link: &Link,
+        operation: &str,
+        body: &[u8],
+        message_id: &str,
+        waiter: &Waiter,
+        remaining: Duration,
+        deadline_ms: i64,
+    ) -> Result<Published, ClientError> {
         let mut table = FieldTable::default();
-        table.insert(headers::DEADLINE.into(), AMQPValue::LongLongInt(deadline));
+        table.insert(
+            headers::DEADLINE.into(),
+            AMQPValue::LongLongInt(deadline_ms),
+        );
         table.insert(
             headers::PROTOCOL.into(),
             AMQPValue::LongUInt(PROTOCOL_VERSION),
         );
         let properties = BasicProperties::default()
             .with_content_type(CONTENT_TYPE.into())
-            .with_reply_to(inner.reply_queue.clone())
+            .with_reply_to(link.reply_queue.clone())
             .with_correlation_id(waiter.correlation_id().into())
-            .with_message_id(uuid::Uuid::new_v4().to_string().into())
-            .with_expiration(timeout_ms.to_string().into())
+            .with_message_id(message_id.into())
+            .with_delivery_mode(2)
+            .with_expiration(duration_ms(remaining).max(1).to_string().into())
             .with_headers(table);
-        inner
-            .channel
+        let confirm = link
+            .publish
             .basic_publish(
-                inner.names.request_exchange().into(),
+                self.inner.names.request_exchange().into(),
                 operation.into(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
                 body,
                 properties,
             )
-            .await?;
-        match tokio::time::timeout(timeout, reply).await {
-            Ok(Ok(body)) => Ok(body),
-            Ok(Err(_)) => Err(ClientError::ConnectionLost),
-            Err(_) if inner.pending.is_closed() => Err(ClientError::ConnectionLost),
-            Err(_) => Err(ClientError::Timeout(timeout)),
+            .await;
+        let confirmation = match confirm {
+            Ok(confirm) => confirm.await,
+            Err(e) => Err(e),
+        };
+        match confirmation {
+            Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(Published::Accepted),
+            Ok(Confirmation::Ack(Some(_))) => Err(ClientError::Unroutable {
+                operation: operation.to_owned(),
+            }),
+            Ok(Confirmation::Nack(_)) => Err(ClientError::Overloaded),
+            Err(e) if is_not_found(&e) => Err(ClientError::NoDeployment {
+                namespace: self.inner.names.namespace().to_owned(),
+            }),
+            Err(e) => {
+                debug!(error = %e, "publishing failed: the connection is broken");
+                Ok(Published::LinkLost)
+            }
         }
     }
 
@@ -396,6 +579,10 @@ fn is_not_found(e: &lapin::Error) -> bool {
         lapin::ErrorKind::ProtocolError(amqp)
             if amqp.kind() == &AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)
     )
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn now_ms() -> i64 {

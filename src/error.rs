@@ -39,6 +39,18 @@ pub enum ClientError {
     /// The connection to the broker was lost while the call was in flight, or before it.
     #[error("the connection to the broker was lost")]
     ConnectionLost,
+    /// The broker refused the request because the tube that serves it is full (a nack under
+    /// `x-overflow = reject-publish`): the pool is overloaded. Nothing was processed; retry
+    /// later, with back-off.
+    #[error("authq is overloaded: the broker refused the request (its tube is full)")]
+    Overloaded,
+    /// The broker could route the request to no queue (the deployment's queues are gone) and
+    /// returned it. Nothing was processed.
+    #[error("the broker could not route the {operation:?} request to any queue")]
+    Unroutable {
+        /// The operation asked for.
+        operation: String,
+    },
     /// The worker answered with an error.
     #[error("{code}: {message}")]
     Server {

@@ -1,8 +1,8 @@
 //! The broker ceiling: a minimal echo consumer with no authq code on its path.
 //!
-//! It binds an exclusive queue to the deployment's own request exchange under a routing key
-//! of its own, so the bench drives it through the same client, exchange, reply path and
-//! persistence as authq itself. It has the session tube's shape: the same number of consumers,
+//! It binds a queue of the tubes' type (quorum by default) to the deployment's own request
+//! exchange under a routing key of its own, so the bench drives it through the same client,
+//! exchange, reply path and persistence as authq itself. It has the session tube's shape: the same number of consumers,
 //! each on its own channel with the same prefetch, a task per delivery, reply then ack on the
 //! delivery's channel. It sends the request body back as the reply.
 
@@ -11,16 +11,18 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 /// A running echo consumer.
 #[derive(Debug)]
 pub struct Echo {
     routing_key: String,
+    queue: String,
     connection: Connection,
+    setup: Channel,
 }
 
 impl Echo {
@@ -30,6 +32,7 @@ impl Echo {
         names: &Names,
         consumers: u16,
         prefetch: u16,
+        queue_type: &str,
     ) -> anyhow::Result<Self> {
         let connection = Connection::connect(
             url,
@@ -37,16 +40,24 @@ impl Echo {
         )
         .await?;
         let routing_key = format!("bench-echo-{}", uuid::Uuid::new_v4().simple());
+        let queue_name = format!("{}.{routing_key}", names.namespace());
         let setup = connection.create_channel().await?;
+        // The tubes' persistence: a durable queue of the same type. It expires if the bench
+        // dies before deleting it.
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from(queue_type)),
+        );
+        args.insert("x-expires".into(), AMQPValue::LongLongInt(600_000));
         let queue = setup
             .queue_declare(
-                "".into(),
+                queue_name.as_str().into(),
                 QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
+                    durable: true,
                     ..QueueDeclareOptions::default()
                 },
-                FieldTable::default(),
+                args,
             )
             .await?;
         setup
@@ -80,7 +91,9 @@ impl Echo {
         }
         Ok(Self {
             routing_key,
+            queue: queue_name,
             connection,
+            setup,
         })
     }
 
@@ -89,8 +102,12 @@ impl Echo {
         &self.routing_key
     }
 
-    /// Stops it; its queue goes with its connection.
+    /// Stops it and deletes its queue.
     pub async fn stop(self) {
+        let _ = self
+            .setup
+            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
         let _ = self.connection.close(200, "bench done".into()).await;
     }
 }

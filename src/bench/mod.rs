@@ -77,6 +77,10 @@ pub struct BenchArgs {
     /// argon2id lanes: the pool's and the ceiling's.
     #[arg(long, default_value_t = HashParams::default().parallelism)]
     pub argon2_parallelism: u32,
+    /// Declare the echo ceiling's queue as a classic queue (match a pool started with
+    /// `--classic-tube session`); quorum otherwise, like the tubes by default.
+    #[arg(long)]
+    pub classic_echo: bool,
     /// Any other `authq serve` flag for a spawned pool, e.g. `--serve-arg=--session-prefetch=32`.
     /// Repeatable.
     #[arg(long = "serve-arg", value_name = "FLAG", allow_hyphen_values = true)]
@@ -152,6 +156,7 @@ impl BenchArgs {
             namespace: namespace.to_owned(),
             timeout,
             connection_name: "authq-bench".into(),
+            ..ClientOptions::default()
         };
         Client::connect_with(&self.broker.amqp_url, options)
             .await

@@ -108,6 +108,11 @@ impl<'a> Env<'a> {
             &self.names()?,
             session.consumers,
             session.prefetch,
+            if self.args.classic_echo {
+                "classic"
+            } else {
+                "quorum"
+            },
         )
         .await
         .context("starting the echo consumer")?;
@@ -121,6 +126,16 @@ impl<'a> Env<'a> {
             let (client, key, body) = (client.clone(), Arc::clone(&key), Arc::clone(&body));
             async move { client.call_raw(&key, &body, timeout).await.map(|_| ()) }.boxed()
         });
+        // Warm the new queue up (its first calls are slower), uncounted.
+        let warm_up = Stop::Count(self.args.in_flight as u64 * 4);
+        drive(
+            "echo warm-up",
+            self.args.in_flight,
+            warm_up,
+            false,
+            Arc::clone(&op),
+        )
+        .await;
         let outcome = drive("echo ceiling", self.args.in_flight, stop, true, op).await;
         echo.stop().await;
         Ok(outcome)

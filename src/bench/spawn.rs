@@ -89,6 +89,7 @@ impl Spawned {
             namespace: namespace.to_owned(),
             timeout: Duration::from_secs(2),
             connection_name: "authq-bench-probe".into(),
+            ..ClientOptions::default()
         };
         while started.elapsed() < Duration::from_secs(60) {
             if let Some(status) = self.child.try_wait()? {

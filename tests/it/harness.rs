@@ -57,6 +57,8 @@ pub fn test_config(dir: &TempDir) -> Config {
 pub struct TestEnv {
     pub client: Client,
     pub clock: ManualClock,
+    /// The clock the worker compares callers' deadlines with (starts at the system time).
+    pub deadline_clock: ManualClock,
     pub config: Config,
     worker: Option<WorkerHandle>,
     _dir: TempDir,
@@ -75,9 +77,14 @@ impl TestEnv {
         let mut config = test_config(&dir);
         adjust(&mut config);
         let clock = ManualClock::new();
-        let worker = WorkerHandle::start_with_clock(config.clone(), Arc::new(clock.clone()))
-            .await
-            .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
+        let deadline_clock = ManualClock::new();
+        let worker = WorkerHandle::start_with_clocks(
+            config.clone(),
+            Arc::new(clock.clone()),
+            Arc::new(deadline_clock.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
         let client = Client::connect_with(
             &config.amqp_url,
             ClientOptions {
@@ -91,6 +98,7 @@ impl TestEnv {
         Self {
             client,
             clock,
+            deadline_clock,
             config,
             worker: Some(worker),
             _dir: dir,
@@ -171,10 +179,13 @@ impl TestEnv {
     /// Starts a new worker on the same namespace, database and clock.
     pub async fn restart_worker(&mut self) {
         assert!(self.worker.is_none(), "stop the worker first");
-        let worker =
-            WorkerHandle::start_with_clock(self.config.clone(), Arc::new(self.clock.clone()))
-                .await
-                .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
+        let worker = WorkerHandle::start_with_clocks(
+            self.config.clone(),
+            Arc::new(self.clock.clone()),
+            Arc::new(self.deadline_clock.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
         self.worker = Some(worker);
     }
 

@@ -9,11 +9,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod private_broker;
 
 mod account;
+mod backpressure;
 mod bench;
 mod broker;
 mod cli;
+mod faults;
 mod lifecycle;
 mod poison;
 mod sessions;

@@ -61,3 +61,62 @@ async fn an_operator_can_move_an_operation_to_another_tube() {
     assert_eq!(depth("password").await, 0);
     env.stop().await;
 }
+
+/// The tubes as the broker reports them: name → (type, arguments).
+fn broker_queues(namespace: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "-q",
+            "name",
+            "type",
+            "arguments",
+            "--formatter",
+            "json",
+        ])
+        .output()
+        .expect("running rabbitmqctl (deploy/ensure-rabbitmq.sh installs it)");
+    assert!(out.status.success(), "rabbitmqctl list_queues failed");
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    all.into_iter()
+        .filter(|q| q["name"].as_str().unwrap().starts_with(namespace))
+        .map(|mut q| {
+            // rabbitmqctl lists arguments as [name, type, value] triples.
+            let args: serde_json::Map<String, serde_json::Value> = q["arguments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| (a[0].as_str().unwrap().to_owned(), a[2].clone()))
+                .collect();
+            q["arguments"] = args.into();
+            (q["name"].as_str().unwrap().to_owned(), q)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tubes_are_bounded_quorum_queues_unless_an_operator_asks_for_classic() {
+    let env = TestEnv::start_with(|c| {
+        c.queues.classic_tubes.insert(Tube::Session);
+        c.queues.max_length = 1234;
+        c.queues.delivery_limit = 3;
+    })
+    .await;
+    let ns = env.config.namespace.clone();
+    let queues = broker_queues(&ns);
+    for tube in Tube::ALL {
+        let q = &queues[&format!("{ns}.{tube}")];
+        let args = &q["arguments"];
+        assert_eq!(args["x-overflow"], "reject-publish", "{tube}");
+        assert_eq!(args["x-max-length"], 1234, "{tube}");
+        assert_eq!(args["x-dead-letter-exchange"], format!("{ns}.dead-letter"));
+        if tube == Tube::Session {
+            assert_eq!(q["type"], "classic");
+            assert!(args.get("x-delivery-limit").is_none());
+        } else {
+            assert_eq!(q["type"], "quorum", "{tube}");
+            assert_eq!(args["x-delivery-limit"], 3, "{tube}");
+        }
+    }
+    env.stop().await;
+}

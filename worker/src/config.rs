@@ -23,6 +23,11 @@ pub struct Config {
     pub tubes: BTreeMap<Tube, TubeConfig>,
     /// Consumers and prefetch of the unrouted queue (requests for unknown operations).
     pub unrouted: TubeConfig,
+    /// How the tubes are declared on the broker: queue type, bounds, delivery limit.
+    pub queues: QueuePolicy,
+    /// How long a mutating request's first outcome is kept for redeliveries and retries with
+    /// the same `message_id`.
+    pub idempotency_window: Duration,
     /// Which tube serves each operation. Operations missing here use their default tube.
     pub routes: BTreeMap<Operation, Tube>,
     /// The argon2 pool.
@@ -86,6 +91,8 @@ impl Default for Config {
                 consumers: 1,
                 prefetch: 8,
             },
+            queues: QueuePolicy::default(),
+            idempotency_window: Duration::from_secs(3600),
             routes: BTreeMap::new(),
             hashing,
             sessions: SessionPolicy::default(),
@@ -136,6 +143,11 @@ impl Config {
         if self.unrouted.consumers == 0 || self.unrouted.prefetch == 0 {
             return Err(ConfigError::Invalid(
                 "unrouted queue: consumers and prefetch must be at least 1".into(),
+            ));
+        }
+        if self.queues.max_length == 0 || self.queues.delivery_limit == 0 {
+            return Err(ConfigError::Invalid(
+                "queues: the maximum length and the delivery limit must be at least 1".into(),
             ));
         }
         if self.hashing.threads == 0 {
@@ -196,6 +208,8 @@ impl fmt::Debug for Config {
             .field("database", &self.database)
             .field("tubes", &self.tubes)
             .field("unrouted", &self.unrouted)
+            .field("queues", &self.queues)
+            .field("idempotency_window", &self.idempotency_window)
             .field("routes", &self.routes)
             .field("hashing", &self.hashing)
             .field("sessions", &self.sessions)
@@ -208,6 +222,60 @@ impl fmt::Debug for Config {
             .field("purge_interval", &self.purge_interval)
             .field("queue_expires", &self.queue_expires)
             .finish()
+    }
+}
+
+/// The RabbitMQ queue type of a tube.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueType {
+    /// A replicated, durable quorum queue with a delivery limit (the default).
+    Quorum,
+    /// A classic durable queue (no delivery limit: a message that crashes every worker is
+    /// redelivered until a worker dead-letters it).
+    Classic,
+}
+
+impl QueueType {
+    /// The `x-queue-type` value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Quorum => "quorum",
+            Self::Classic => "classic",
+        }
+    }
+}
+
+/// How the tubes are declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuePolicy {
+    /// Tubes declared as classic queues instead of quorum queues.
+    pub classic_tubes: std::collections::BTreeSet<Tube>,
+    /// `x-max-length` of every tube: past it, the broker refuses publishes (`x-overflow =
+    /// reject-publish`), which a publisher with confirms sees at once as a nack.
+    pub max_length: u32,
+    /// `x-delivery-limit` of quorum tubes: a request delivered this many times without being
+    /// acknowledged (a worker crashing on it each time) is dead-lettered.
+    pub delivery_limit: u32,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        Self {
+            classic_tubes: std::collections::BTreeSet::new(),
+            max_length: 200_000,
+            delivery_limit: 5,
+        }
+    }
+}
+
+impl QueuePolicy {
+    /// The queue type of `tube`.
+    pub fn queue_type(&self, tube: Tube) -> QueueType {
+        if self.classic_tubes.contains(&tube) {
+            QueueType::Classic
+        } else {
+            QueueType::Quorum
+        }
     }
 }
 

@@ -12,7 +12,6 @@
 //! publish the reply to reply_to (same correlation_id), then ack on the same channel
 //! ```
 
-use crate::clock::system_now_ms;
 use crate::error::HandlerError;
 use crate::handlers::{self, Ctx};
 use crate::reply;
@@ -52,6 +51,8 @@ pub struct Shared {
     pub ctx: Ctx,
     /// Broker names.
     pub names: Names,
+    /// The clock callers' deadlines are compared with (the system clock outside tests).
+    pub deadline_clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// Processes one delivery to the end: reply (or dead-letter, or drop) and acknowledgement.
@@ -79,7 +80,7 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
 
     // 1. A request whose caller has given up is dropped before any side effect.
     if let Some(deadline) = reply::deadline(props.headers().as_ref())
-        && system_now_ms() > deadline
+        && shared.deadline_clock.now_ms() > deadline
     {
         metrics.expired.inc();
         debug!(deadline, "deadline passed: dropped");

@@ -38,6 +38,13 @@ pub struct Metrics {
     pub argon2_runs: Counter,
     /// Store transactions that wrote.
     pub store_writes: Counter,
+    /// Mutating requests answered from their first outcome (a redelivery or a retry with the
+    /// same `message_id`) instead of being done again.
+    pub replayed: Counter,
+    /// Prefetched requests returned to their queue (nack with requeue) at shutdown.
+    pub requeued: Counter,
+    /// Times the worker reconnected to the broker after losing its connection.
+    pub reconnects: Counter,
     /// Where the time goes: cumulative time per stage of the hot path.
     pub stages: Stages,
     errors: [Counter; ERROR_SLOTS],
@@ -132,7 +139,7 @@ impl Stages {
     }
 }
 
-const ERROR_SLOTS: usize = 16;
+const ERROR_SLOTS: usize = 32;
 
 impl Metrics {
     /// Counts an error reply by code.
@@ -164,6 +171,9 @@ impl Metrics {
             dead_lettered: self.dead_lettered.get(),
             argon2_runs: self.argon2_runs.get(),
             store_writes: self.store_writes.get(),
+            replayed: self.replayed.get(),
+            requeued: self.requeued.get(),
+            reconnects: self.reconnects.get(),
             stages: self.stages.snapshot(),
         }
     }
@@ -186,6 +196,12 @@ pub struct MetricsSnapshot {
     pub argon2_runs: u64,
     /// See [`Metrics::store_writes`].
     pub store_writes: u64,
+    /// See [`Metrics::replayed`].
+    pub replayed: u64,
+    /// See [`Metrics::requeued`].
+    pub requeued: u64,
+    /// See [`Metrics::reconnects`].
+    pub reconnects: u64,
     /// See [`Metrics::stages`].
     pub stages: StagesSnapshot,
 }

@@ -21,12 +21,14 @@ use crate::store::{Renewal, SqliteStore, Store};
 use crate::topology;
 use authq_protocol::redact_url;
 use authq_protocol::{Names, Tube};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -58,6 +60,17 @@ impl WorkerHandle {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, WorkerError> {
+        Self::start_with_clocks(config, clock, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`WorkerHandle::start_with_clock`], with a separate clock for callers' deadlines.
+    /// Deadlines are absolute times on the callers' clocks, so in production this is the system
+    /// clock whatever `clock` is; tests move it to expire queued requests without sleeping.
+    pub async fn start_with_clocks(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        deadline_clock: Arc<dyn Clock>,
+    ) -> Result<Self, WorkerError> {
         let names = config.validate()?;
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
@@ -79,25 +92,6 @@ impl WorkerHandle {
                 })??
         };
 
-        let url = redact_url(&config.amqp_url);
-        let connection = Connection::connect(
-            &config.amqp_url,
-            ConnectionProperties::default().with_connection_name("authq-worker".into()),
-        )
-        .await
-        .map_err(|source| WorkerError::Connect {
-            url: url.clone(),
-            source,
-        })?;
-        info!(url = %url, namespace = names.namespace(), "connected to the broker");
-
-        let setup = connection
-            .create_channel()
-            .await
-            .map_err(WorkerError::broker("opening a channel"))?;
-        topology::declare(&setup, &names, &config).await?;
-        let _ = setup.close(200, "topology declared".into()).await;
-
         let shared = Arc::new(Shared {
             ctx: Ctx {
                 store: Arc::new(store) as Arc<dyn Store>,
@@ -111,62 +105,16 @@ impl WorkerHandle {
                 config: Arc::clone(&config),
             },
             names: names.clone(),
+            deadline_clock,
         });
 
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let mut consumers = Vec::new();
-        let sources = Tube::ALL
-            .into_iter()
-            .map(|t| (Source::Tube(t), names.tube(t), config.tube(t)))
-            .chain([(Source::Unrouted, names.unrouted(), config.unrouted)]);
-        for (source, queue, settings) in sources {
-            for i in 0..settings.consumers {
-                let channel = connection
-                    .create_channel()
-                    .await
-                    .map_err(WorkerError::broker("opening a consumer channel"))?;
-                channel
-                    .basic_qos(settings.prefetch, BasicQosOptions::default())
-                    .await
-                    .map_err(WorkerError::broker("setting the prefetch"))?;
-                let consumer = channel
-                    .basic_consume(
-                        queue.into(),
-                        format!("authq-{}-{}-{i}", queue, std::process::id()).into(),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map_err(WorkerError::broker("starting a consumer"))?;
-                consumers.push(tokio::spawn(
-                    consume(
-                        Arc::clone(&shared),
-                        channel,
-                        source,
-                        consumer,
-                        cancel.clone(),
-                        tracker.clone(),
-                    )
-                    .instrument(info_span!("consumer", queue = queue, n = i)),
-                ));
-            }
-        }
-        info!(
-            consumers = consumers.len(),
-            hash_threads = config.hashing.threads,
-            "worker consuming"
-        );
-
+        // The first connection must work: a wrong URL or password is an operator's mistake to
+        // report at once, not to retry forever. Later losses are retried (see `supervise`).
+        let link = Link::open(&shared, &cancel, &tracker).await?;
         let purge = tokio::spawn(purge_loop(Arc::clone(&shared), cancel.clone()));
-        let task = tokio::spawn(supervise(
-            connection,
-            consumers,
-            purge,
-            tracker,
-            cancel.clone(),
-            config.shutdown_grace,
-        ));
+        let task = tokio::spawn(supervise(shared, link, purge, tracker, cancel.clone()));
         Ok(Self {
             cancel,
             task: Some(task),
@@ -220,19 +168,138 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// Takes deliveries from one consumer until cancelled, spawning a task for each.
+/// One broker connection with the topology declared and every consumer running.
+struct Link {
+    connection: Connection,
+    consumers: Vec<JoinHandle<Result<Channel, WorkerError>>>,
+    /// Cancelled when any consumer of this connection fails (the connection is lost), or with
+    /// the worker's own token.
+    lost: CancellationToken,
+}
+
+impl Link {
+    /// Connects, declares the topology and starts the consumers of every queue.
+    async fn open(
+        shared: &Arc<Shared>,
+        cancel: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Self, WorkerError> {
+        let config = &shared.ctx.config;
+        let names = &shared.names;
+        let url = redact_url(&config.amqp_url);
+        let connection = Connection::connect(
+            &with_heartbeat(&config.amqp_url),
+            ConnectionProperties::default().with_connection_name("authq-worker".into()),
+        )
+        .await
+        .map_err(|source| WorkerError::Connect {
+            url: url.clone(),
+            source,
+        })?;
+        info!(url = %url, namespace = names.namespace(), "connected to the broker");
+
+        let setup = connection
+            .create_channel()
+            .await
+            .map_err(WorkerError::broker("opening a channel"))?;
+        topology::declare(&setup, names, config).await?;
+        let _ = setup.close(200, "topology declared".into()).await;
+
+        let lost = cancel.child_token();
+        let mut consumers = Vec::new();
+        let sources = Tube::ALL
+            .into_iter()
+            .map(|t| (Source::Tube(t), names.tube(t), config.tube(t)))
+            .chain([(Source::Unrouted, names.unrouted(), config.unrouted)]);
+        for (source, queue, settings) in sources {
+            for i in 0..settings.consumers {
+                let channel = connection
+                    .create_channel()
+                    .await
+                    .map_err(WorkerError::broker("opening a consumer channel"))?;
+                channel
+                    .basic_qos(settings.prefetch, BasicQosOptions::default())
+                    .await
+                    .map_err(WorkerError::broker("setting the prefetch"))?;
+                let consumer = channel
+                    .basic_consume(
+                        queue.into(),
+                        format!("authq-{}-{}-{i}", queue, std::process::id()).into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(WorkerError::broker("starting a consumer"))?;
+                consumers.push(tokio::spawn(
+                    consume(
+                        Arc::clone(shared),
+                        channel,
+                        source,
+                        consumer,
+                        lost.clone(),
+                        tracker.clone(),
+                    )
+                    .instrument(info_span!("consumer", queue = queue, n = i)),
+                ));
+            }
+        }
+        info!(
+            consumers = consumers.len(),
+            hash_threads = config.hashing.threads,
+            "worker consuming"
+        );
+        Ok(Self {
+            connection,
+            consumers,
+            lost,
+        })
+    }
+
+    /// Waits for every consumer to stop; returns their channels (those still open) and the
+    /// first failure.
+    async fn stop_consumers(&mut self) -> (Vec<Channel>, Option<WorkerError>) {
+        let mut channels = Vec::new();
+        let mut failure = None;
+        for consumer in self.consumers.drain(..) {
+            match consumer.await {
+                Ok(Ok(channel)) => channels.push(channel),
+                Ok(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                Err(e) => error!(error = %e, "consumer task failed"),
+            }
+        }
+        (channels, failure)
+    }
+}
+
+/// Asks the broker for heartbeats every 10 s unless the URL chooses (`?heartbeat=N`), so a dead
+/// connection is noticed within seconds. argon2 runs on its own threads and never delays them.
+fn with_heartbeat(url: &str) -> String {
+    if url.contains("heartbeat=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&heartbeat=10")
+    } else {
+        format!("{url}?heartbeat=10")
+    }
+}
+
+/// Takes deliveries from one consumer until cancelled, spawning a task for each. On
+/// cancellation it stops the broker from sending more and returns what was prefetched but
+/// never started to the queue (nack with requeue).
 async fn consume(
     shared: Arc<Shared>,
     channel: Channel,
     source: Source,
     mut consumer: Consumer,
-    cancel: CancellationToken,
+    lost: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<Channel, WorkerError> {
     let outcome = loop {
         tokio::select! {
             biased;
-            () = cancel.cancelled() => break Ok(()),
+            () = lost.cancelled() => break Ok(()),
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     tracker.spawn(delivery::process(Arc::clone(&shared), channel.clone(), source, delivery));
@@ -247,41 +314,74 @@ async fn consume(
             },
         }
     };
-    if outcome.is_ok() {
-        // Stop the broker from sending more; what it already sent and nobody started is
-        // returned to the queue when the channel closes.
-        let _ = channel
-            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-            .await;
-    } else {
-        // One consumer failing (the connection dropped) stops the whole worker.
-        cancel.cancel();
+    match outcome {
+        Ok(()) => {
+            // Stop the broker from sending more, then hand back what it already sent.
+            let _ = channel
+                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                .await;
+            requeue_prefetched(&shared, &mut consumer).await;
+            Ok(channel)
+        }
+        Err(e) => {
+            // The connection is gone: every consumer of it stops, the supervisor reconnects.
+            warn!(error = %e, "consumer lost its channel");
+            lost.cancel();
+            Err(e)
+        }
     }
-    outcome.map(|()| channel)
 }
 
-/// Waits for the consumers to stop, drains in-flight requests, closes everything.
+/// Nacks (with requeue) every delivery still buffered in a cancelled consumer.
+async fn requeue_prefetched(shared: &Shared, consumer: &mut Consumer) {
+    let nack = BasicNackOptions {
+        requeue: true,
+        ..BasicNackOptions::default()
+    };
+    // The broker confirms the cancel after its last delivery, which ends the stream; the
+    // bound only guards against a connection dying meanwhile.
+    let drain = async {
+        while let Some(Ok(delivery)) = consumer.next().await {
+            if delivery.acker.nack(nack).await.is_ok() {
+                shared.ctx.metrics.requeued.inc();
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+}
+
+/// Runs the worker's connections until shutdown: when a connection is lost, reconnects with
+/// capped exponential backoff and jitter, re-declares the topology and resumes consuming, with
+/// no process restart. On shutdown, drains in-flight requests and closes everything.
 async fn supervise(
-    connection: Connection,
-    consumers: Vec<JoinHandle<Result<Channel, WorkerError>>>,
+    shared: Arc<Shared>,
+    mut link: Link,
     purge: JoinHandle<()>,
     tracker: TaskTracker,
     cancel: CancellationToken,
-    grace: std::time::Duration,
 ) -> Result<(), WorkerError> {
-    cancel.cancelled().await;
-    let mut channels = Vec::new();
-    let mut failure = None;
-    for consumer in consumers {
-        match consumer.await {
-            Ok(Ok(channel)) => channels.push(channel),
-            Ok(Err(e)) => {
-                error!(error = %e, "consumer failed");
-                failure.get_or_insert(e);
+    let grace = shared.ctx.config.shutdown_grace;
+    let channels = loop {
+        link.lost.cancelled().await;
+        let (channels, failure) = link.stop_consumers().await;
+        if cancel.is_cancelled() {
+            if let Some(e) = failure {
+                warn!(error = %e, "a consumer had failed before shutdown");
             }
-            Err(e) => error!(error = %e, "consumer task failed"),
+            break channels;
         }
-    }
+        // The connection is lost. Requests in flight on it cannot be acknowledged any more;
+        // the broker redelivers them, and their first outcome answers the redelivery.
+        let _ = link.connection.close(200, "connection lost".into()).await;
+        match reconnect(&shared, &cancel, &tracker).await {
+            Some(next) => {
+                shared.ctx.metrics.reconnects.inc();
+                link = next;
+            }
+            None => break Vec::new(),
+        }
+    };
+
     tracker.close();
     let in_flight = tracker.len();
     if in_flight > 0 {
@@ -297,11 +397,40 @@ async fn supervise(
     for channel in channels {
         let _ = channel.close(200, "worker shutting down".into()).await;
     }
-    let _ = connection.close(200, "worker shutting down".into()).await;
+    let _ = link
+        .connection
+        .close(200, "worker shutting down".into())
+        .await;
     info!("worker stopped");
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+    Ok(())
+}
+
+/// Tries to open a new [`Link`] until it works or the worker is shut down (then `None`).
+async fn reconnect(
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Option<Link> {
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        let delay = delays.next().unwrap_or(Duration::from_secs(10));
+        warn!(retry_in = ?delay, "broker connection lost; reconnecting");
+        tokio::select! {
+            () = cancel.cancelled() => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        match Link::open(shared, cancel, tracker).await {
+            Ok(link) => {
+                info!("reconnected to the broker");
+                return Some(link);
+            }
+            Err(e) => warn!(error = %e, "reconnecting failed"),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! Declarations are idempotent, so every worker declares the whole topology at start-up and
 //! any number of workers (on any host) can start in any order.
 
-use crate::config::Config;
+use crate::config::{Config, QueuePolicy, QueueType};
 use crate::error::WorkerError;
 use authq_protocol::{Names, Operation, Tube};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
@@ -16,7 +16,8 @@ use lapin::{Channel, ExchangeKind};
 /// - the unrouted exchange (fanout) and its queue, which the worker consumes to answer
 ///   `unknown_operation`;
 /// - the request exchange (direct, with the unrouted exchange as its alternate exchange);
-/// - one durable queue per tube, dead-lettering to the dead-letter exchange;
+/// - one durable queue per tube (quorum by default, see [`tube_args`]), dead-lettering to the
+///   dead-letter exchange;
 /// - one binding per operation from the request exchange to the tube that serves it, and no
 ///   binding to the other tubes (so an operator's re-routing removes the old binding).
 pub async fn declare(channel: &Channel, names: &Names, config: &Config) -> Result<(), WorkerError> {
@@ -79,10 +80,13 @@ pub async fn declare(channel: &Channel, names: &Names, config: &Config) -> Resul
             .queue_declare(
                 names.tube(tube).into(),
                 queue_options,
-                dead_lettering_args.clone(),
+                tube_args(&dead_lettering_args, &config.queues, tube),
             )
             .await
-            .map_err(WorkerError::broker("declaring a tube"))?;
+            .map_err(WorkerError::broker(
+                "declaring a tube (a tube declared earlier with other arguments, e.g. a classic \
+                 queue from an older authq, must be drained and deleted first)",
+            ))?;
     }
     for &op in Operation::ALL {
         let serving = config.tube_of(op);
@@ -114,6 +118,33 @@ pub async fn declare(channel: &Channel, names: &Names, config: &Config) -> Resul
         }
     }
     Ok(())
+}
+
+/// The arguments of a tube: dead-lettering, the queue type, a bound length that refuses
+/// publishes past it (a publisher with confirms gets a nack at once) and, for quorum queues, a
+/// small delivery limit (RabbitMQ 3.10 has no default one).
+fn tube_args(dead_lettering: &FieldTable, policy: &QueuePolicy, tube: Tube) -> FieldTable {
+    let mut args = dead_lettering.clone();
+    let queue_type = policy.queue_type(tube);
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from(queue_type.as_str())),
+    );
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString(LongString::from("reject-publish")),
+    );
+    args.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(i64::from(policy.max_length)),
+    );
+    if queue_type == QueueType::Quorum {
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(i64::from(policy.delivery_limit)),
+        );
+    }
+    args
 }
 
 /// Declares a fanout exchange and a queue of the same name bound to it.
