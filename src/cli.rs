@@ -98,6 +98,16 @@ pub struct ServeArgs {
     /// SQLite database file (created, and migrated, at start-up).
     #[arg(long, env = "AUTHQ_DATABASE", default_value = "authq.db")]
     pub database: PathBuf,
+    /// The server key file (32 random bytes, created with mode 0600 on first start), which
+    /// seals the recorded outcomes of requests; keep it out of database backups. Default: the
+    /// database path with `.key` appended.
+    #[arg(long, env = "AUTHQ_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// TOML configuration file: social login providers and their secrets (`[social]`, see
+    /// the README). Secrets in it may be indirect: `*_env` (an environment variable) or
+    /// `*_file` (a file).
+    #[arg(long, env = "AUTHQ_CONFIG")]
+    pub config: Option<PathBuf>,
 
     /// Consumers on the `session` tube (check, logout, …).
     #[arg(long, env = "AUTHQ_SESSION_CONSUMERS", default_value_t = defaults().tube(Tube::Session).consumers)]
@@ -257,6 +267,7 @@ impl ServeArgs {
         config.amqp_url = self.broker.amqp_url;
         config.namespace = self.broker.namespace;
         config.database = self.database;
+        config.key_file = self.key_file;
         config.routes = self.routes.into_iter().collect();
         config.queues.classic_tubes = self.classic_tubes.into_iter().collect();
         config.queues.max_length = self.tube_max_length;

@@ -24,13 +24,15 @@
 //! without the worker, argon2 or SQLite.
 //!
 //! # Layout
-//! - [`client`] — [`Client`], its options and one typed method per operation.
+//! - [`client`] — [`Client`], its options and one typed method per operation (the social
+//!   login ones are in `social.rs`).
 //! - [`error`] — [`ClientError`].
 //! - [`protocol`] — the wire contract (re-exported `authq-protocol`).
 
 pub mod client;
 pub mod error;
 mod replies;
+mod social;
 
 pub use authq_protocol as protocol;
 pub use authq_protocol::{ErrorCode, Secret};

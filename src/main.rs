@@ -53,7 +53,12 @@ fn main() -> ExitCode {
 
 async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     let metrics_file = args.metrics_file.clone();
-    let config = args.into_config();
+    let file = args.config.clone();
+    let mut config = args.into_config();
+    if let Some(path) = file {
+        config.social = authq_worker::social::config::load_file(&path)
+            .with_context(|| format!("reading the configuration file {}", path.display()))?;
+    }
     tracing::debug!(?config, "configuration");
     let worker = authq_worker::WorkerHandle::start(config)
         .await

@@ -74,8 +74,29 @@ error_codes! {
     WeakPassword = "weak_password", "the password does not meet the password policy";
     /// The user named by an administrative request does not exist.
     NotFound = "not_found", "no such user";
+    /// A request reused the `message_id` of an earlier request with a different body: a
+    /// `message_id` names one request, and its retries must repeat it exactly.
+    IdempotencyConflict = "idempotency_conflict", "this message_id was already used for a different request";
     /// The worker failed; the cause is in its log under the request id.
     Internal = "internal", "internal error";
+    /// The social login provider named in the request is not configured.
+    UnknownProvider = "unknown_provider", "no such social login provider";
+    /// The OAuth `state` is unknown, expired, already used, or was issued for another provider.
+    InvalidState = "invalid_state", "the state is invalid, expired or already used";
+    /// The provider refused the authorization code or the token (an OAuth error, or a 4xx).
+    ProviderRefused = "provider_refused", "the provider refused the authorization";
+    /// The provider did not answer in time, could not be reached, answered 5xx, or too many
+    /// provider calls are already in flight. Retrying later may work.
+    ProviderUnavailable = "provider_unavailable", "the provider is unavailable";
+    /// The provider answered something that is not the expected JSON.
+    ProviderBadResponse = "provider_bad_response", "the provider's answer is malformed";
+    /// The provider's profile has no subject (user id at the provider).
+    MissingSubject = "missing_subject", "the provider's profile has no subject";
+    /// The provider's email belongs to an existing account and may not be linked
+    /// automatically: log in to that account and call `link_social`.
+    LinkRequired = "link_required", "the email belongs to an existing account: log in and link";
+    /// The provider account is already linked to another user.
+    AlreadyLinked = "already_linked", "the provider account is linked to another user";
 }
 
 impl fmt::Display for ErrorCode {
@@ -131,7 +152,16 @@ mod tests {
                 "user_suspended",
                 "weak_password",
                 "not_found",
+                "idempotency_conflict",
                 "internal",
+                "unknown_provider",
+                "invalid_state",
+                "provider_refused",
+                "provider_unavailable",
+                "provider_bad_response",
+                "missing_subject",
+                "link_required",
+                "already_linked",
             ]
         );
     }

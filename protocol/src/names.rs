@@ -68,7 +68,7 @@ pub enum Tube {
     /// `complete_reset`.
     Password,
     /// Account administration: `register`, `start_reset`, `set_profile`, `delete_user`,
-    /// `suspend`, `unsuspend`.
+    /// `suspend`, `unsuspend`, and social login (`social_url`, `social_login`, `link_social`).
     Account,
 }
 

@@ -70,6 +70,13 @@ operations! {
     Suspend = "suspend" => Account, mutating: true;
     /// Lifts a suspension.
     Unsuspend = "unsuspend" => Account, mutating: true;
+    /// A provider's authorization URL with a fresh single-use `state` (and PKCE challenge).
+    SocialUrl = "social_url" => Account, mutating: true;
+    /// The provider's `code` and `state` to a session: exchanges the code, fetches the
+    /// profile, creates or updates the user.
+    SocialLogin = "social_login" => Account, mutating: true;
+    /// Links a provider account to a live session's user (after `link_required`).
+    LinkSocial = "link_social" => Account, mutating: true;
 }
 
 impl fmt::Display for Operation {
@@ -103,6 +110,9 @@ mod tests {
                 "delete_user",
                 "suspend",
                 "unsuspend",
+                "social_url",
+                "social_login",
+                "link_social",
             ]
         );
     }

@@ -16,13 +16,20 @@ struct Serve {
 
 impl Serve {
     fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    fn start_with(adjust: impl FnOnce(&mut Command)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let namespace = unique_namespace();
-        let child = Command::new(AUTHQ)
+        let mut command = Command::new(AUTHQ);
+        command
             .args(["serve", "--namespace", &namespace, "--queue-expires", "10m"])
             .arg("--database")
             .arg(dir.path().join("authq.db"))
-            .env("AUTHQ_AMQP_URL", amqp_url())
+            .env("AUTHQ_AMQP_URL", amqp_url());
+        adjust(&mut command);
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -220,4 +227,75 @@ fn every_subcommand_explains_every_flag() {
         !serve.contains("guest:guest"),
         "serve --help must not print the default password"
     );
+}
+
+#[test]
+fn serve_reads_social_providers_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A provider without a key is refused at start-up, without echoing the secret.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"[social.providers.corp]
+           preset = "github"
+           client_id = "c"
+           client_secret = "s3cr3t-value"
+           redirect_uri = "https://app.example/cb""#,
+    )
+    .unwrap();
+    let out = Command::new(AUTHQ)
+        .args(["serve", "--namespace", &unique_namespace(), "--config"])
+        .arg(&bad)
+        .arg("--database")
+        .arg(dir.path().join("never.db"))
+        .env("AUTHQ_AMQP_URL", amqp_url())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("key"), "{stderr}");
+    assert!(!stderr.contains("s3cr3t-value"), "{stderr}");
+
+    // A good one through AUTHQ_CONFIG, its secrets from a file and the environment.
+    let key = dir.path().join("social.key");
+    std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+    let good = dir.path().join("authq.toml");
+    std::fs::write(
+        &good,
+        format!(
+            r#"[social]
+               key_file = "{}"
+               [social.providers.corp]
+               authorization_url = "https://sso.corp.example/authorize"
+               token_url = "https://sso.corp.example/token"
+               userinfo_url = "https://sso.corp.example/userinfo"
+               client_id = "authq"
+               client_secret_env = "CORP_SECRET"
+               redirect_uri = "https://app.example/cb""#,
+            key.display()
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start_with(|c| {
+        c.env("AUTHQ_CONFIG", &good).env("CORP_SECRET", "from-env");
+    });
+    let reply = serve.expect("social_url", r#"{"provider":"corp"}"#, 0);
+    let url = reply["data"]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://sso.corp.example/authorize?"),
+        "{url}"
+    );
+    assert!(url.contains("state="), "{url}");
+    let unknown = serve.expect("social_url", r#"{"provider":"nope"}"#, 1);
+    assert_eq!(unknown["error"]["code"], "unknown_provider");
+    let namespace = serve.namespace.clone();
+    let (status, stderr) = serve.terminate();
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("from-env"),
+        "the client secret is never logged"
+    );
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::harness::delete_namespace(&amqp_url(), &namespace));
 }

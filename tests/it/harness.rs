@@ -130,6 +130,19 @@ impl TestEnv {
         panic!("the counters never got there: {:?}", self.metrics());
     }
 
+    /// Counts rows of the worker's SQLite database (`SELECT count(*) FROM {from_where}`).
+    pub fn count(&self, from_where: &str) -> i64 {
+        let db = rusqlite::Connection::open_with_flags(
+            &self.config.database,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("the worker's database opens");
+        db.query_row(&format!("SELECT count(*) FROM {from_where}"), [], |r| {
+            r.get(0)
+        })
+        .expect("a count")
+    }
+
     /// The worker.
     pub fn worker(&self) -> &WorkerHandle {
         self.worker.as_ref().expect("the worker is running")

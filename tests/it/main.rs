@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod idempotency;
 mod private_broker;
 
 mod account;
@@ -17,8 +18,11 @@ mod bench;
 mod broker;
 mod cli;
 mod faults;
+mod flood;
 mod lifecycle;
 mod poison;
+mod provider;
 mod sessions;
 mod shutdown;
+mod social;
 mod topology;

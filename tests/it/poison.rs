@@ -3,6 +3,7 @@
 
 use crate::harness::{Raw, TestEnv, reply_code};
 use authq_protocol::names::headers;
+use authq_worker::Clock;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use std::time::Duration;
@@ -81,7 +82,20 @@ async fn requests_nobody_can_be_answered_about_are_dead_lettered_with_the_reason
         ("login", b"{not json".to_vec(), "malformed"),
         ("frobnicate", b"{}".to_vec(), "unknown_operation"),
         ("register", vec![b' '; 100_000], "malformed"),
+        (
+            "register",
+            b"{\"email\":\"\xff\xfe\"}".to_vec(),
+            "malformed",
+        ),
+        (
+            "register",
+            format!("{}1{}", "[".repeat(300), "]".repeat(300)).into_bytes(),
+            "malformed",
+        ),
+        // Well-formed JSON of the wrong shape is not malformed: only the reply_to is missing.
+        ("login", br#"{"email":42}"#.to_vec(), "missing_reply_to"),
     ];
+    let count = cases.len() as u64;
     for (op, body, reason) in cases {
         raw.publish(op, &body, BasicProperties::default()).await;
         let d = Raw::next(&mut dead).await;
@@ -92,8 +106,133 @@ async fn requests_nobody_can_be_answered_about_are_dead_lettered_with_the_reason
         assert_eq!(key, Some(AMQPValue::LongString(op.into())));
         assert_eq!(d.data, body);
     }
-    env.metrics_when(|m| m.dead_lettered == 4).await;
+    env.metrics_when(|m| m.dead_lettered == count).await;
     env.client.ping().await.unwrap();
+    assert_tubes_empty(&env, &raw).await;
+    env.stop().await;
+}
+
+/// Every tube of the environment is empty (nothing stuck, nothing redelivered in a loop).
+async fn assert_tubes_empty(env: &TestEnv, raw: &Raw) {
+    for tube in authq_protocol::Tube::ALL {
+        let name = format!("{}.{tube}", env.config.namespace);
+        let q = raw
+            .channel
+            .queue_declare(
+                name.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(q.message_count(), 0, "{name} is empty");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_poison_message_among_a_thousand_costs_only_itself() {
+    let env = TestEnv::start().await;
+    let raw = env.raw().await;
+    let mut dead = raw.dead_letters().await;
+    let (reply_to, mut replies) = raw.reply_queue().await;
+    let good = |i: usize| {
+        BasicProperties::default()
+            .with_reply_to(reply_to.as_str().into())
+            .with_correlation_id(i.to_string().into())
+    };
+    for i in 0..500 {
+        raw.publish("check", br#"{"session":"nope"}"#, good(i))
+            .await;
+    }
+    // Poison: garbage on the same tube, with nobody to answer.
+    raw.publish("check", b"\xff{{{", BasicProperties::default())
+        .await;
+    for i in 500..1000 {
+        raw.publish("check", br#"{"session":"nope"}"#, good(i))
+            .await;
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..1000 {
+        let r = Raw::next(&mut replies).await;
+        assert_eq!(reply_code(&r.data).as_deref(), Some("session_invalid"));
+        answered.insert(r.properties.correlation_id().clone().unwrap().to_string());
+    }
+    assert_eq!(answered.len(), 1000, "a thousand answered, each once");
+    let d = Raw::next(&mut dead).await;
+    assert_eq!(d.data, b"\xff{{{");
+    let m = env.metrics_when(|m| m.dead_lettered == 1).await;
+    assert_eq!(m.received, 1001);
+    assert_tubes_empty(&env, &raw).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_costs_its_own_message_only() {
+    let env = TestEnv::start_with(|c| {
+        // One consumer on the account tube holds the panicking request and the others.
+        let account = c.tubes.get_mut(&authq_protocol::Tube::Account).unwrap();
+        account.consumers = 1;
+        account.prefetch = 16;
+    })
+    .await;
+    env.worker().faults().arm(
+        authq_worker::faults::FaultPoint::Panic,
+        authq_protocol::Operation::Register,
+    );
+    let raw = env.raw().await;
+    let mut dead = raw.dead_letters().await;
+    let (reply_to, mut replies) = raw.reply_queue().await;
+    let props = |cid: String| {
+        BasicProperties::default()
+            .with_reply_to(reply_to.as_str().into())
+            .with_correlation_id(cid.into())
+    };
+    for i in 0..20 {
+        raw.publish(
+            "start_reset",
+            br#"{"email":"x@example.com"}"#,
+            props(format!("r{i}")),
+        )
+        .await;
+    }
+    raw.publish(
+        "register",
+        br#"{"email":"p@example.com"}"#,
+        props("panic".into()),
+    )
+    .await;
+    for i in 20..40 {
+        raw.publish(
+            "start_reset",
+            br#"{"email":"x@example.com"}"#,
+            props(format!("r{i}")),
+        )
+        .await;
+    }
+    let mut ok = 0;
+    let mut internal = Vec::new();
+    for _ in 0..41 {
+        let r = Raw::next(&mut replies).await;
+        let cid = r.properties.correlation_id().clone().unwrap().to_string();
+        match reply_code(&r.data) {
+            None => ok += 1,
+            Some(code) => internal.push((cid, code)),
+        }
+    }
+    assert_eq!(ok, 40, "every other request on the consumer was answered");
+    assert_eq!(internal, [("panic".to_owned(), "internal".to_owned())]);
+    let d = Raw::next(&mut dead).await;
+    let reason = d.properties.headers().clone().unwrap();
+    assert_eq!(
+        reason.inner().get(headers::DEAD_LETTER_REASON).cloned(),
+        Some(AMQPValue::LongString("handler_panicked".into()))
+    );
+    // The worker keeps running, and the next register works.
+    env.client.register("p@example.com").await.unwrap();
+    assert_tubes_empty(&env, &raw).await;
     env.stop().await;
 }
 
@@ -163,5 +302,54 @@ async fn replies_carry_the_request_correlation_id_and_content_type() {
         Some("application/json")
     );
     assert_eq!(reply.data, br#"{"status":"ok","data":{}}"#);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_expire_while_queued_are_never_processed() {
+    let mut env = TestEnv::start().await;
+    env.active_user("late@example.com", "correct horse battery")
+        .await;
+    env.stop_worker().await;
+    let raw = env.raw().await;
+    let (reply_to, mut replies) = raw.reply_queue().await;
+    let in_a_minute = env.deadline_clock.now_ms() + 60_000;
+    let props = |cid: &str, deadline: i64| {
+        let mut h = FieldTable::default();
+        h.insert(headers::DEADLINE.into(), AMQPValue::LongLongInt(deadline));
+        BasicProperties::default()
+            .with_reply_to(reply_to.as_str().into())
+            .with_correlation_id(cid.into())
+            .with_headers(h)
+    };
+    let login = br#"{"email":"late@example.com","password":"correct horse battery"}"#;
+    for i in 0..5 {
+        raw.publish("login", login, props(&format!("login{i}"), in_a_minute))
+            .await;
+        let register = format!(r#"{{"email":"r{i}@example.com"}}"#);
+        raw.publish(
+            "register",
+            register.as_bytes(),
+            props(&format!("reg{i}"), in_a_minute),
+        )
+        .await;
+    }
+    // Two minutes pass (on the deadline clock) while nobody consumes.
+    env.deadline_clock.advance(Duration::from_secs(120));
+    env.restart_worker().await;
+    let m = env.metrics_when(|m| m.expired == 10).await;
+    assert_eq!((m.argon2_runs, m.store_writes), (0, 0), "no side effect");
+    raw.publish("ping", b"{}", props("alive", i64::MAX)).await;
+    let first = Raw::next(&mut replies).await;
+    assert_eq!(
+        first
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("alive"),
+        "no reply for the expired requests, and the worker goes on"
+    );
+    assert_eq!(env.count("users"), 1);
     env.stop().await;
 }

@@ -3,6 +3,7 @@
 //! The binary layers flags and `AUTHQ_*` environment variables over [`Config::default`]; tests
 //! build it directly. [`Config::validate`] refuses combinations that cannot work.
 
+use crate::social::SocialConfig;
 use authq_protocol::{Names, Operation, Tube, names::DEFAULT_NAMESPACE, redact_url};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,9 @@ pub struct Config {
     pub namespace: String,
     /// Path of the SQLite database file (created if missing).
     pub database: PathBuf,
+    /// The server key file (see [`crate::keys`]); `None`: the database path with `.key`
+    /// appended. Created on first start.
+    pub key_file: Option<PathBuf>,
     /// Consumers and prefetch of each tube.
     pub tubes: BTreeMap<Tube, TubeConfig>,
     /// Consumers and prefetch of the unrouted queue (requests for unknown operations).
@@ -52,6 +56,8 @@ pub struct Config {
     /// When set, every queue is declared with this `x-expires`, so an abandoned namespace
     /// (a crashed test run) disappears from the broker. Leave unset in production.
     pub queue_expires: Option<Duration>,
+    /// Social login (providers, key, timeouts); no provider: off.
+    pub social: SocialConfig,
 }
 
 impl Default for Config {
@@ -86,6 +92,7 @@ impl Default for Config {
             amqp_url: DEFAULT_AMQP_URL.to_owned(),
             namespace: DEFAULT_NAMESPACE.to_owned(),
             database: PathBuf::from("authq.db"),
+            key_file: None,
             tubes,
             unrouted: TubeConfig {
                 consumers: 1,
@@ -104,6 +111,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             purge_interval: Duration::from_secs(600),
             queue_expires: None,
+            social: SocialConfig::default(),
         }
     }
 }
@@ -118,6 +126,15 @@ impl Config {
             .get(&op)
             .copied()
             .unwrap_or_else(|| op.default_tube())
+    }
+
+    /// Where the server key lives.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file.clone().unwrap_or_else(|| {
+            let mut path = self.database.clone().into_os_string();
+            path.push(".key");
+            PathBuf::from(path)
+        })
     }
 
     /// The settings of a tube (defaults for a tube missing from the map).
@@ -191,6 +208,7 @@ impl Config {
                 "max_body_bytes must be at least 1024".into(),
             ));
         }
+        self.social.validate()?;
         if self.store_pool_size == 0 {
             return Err(ConfigError::Invalid(
                 "store_pool_size must be at least 1".into(),
@@ -206,6 +224,7 @@ impl fmt::Debug for Config {
             .field("amqp_url", &redact_url(&self.amqp_url))
             .field("namespace", &self.namespace)
             .field("database", &self.database)
+            .field("key_file", &self.key_file)
             .field("tubes", &self.tubes)
             .field("unrouted", &self.unrouted)
             .field("queues", &self.queues)
@@ -221,6 +240,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("purge_interval", &self.purge_interval)
             .field("queue_expires", &self.queue_expires)
+            .field("social", &self.social)
             .finish()
     }
 }

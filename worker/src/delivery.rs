@@ -12,8 +12,9 @@
 //! publish the reply to reply_to (same correlation_id), then ack on the same channel
 //! ```
 
-use crate::error::HandlerError;
+use crate::error::{HandlerError, InternalError};
 use crate::handlers::{self, Ctx};
+use crate::idempotency::{OUTCOME, OutcomeScope};
 use crate::reply;
 use authq_protocol::names::DeadLetterReason;
 use authq_protocol::{ErrorCode, Names, Operation, Tube, encode_error};
@@ -53,6 +54,9 @@ pub struct Shared {
     pub names: Names,
     /// The clock callers' deadlines are compared with (the system clock outside tests).
     pub deadline_clock: Arc<dyn crate::clock::Clock>,
+    /// Armed fault hooks (tests only).
+    #[cfg(feature = "fault-injection")]
+    pub faults: Arc<crate::faults::Faults>,
 }
 
 /// Processes one delivery to the end: reply (or dead-letter, or drop) and acknowledgement.
@@ -105,12 +109,39 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
     // 3. Decode, handle, encode. A panic is caught here, for this message only.
     let outcome = match operation(source, delivery, shared.ctx.config.max_body_bytes) {
         Err(e) => Ok(Err(e)),
-        Ok(op) => AssertUnwindSafe(handlers::dispatch(&shared.ctx, op, &delivery.data))
-            .catch_unwind()
-            .await
-            .map_err(|_| ()),
+        Ok(op) => {
+            let scope = outcome_scope(shared, op, delivery);
+            let answered = async {
+                #[cfg(feature = "fault-injection")]
+                if shared.faults.fire(crate::faults::FaultPoint::Panic, op) {
+                    panic!("injected fault: a handler panics");
+                }
+                answer(&shared.ctx, op, &delivery.data, scope).await
+            };
+            AssertUnwindSafe(answered)
+                .catch_unwind()
+                .await
+                .map_err(|_| ())
+        }
     };
+    #[cfg(feature = "fault-injection")]
+    if crash_at(
+        shared,
+        channel,
+        source,
+        delivery,
+        crate::faults::FaultPoint::AfterCommit,
+    )
+    .await
+    {
+        return;
+    }
     let body = match outcome {
+        Ok(Err(HandlerError::Replayed(body))) => {
+            metrics.replayed.inc();
+            debug!("answered before: replaying the first outcome");
+            body
+        }
         Ok(Ok(body)) => {
             metrics.replied_ok.inc();
             debug!("ok");
@@ -150,6 +181,16 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
         reply::publish_reply(channel, reply_to, props.correlation_id().as_ref(), &body).await;
     metrics.stages.publish.since(start);
     match published {
+        #[cfg(feature = "fault-injection")]
+        Ok(())
+            if crash_at(
+                shared,
+                channel,
+                source,
+                delivery,
+                crate::faults::FaultPoint::AfterReply,
+            )
+            .await => {}
         Ok(()) => {
             let start = Instant::now();
             ack(delivery).await;
@@ -157,6 +198,79 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
         }
         Err(e) => error!(error = %e, "cannot publish the reply; the request will be redelivered"),
     }
+}
+
+/// Where a mutating request's outcome is recorded: the caller's validated `user-id` (or
+/// nothing) and the `message_id`. Requests without a `message_id` cannot be recognised when
+/// they come again, so they are simply done.
+fn outcome_scope(shared: &Shared, op: Operation, delivery: &Delivery) -> Option<OutcomeScope> {
+    if !op.is_mutating() {
+        return None;
+    }
+    let props = &delivery.properties;
+    let message_id = props
+        .message_id()
+        .as_ref()
+        .filter(|id| !id.as_str().is_empty())?;
+    let caller = props.user_id().as_ref().map_or("", |u| u.as_str());
+    Some(
+        shared
+            .ctx
+            .sealing
+            .scope(caller, message_id.as_str(), op, &delivery.data),
+    )
+}
+
+/// Answers a request: from its recorded outcome if it was answered before, else by its
+/// handler, with the outcome recorded alongside the effect.
+async fn answer(
+    ctx: &Ctx,
+    op: Operation,
+    body: &[u8],
+    scope: Option<OutcomeScope>,
+) -> Result<Vec<u8>, HandlerError> {
+    let Some(scope) = scope else {
+        return handlers::dispatch(ctx, op, body).await;
+    };
+    let (caller, id) = (scope.key.caller.clone(), scope.key.message_id.clone());
+    let since = ctx.outcomes_since();
+    if let Some(first) = ctx
+        .read(move |s| s.find_outcome(&caller, &id, since))
+        .await?
+    {
+        if first.request_digest != scope.key.request_digest {
+            return Err(HandlerError::IdempotencyConflict);
+        }
+        let reply = scope.open(&first.sealed).map_err(InternalError::from)?;
+        return Err(HandlerError::Replayed(reply));
+    }
+    OUTCOME
+        .scope(scope, handlers::dispatch(ctx, op, body))
+        .await
+}
+
+/// A fault hook: when `point` is armed for this request's operation, "crashes" here: the
+/// channel closes with the request unacknowledged, as if the process had died.
+#[cfg(feature = "fault-injection")]
+async fn crash_at(
+    shared: &Shared,
+    channel: &Channel,
+    source: Source,
+    delivery: &Delivery,
+    point: crate::faults::FaultPoint,
+) -> bool {
+    let Ok(op) = operation(source, delivery, usize::MAX) else {
+        return false;
+    };
+    if !shared.faults.fire(point, op) {
+        return false;
+    }
+    warn!(
+        ?point,
+        "injected fault: crashing before the acknowledgement"
+    );
+    let _ = channel.close(320, "injected crash".into()).await;
+    true
 }
 
 /// The operation a delivery asks for, or why it cannot be handled at all.
@@ -176,12 +290,16 @@ fn operation(
     }
 }
 
-/// The most precise reason to dead-letter a request without a `reply_to`.
+/// The most precise reason to dead-letter a request without a `reply_to`. Parsing into a
+/// `Value` is costly but rare here, and applies the same UTF-8 and nesting rules as decoding.
 fn unanswerable_reason(shared: &Shared, source: Source, delivery: &Delivery) -> DeadLetterReason {
     match operation(source, delivery, shared.ctx.config.max_body_bytes) {
         Err(HandlerError::UnknownOperation) => DeadLetterReason::UnknownOperation,
         Err(_) => DeadLetterReason::Malformed,
-        Ok(_) if serde_json::from_slice::<serde::de::IgnoredAny>(&delivery.data).is_err() => {
+        Ok(_)
+            if std::str::from_utf8(&delivery.data).is_err()
+                || serde_json::from_slice::<serde_json::Value>(&delivery.data).is_err() =>
+        {
             DeadLetterReason::Malformed
         }
         Ok(_) => DeadLetterReason::MissingReplyTo,

@@ -45,6 +45,37 @@ pub enum HandlerError {
     /// The user named by an administrative request does not exist.
     #[error("not found")]
     NotFound,
+    /// The `message_id` was used before for a different request.
+    #[error("idempotency conflict")]
+    IdempotencyConflict,
+    /// Not a failure: the request was answered before (a concurrent delivery of it committed
+    /// first), and this is that first reply body, to be sent as it is.
+    #[error("answered before")]
+    Replayed(Vec<u8>),
+    /// The social login provider is not configured.
+    #[error("unknown provider")]
+    UnknownProvider,
+    /// The OAuth state is unknown, expired, used, or for another provider.
+    #[error("invalid state")]
+    InvalidState,
+    /// The provider refused the code or token (the detail goes to the log only).
+    #[error("provider refused: {0}")]
+    ProviderRefused(String),
+    /// The provider is down, slow, or too many provider calls are in flight.
+    #[error("provider unavailable: {0}")]
+    ProviderUnavailable(String),
+    /// The provider answered garbage.
+    #[error("provider bad response: {0}")]
+    ProviderBadResponse(String),
+    /// The provider's profile has no subject.
+    #[error("missing subject")]
+    MissingSubject,
+    /// The email belongs to an existing account that may not be linked automatically.
+    #[error("link required")]
+    LinkRequired,
+    /// The provider account is linked to another user.
+    #[error("already linked")]
+    AlreadyLinked,
     /// Something failed inside the worker.
     #[error(transparent)]
     Internal(#[from] InternalError),
@@ -62,12 +93,21 @@ pub enum InternalError {
     /// The CSPRNG failed.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// A recorded outcome could not be opened.
+    #[error(transparent)]
+    Unseal(#[from] crate::idempotency::UnsealError),
     /// A blocking task died.
     #[error("a blocking task failed: {0}")]
     Join(String),
     /// A reply could not be encoded.
     #[error("cannot encode the reply: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A value could not be sealed (social login).
+    #[error(transparent)]
+    Seal(#[from] crate::social::seal::SealError),
+    /// Something social login keeps could not be used (e.g. a state sealed under another key).
+    #[error("social login: {0}")]
+    Social(&'static str),
 }
 
 impl From<StoreError> for HandlerError {
@@ -78,6 +118,24 @@ impl From<StoreError> for HandlerError {
 
 impl From<HashError> for HandlerError {
     fn from(e: HashError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<crate::social::ProviderError> for HandlerError {
+    fn from(e: crate::social::ProviderError) -> Self {
+        use crate::social::ProviderError as P;
+        match e {
+            P::Refused(detail) => Self::ProviderRefused(detail),
+            P::Unavailable(detail) => Self::ProviderUnavailable(detail),
+            P::BadResponse(detail) => Self::ProviderBadResponse(detail),
+            P::MissingSubject => Self::MissingSubject,
+        }
+    }
+}
+
+impl From<crate::social::seal::SealError> for HandlerError {
+    fn from(e: crate::social::seal::SealError) -> Self {
         Self::Internal(e.into())
     }
 }
@@ -102,7 +160,16 @@ impl HandlerError {
             Self::UserSuspended => ErrorCode::UserSuspended,
             Self::WeakPassword(_) => ErrorCode::WeakPassword,
             Self::NotFound => ErrorCode::NotFound,
-            Self::Internal(_) => ErrorCode::Internal,
+            Self::IdempotencyConflict => ErrorCode::IdempotencyConflict,
+            Self::Replayed(_) | Self::Internal(_) => ErrorCode::Internal,
+            Self::UnknownProvider => ErrorCode::UnknownProvider,
+            Self::InvalidState => ErrorCode::InvalidState,
+            Self::ProviderRefused(_) => ErrorCode::ProviderRefused,
+            Self::ProviderUnavailable(_) => ErrorCode::ProviderUnavailable,
+            Self::ProviderBadResponse(_) => ErrorCode::ProviderBadResponse,
+            Self::MissingSubject => ErrorCode::MissingSubject,
+            Self::LinkRequired => ErrorCode::LinkRequired,
+            Self::AlreadyLinked => ErrorCode::AlreadyLinked,
         }
     }
 
@@ -128,6 +195,9 @@ pub enum WorkerError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The server key file could not be read or created.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
     /// The broker could not be reached.
     #[error(
         "cannot reach the broker at {url}: {source}. Is RabbitMQ running? Start it with `rabbitmq-server -detached` (install it with `apt-get install rabbitmq-server`)"

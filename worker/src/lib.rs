@@ -17,6 +17,7 @@
 //! - [`handlers`] — the operations, grouped by their default tube.
 //! - [`store`] — the store interface and its SQLite implementation.
 //! - [`crypto`], [`hashing`], [`domain`]: tokens and digests, argon2, input validation.
+//! - [`social`] — social login: providers, the OAuth2 / OIDC client, sealing.
 //! - [`clock`], [`metrics`], [`error`]: time, counters, error types.
 
 pub mod clock;
@@ -25,11 +26,16 @@ pub mod crypto;
 pub mod delivery;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod handlers;
 pub mod hashing;
+pub mod idempotency;
+pub mod keys;
 pub mod metrics;
 pub mod pool;
 pub mod reply;
+pub mod social;
 pub mod store;
 pub mod topology;
 

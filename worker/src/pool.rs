@@ -16,6 +16,8 @@ use crate::delivery::{self, Shared, Source};
 use crate::error::WorkerError;
 use crate::handlers::Ctx;
 use crate::hashing::HashPool;
+use crate::idempotency::Sealing;
+use crate::keys::ServerKey;
 use crate::metrics::Metrics;
 use crate::store::{Renewal, SqliteStore, Store};
 use crate::topology;
@@ -46,6 +48,8 @@ pub struct WorkerHandle {
     task: Option<JoinHandle<Result<(), WorkerError>>>,
     metrics: Arc<Metrics>,
     names: Names,
+    #[cfg(feature = "fault-injection")]
+    faults: Arc<crate::faults::Faults>,
 }
 
 impl WorkerHandle {
@@ -72,6 +76,9 @@ impl WorkerHandle {
         deadline_clock: Arc<dyn Clock>,
     ) -> Result<Self, WorkerError> {
         let names = config.validate()?;
+        #[cfg(feature = "fault-injection")]
+        let faults = Arc::new(crate::faults::Faults::default());
+        let social = Arc::new(crate::social::Social::new(config.social.clone())?);
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
 
@@ -82,6 +89,12 @@ impl WorkerHandle {
                 .map_err(|e| {
                     WorkerError::Store(crate::store::StoreError::Corrupt(e.to_string()))
                 })??
+        };
+        let server_key = {
+            let path = config.key_path();
+            tokio::task::spawn_blocking(move || ServerKey::load_or_create(&path))
+                .await
+                .map_err(|e| WorkerError::Key(crate::keys::KeyError::Random(e.to_string())))??
         };
         let hasher = {
             let (hashing, metrics) = (config.hashing.clone(), Arc::clone(&metrics));
@@ -102,10 +115,14 @@ impl WorkerHandle {
                 store_permits: Arc::new(tokio::sync::Semaphore::new(
                     config.store_pool_size as usize,
                 )),
+                sealing: Arc::new(Sealing::new(&server_key)),
+                social,
                 config: Arc::clone(&config),
             },
             names: names.clone(),
             deadline_clock,
+            #[cfg(feature = "fault-injection")]
+            faults: Arc::clone(&faults),
         });
 
         let cancel = CancellationToken::new();
@@ -120,12 +137,20 @@ impl WorkerHandle {
             task: Some(task),
             metrics,
             names,
+            #[cfg(feature = "fault-injection")]
+            faults,
         })
     }
 
     /// The worker's counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The worker's fault hooks (tests only).
+    #[cfg(feature = "fault-injection")]
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.faults
     }
 
     /// The broker names the worker uses.
@@ -443,8 +468,14 @@ async fn purge_loop(shared: Arc<Shared>, cancel: CancellationToken) {
             _ = interval.tick() => {}
         }
         let now = shared.ctx.now();
+        let since = shared.ctx.outcomes_since();
         let store = Arc::clone(&shared.ctx.store);
-        match tokio::task::spawn_blocking(move || store.purge_expired(now)).await {
+        let purge = move || {
+            Ok::<_, crate::store::StoreError>(
+                store.purge_expired(now)? + store.purge_outcomes(since)?,
+            )
+        };
+        match tokio::task::spawn_blocking(purge).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => info!(rows = n, "purged expired sessions and codes"),
             Ok(Err(e)) => warn!(error = %e, "purging expired rows failed"),

@@ -9,12 +9,14 @@ mod password;
 mod profile;
 mod registration;
 mod session;
+mod social;
 
 pub use admin::*;
 pub use password::*;
 pub use profile::*;
 pub use registration::*;
 pub use session::*;
+pub use social::*;
 
 use crate::operation::Operation;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};

@@ -31,8 +31,8 @@ pub async fn register(ctx: &Ctx, req: RegisterRequest) -> Result<RegisterReply, 
     let now = ctx.now();
     let expires_at = now.saturating_add(duration_ms(ctx.config.codes.confirmation_ttl));
     let new_id = uuid::Uuid::now_v7().to_string();
-    let outcome = ctx
-        .write(move |s| {
+    ctx.commit(
+        move |s| {
             s.register(&NewRegistration {
                 user_id: &new_id,
                 email: &email.address,
@@ -42,19 +42,20 @@ pub async fn register(ctx: &Ctx, req: RegisterRequest) -> Result<RegisterReply, 
                 code_expires_at: expires_at,
                 now,
             })
-        })
-        .await?;
-    match outcome {
-        Registration::Created { user_id } | Registration::CodeReissued { user_id } => {
-            record_user(&user_id);
-            Ok(RegisterReply {
-                user_id,
-                code,
-                expires_at,
-            })
-        }
-        Registration::Exists => Err(HandlerError::UserExists),
-    }
+        },
+        move |outcome| match outcome {
+            Registration::Created { user_id } | Registration::CodeReissued { user_id } => {
+                record_user(&user_id);
+                Ok(RegisterReply {
+                    user_id,
+                    code,
+                    expires_at,
+                })
+            }
+            Registration::Exists => Err(HandlerError::UserExists),
+        },
+    )
+    .await
 }
 
 /// `start_reset`: a reset token for an active user. The reply has the same shape whether or
@@ -67,9 +68,11 @@ pub async fn start_reset(
     let (token, digest) = crypto::new_token()?;
     let now = ctx.now();
     let expires_at = now.saturating_add(duration_ms(ctx.config.codes.reset_ttl));
-    ctx.write(move |s| s.start_reset(&email.key, &digest, expires_at, now))
-        .await?;
-    Ok(StartResetReply { token, expires_at })
+    ctx.commit(
+        move |s| s.start_reset(&email.key, &digest, expires_at, now),
+        move |_| Ok(StartResetReply { token, expires_at }),
+    )
+    .await
 }
 
 /// `set_profile`: merges (RFC 7396) or replaces the profile of the session's user.
@@ -88,16 +91,17 @@ pub async fn set_profile(ctx: &Ctx, req: SetProfileRequest) -> Result<ProfileRep
         ctx.config.max_profile_bytes,
         ctx.now(),
     );
-    match ctx
-        .write(move |s| s.set_profile(&user_id, &patch, mode, max, now))
-        .await?
-    {
-        ProfileUpdate::Updated(user) => Ok(ProfileReply {
-            user: user.into_info(),
-        }),
-        ProfileUpdate::TooLarge => Err(HandlerError::bad_request("the profile is too large")),
-        ProfileUpdate::NotFound => Err(HandlerError::SessionInvalid),
-    }
+    ctx.commit(
+        move |s| s.set_profile(&user_id, &patch, mode, max, now),
+        |update| match update {
+            ProfileUpdate::Updated(user) => Ok(ProfileReply {
+                user: user.into_info(),
+            }),
+            ProfileUpdate::TooLarge => Err(HandlerError::bad_request("the profile is too large")),
+            ProfileUpdate::NotFound => Err(HandlerError::SessionInvalid),
+        },
+    )
+    .await
 }
 
 /// `delete_user`: the user, every session and every code, gone.
@@ -106,42 +110,51 @@ pub async fn delete_user(
     req: DeleteUserRequest,
 ) -> Result<DeleteUserReply, HandlerError> {
     let target = Target::parse(&req.user)?;
-    let user_id = ctx
-        .write(move |s| s.delete_user(target.key()))
-        .await?
-        .ok_or(HandlerError::NotFound)?;
-    record_user(&user_id);
-    Ok(DeleteUserReply { user_id })
+    ctx.commit(
+        move |s| s.delete_user(target.key()),
+        |deleted| {
+            let user_id = deleted.ok_or(HandlerError::NotFound)?;
+            record_user(&user_id);
+            Ok(DeleteUserReply { user_id })
+        },
+    )
+    .await
 }
 
 /// `suspend`: the user can no longer log in, and every session ends at once.
 pub async fn suspend(ctx: &Ctx, req: SuspendRequest) -> Result<UserStateReply, HandlerError> {
     let target = Target::parse(&req.user)?;
     let now = ctx.now();
-    let (user, sessions_ended) = ctx
-        .write(move |s| s.suspend(target.key(), now))
-        .await?
-        .ok_or(HandlerError::NotFound)?;
-    record_user(&user.id);
-    Ok(UserStateReply {
-        user: user.into_info(),
-        sessions_ended,
-    })
+    ctx.commit(
+        move |s| s.suspend(target.key(), now),
+        |done| {
+            let (user, sessions_ended) = done.ok_or(HandlerError::NotFound)?;
+            record_user(&user.id);
+            Ok(UserStateReply {
+                user: user.into_info(),
+                sessions_ended,
+            })
+        },
+    )
+    .await
 }
 
 /// `unsuspend`: lifts a suspension.
 pub async fn unsuspend(ctx: &Ctx, req: UnsuspendRequest) -> Result<UserStateReply, HandlerError> {
     let target = Target::parse(&req.user)?;
     let now = ctx.now();
-    let user = ctx
-        .write(move |s| s.unsuspend(target.key(), now))
-        .await?
-        .ok_or(HandlerError::NotFound)?;
-    record_user(&user.id);
-    Ok(UserStateReply {
-        user: user.into_info(),
-        sessions_ended: 0,
-    })
+    ctx.commit(
+        move |s| s.unsuspend(target.key(), now),
+        |user| {
+            let user = user.ok_or(HandlerError::NotFound)?;
+            record_user(&user.id);
+            Ok(UserStateReply {
+                user: user.into_info(),
+                sessions_ended: 0,
+            })
+        },
+    )
+    .await
 }
 
 /// A validated [`UserRef`], owned so it can move to the blocking pool.

@@ -10,15 +10,19 @@
 pub mod account;
 pub mod password;
 pub mod session;
+pub mod social;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{HandlerError, InternalError};
 use crate::hashing::HashPool;
+use crate::idempotency::{OUTCOME, OutcomeScope, Sealing, encode_outcome};
 use crate::metrics::Metrics;
+use crate::social::Social;
 use crate::store::{Renewal, Store, StoreError, UserRecord};
 use authq_protocol::Operation;
 use authq_protocol::ops::UserState;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -45,12 +49,22 @@ pub struct Ctx {
     /// tasks, instead of each parking a blocking-pool thread on the connection pool (128 checks
     /// in flight grew tokio's blocking pool to ~130 threads).
     pub store_permits: Arc<Semaphore>,
+    /// The key recorded outcomes are sealed with.
+    pub sealing: Arc<Sealing>,
+    /// Social login: providers, HTTP client, call bound.
+    pub social: Arc<Social>,
 }
 
 impl Ctx {
     /// Now, in Unix ms.
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Outcomes recorded before this (Unix ms) are out of the idempotency window.
+    pub fn outcomes_since(&self) -> i64 {
+        self.now()
+            .saturating_sub(crate::clock::duration_ms(self.config.idempotency_window))
     }
 
     /// When `check` renews a session (derived once from the session policy).
@@ -77,6 +91,61 @@ impl Ctx {
         outcome
             .map_err(|e| InternalError::Join(e.to_string()))?
             .map_err(HandlerError::from)
+    }
+
+    /// A handler's final write and its reply, committed with the request's outcome when the
+    /// request is mutating and has a `message_id` (see [`crate::idempotency`]): `effect` runs
+    /// the store calls, `reply` turns their result into the handler's result, and both run in
+    /// one store transaction that also records the encoded reply. Without an outcome scope it is
+    /// [`Ctx::write`] followed by `reply`.
+    pub async fn commit<T, R>(
+        &self,
+        effect: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+        reply: impl FnOnce(T) -> Result<R, HandlerError> + Send + 'static,
+    ) -> Result<R, HandlerError>
+    where
+        T: Send + 'static,
+        R: Serialize + Send + 'static,
+    {
+        let Ok(scope) = OUTCOME.try_with(OutcomeScope::clone) else {
+            let done = self.write(effect).await?;
+            return reply(done);
+        };
+        self.metrics.store_writes.inc();
+        let store = Arc::clone(&self.store);
+        let now = self.now();
+        let since = self.outcomes_since();
+        let span = Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let mut effect = Some(effect);
+                let mut reply = Some(reply);
+                let mut result = None;
+                let existing = store.with_outcome(&scope.key, now, since, &mut |s| {
+                    let (Some(effect), Some(reply)) = (effect.take(), reply.take()) else {
+                        return Err(StoreError::Corrupt("outcome work run twice".into()));
+                    };
+                    let r = reply(effect(s)?);
+                    let sealed = scope.seal(&encode_outcome(&r));
+                    result = Some(r);
+                    Ok(sealed)
+                })?;
+                match (existing, result) {
+                    (None, Some(r)) => r,
+                    (Some(first), _) if first.request_digest == scope.key.request_digest => {
+                        Err(HandlerError::Replayed(
+                            scope.open(&first.sealed).map_err(InternalError::from)?,
+                        ))
+                    }
+                    (Some(_), _) => Err(HandlerError::IdempotencyConflict),
+                    (None, None) => {
+                        Err(StoreError::Corrupt("outcome work never ran".into()).into())
+                    }
+                }
+            })
+        })
+        .await
+        .map_err(|e| InternalError::Join(e.to_string()))?
     }
 
     /// Like [`Ctx::read`], for calls that write (counted in [`Metrics::store_writes`]).
@@ -189,6 +258,9 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         Operation::DeleteUser => route!(account::delete_user),
         Operation::Suspend => route!(account::suspend),
         Operation::Unsuspend => route!(account::unsuspend),
+        Operation::SocialUrl => route!(social::social_url),
+        Operation::SocialLogin => route!(social::social_login),
+        Operation::LinkSocial => route!(social::link_social),
     }
 }
 

@@ -46,8 +46,8 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
     let expires_at = now.saturating_add(duration_ms(ctx.config.sessions.idle_timeout));
     let absolute_expires_at = now.saturating_add(duration_ms(ctx.config.sessions.max_lifetime));
     let user_id = user.id;
-    let user = ctx
-        .write(move |s| {
+    ctx.commit(
+        move |s| {
             s.create_session(&NewSession {
                 user_id: &user_id,
                 digest: &digest,
@@ -55,15 +55,18 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
                 expires_at,
                 absolute_expires_at,
             })
-        })
-        .await?
-        // The user was suspended or deleted between the check and the insert.
-        .ok_or(HandlerError::InvalidCredentials)?;
-    Ok(LoginReply {
-        session: token,
-        expires_at,
-        user: user.into_info(),
-    })
+        },
+        move |user| {
+            // `None`: the user was suspended or deleted between the check and the insert.
+            let user = user.ok_or(HandlerError::InvalidCredentials)?;
+            Ok(LoginReply {
+                session: token,
+                expires_at,
+                user: user.into_info(),
+            })
+        },
+    )
+    .await
 }
 
 /// `confirm_registration`: checks the code, hashes the password, activates the user.
@@ -79,14 +82,17 @@ pub async fn confirm_registration(
         req.password,
     )
     .await?;
-    let user = ctx
-        .write(move |s| s.confirm_registration(&r.user_id, &r.code, &r.hash, r.now))
-        .await?
-        // Consumed by a concurrent confirmation: single use means one success.
-        .ok_or(HandlerError::InvalidCode)?;
-    Ok(ConfirmRegistrationReply {
-        user: user.into_info(),
-    })
+    ctx.commit(
+        move |s| s.confirm_registration(&r.user_id, &r.code, &r.hash, r.now),
+        |user| {
+            // `None`: consumed by a concurrent confirmation (single use means one success).
+            let user = user.ok_or(HandlerError::InvalidCode)?;
+            Ok(ConfirmRegistrationReply {
+                user: user.into_info(),
+            })
+        },
+    )
+    .await
 }
 
 /// `complete_reset`: checks the token, sets the new password, ends every session.
@@ -102,14 +108,17 @@ pub async fn complete_reset(
         req.password,
     )
     .await?;
-    let (user, sessions_ended) = ctx
-        .write(move |s| s.complete_reset(&r.user_id, &r.code, &r.hash, r.now))
-        .await?
-        .ok_or(HandlerError::InvalidCode)?;
-    Ok(CompleteResetReply {
-        user: user.into_info(),
-        sessions_ended,
-    })
+    ctx.commit(
+        move |s| s.complete_reset(&r.user_id, &r.code, &r.hash, r.now),
+        |done| {
+            let (user, sessions_ended) = done.ok_or(HandlerError::InvalidCode)?;
+            Ok(CompleteResetReply {
+                user: user.into_info(),
+                sessions_ended,
+            })
+        },
+    )
+    .await
 }
 
 /// `change_password`: verifies the old password, sets the new one, ends the other sessions.
@@ -140,12 +149,15 @@ pub async fn change_password(
     let new_hash = ctx.hasher.hash(req.new_password).await?;
     let user_id = credentials.user.id;
     let now = ctx.now();
-    let sessions_ended = ctx
-        .write(move |s| s.change_password(&user_id, &old_hash, &new_hash, &session, now))
-        .await?
-        // The password changed concurrently: the old one is no longer current.
-        .ok_or(HandlerError::InvalidCredentials)?;
-    Ok(ChangePasswordReply { sessions_ended })
+    ctx.commit(
+        move |s| s.change_password(&user_id, &old_hash, &new_hash, &session, now),
+        |ended| {
+            // `None`: the password changed concurrently; the old one is no longer current.
+            let sessions_ended = ended.ok_or(HandlerError::InvalidCredentials)?;
+            Ok(ChangePasswordReply { sessions_ended })
+        },
+    )
+    .await
 }
 
 /// A verified one-time code and the new password's hash: what the store needs to consume the

@@ -1,5 +1,6 @@
 //! Cheap, hot operations (default tube `session`): `ping`, `check`, `logout`, `logout_all`,
-//! `get_profile`. None of them runs argon2; each is one indexed look-up by token digest.
+//! `get_profile`. None of them runs argon2; each is one indexed look-up by token digest (plus,
+//! when social login re-checks are on, one for the session's provider side).
 
 use super::{Ctx, record_user, require_active};
 use crate::crypto;
@@ -24,6 +25,10 @@ pub async fn check(ctx: &Ctx, req: CheckRequest) -> Result<CheckReply, HandlerEr
         .ok_or(HandlerError::SessionInvalid)?;
     record_user(&session.user.id);
     require_active(&session.user)?;
+    if ctx.social.rechecks_enabled() {
+        // A social session past its re-check interval is re-verified with its provider.
+        super::social::recheck(ctx, digest).await?;
+    }
     Ok(CheckReply {
         user: session.user.into_info(),
         expires_at: session.expires_at,
@@ -35,22 +40,31 @@ pub async fn check(ctx: &Ctx, req: CheckRequest) -> Result<CheckReply, HandlerEr
 pub async fn logout(ctx: &Ctx, req: LogoutRequest) -> Result<Empty, HandlerError> {
     let digest = crypto::digest(req.session.expose());
     let now = ctx.now();
-    if ctx.write(move |s| s.end_session(&digest, now)).await? {
-        Ok(Empty {})
-    } else {
-        Err(HandlerError::SessionInvalid)
-    }
+    ctx.commit(
+        move |s| s.end_session(&digest, now),
+        |ended| {
+            if ended {
+                Ok(Empty {})
+            } else {
+                Err(HandlerError::SessionInvalid)
+            }
+        },
+    )
+    .await
 }
 
 /// `logout_all`: ends every session of the session's user.
 pub async fn logout_all(ctx: &Ctx, req: LogoutAllRequest) -> Result<LogoutAllReply, HandlerError> {
     let digest = crypto::digest(req.session.expose());
     let now = ctx.now();
-    let ended = ctx
-        .write(move |s| s.end_all_sessions(&digest, now))
-        .await?
-        .ok_or(HandlerError::SessionInvalid)?;
-    Ok(LogoutAllReply { ended })
+    ctx.commit(
+        move |s| s.end_all_sessions(&digest, now),
+        |ended| {
+            let ended = ended.ok_or(HandlerError::SessionInvalid)?;
+            Ok(LogoutAllReply { ended })
+        },
+    )
+    .await
 }
 
 /// `get_profile`: the session's user with the profile (a use of the session: it may renew).

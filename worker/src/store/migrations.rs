@@ -43,6 +43,51 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX codes_by_expiry ON codes(expires_at);
     "#,
+    // 2: the first outcome of each mutating request, for redeliveries and retries.
+    r#"
+    CREATE TABLE outcomes (
+        caller         TEXT NOT NULL,
+        message_id     TEXT NOT NULL,
+        request_digest BLOB NOT NULL,
+        sealed         BLOB NOT NULL,
+        recorded_at    INTEGER NOT NULL,
+        PRIMARY KEY (caller, message_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX outcomes_by_age ON outcomes(recorded_at);
+    "#,
+    // 3: social login: OAuth states (single use, PKCE verifier sealed), provider accounts linked
+    // to users, and the provider side of social sessions (tokens sealed, or not kept at all).
+    r#"
+    CREATE TABLE oauth_states (
+        state_digest    BLOB PRIMARY KEY,
+        provider        TEXT NOT NULL,
+        redirect_uri    TEXT NOT NULL,
+        verifier_sealed BLOB NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX oauth_states_by_expiry ON oauth_states(expires_at);
+
+    CREATE TABLE social_accounts (
+        provider   TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        email      TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (provider, subject)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX social_accounts_by_user ON social_accounts(user_id);
+
+    CREATE TABLE social_sessions (
+        token_digest  BLOB PRIMARY KEY REFERENCES sessions(token_digest) ON DELETE CASCADE,
+        provider      TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        verified_at   INTEGER NOT NULL,
+        recheck_at    INTEGER,
+        tokens_sealed BLOB
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build brings a database to.

@@ -15,6 +15,7 @@ mod sqlite;
 pub use sqlite::SqliteStore;
 
 use crate::crypto::Digest;
+use crate::idempotency::OutcomeKey;
 use authq_protocol::ops::{Profile, ProfileMode, UserInfo, UserState};
 use std::fmt;
 
@@ -65,6 +66,18 @@ impl CodePurpose {
             Self::Reset => UserState::Active,
         }
     }
+}
+
+/// The work of [`Store::with_outcome`]: store calls that return the sealed reply.
+pub type OutcomeWork<'a> = dyn FnMut(&dyn Store) -> Result<Vec<u8>, StoreError> + 'a;
+
+/// A request's recorded outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedOutcome {
+    /// SHA-256 of the request it answers (operation and body).
+    pub request_digest: Vec<u8>,
+    /// The reply, sealed (see [`crate::idempotency`]).
+    pub sealed: Vec<u8>,
 }
 
 /// A user as stored, without the password hash.
@@ -230,6 +243,132 @@ pub enum ProfileUpdate {
     NotFound,
 }
 
+/// A new OAuth `state` from `social_url`.
+#[derive(Debug)]
+pub struct NewOAuthState<'a> {
+    /// The state's digest (the state itself is only in the browser's URL).
+    pub digest: &'a Digest,
+    /// The provider it was issued for.
+    pub provider: &'a str,
+    /// The redirect URI of the authorization request (the code exchange repeats it).
+    pub redirect_uri: &'a str,
+    /// The PKCE verifier, sealed.
+    pub verifier_sealed: &'a [u8],
+    /// When it stops being accepted (Unix ms).
+    pub expires_at: i64,
+    /// Now (Unix ms).
+    pub now: i64,
+}
+
+/// A live OAuth `state`, consumed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthStateRecord {
+    /// The provider it was issued for.
+    pub provider: String,
+    /// The redirect URI of the authorization request.
+    pub redirect_uri: String,
+    /// The sealed PKCE verifier.
+    pub verifier_sealed: Vec<u8>,
+}
+
+/// An email a provider reported.
+#[derive(Clone, Copy, Debug)]
+pub struct ProviderEmail<'a> {
+    /// As given (trimmed).
+    pub address: &'a str,
+    /// Normalised (the users table's key).
+    pub key: &'a str,
+    /// Whether the provider says it verified it.
+    pub verified: bool,
+}
+
+/// A social login to apply: the provider account, what to do about its email, the session.
+#[derive(Debug)]
+pub struct NewSocialLogin<'a> {
+    /// The provider's name.
+    pub provider: &'a str,
+    /// The user's id at the provider.
+    pub subject: &'a str,
+    /// The email the provider reported, if it is a valid address.
+    pub email: Option<ProviderEmail<'a>>,
+    /// The linking rule: a verified email of an existing account links to it.
+    pub link_verified_email: bool,
+    /// A JSON object merged (RFC 7396) into the user's profile.
+    pub profile_patch: &'a str,
+    /// Profiles larger than this after the merge are left as they were.
+    pub max_profile_bytes: usize,
+    /// The id of the user, if one is created.
+    pub new_user_id: &'a str,
+    /// The new session's token digest.
+    pub session_digest: &'a Digest,
+    /// The session's first idle expiry (Unix ms).
+    pub expires_at: i64,
+    /// The session's absolute expiry (Unix ms).
+    pub absolute_expires_at: i64,
+    /// When `check` first re-checks the session with the provider; `None`: never.
+    pub recheck_at: Option<i64>,
+    /// The provider tokens, sealed, if kept for re-checks.
+    pub tokens_sealed: Option<&'a [u8]>,
+    /// Now (Unix ms).
+    pub now: i64,
+}
+
+/// What `social_login` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SocialLoginOutcome {
+    /// A session was opened for the user.
+    LoggedIn {
+        /// The user.
+        user: UserRecord,
+        /// Whether the user was created by this login.
+        created: bool,
+    },
+    /// The email belongs to an existing account that the linking rule does not allow to link
+    /// automatically. Nothing changed.
+    LinkRequired,
+    /// The user is suspended. Nothing changed.
+    Suspended,
+}
+
+/// A provider account to link to a session's user.
+#[derive(Debug)]
+pub struct SocialLink<'a> {
+    /// The session (of the account to link to).
+    pub session_digest: &'a Digest,
+    /// The provider's name.
+    pub provider: &'a str,
+    /// The user's id at the provider.
+    pub subject: &'a str,
+    /// The email the provider reported (kept with the link, for information).
+    pub email: Option<&'a str>,
+    /// Now (Unix ms).
+    pub now: i64,
+}
+
+/// What `link_social` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LinkOutcome {
+    /// Linked (or it already was, to this user).
+    Linked(UserRecord),
+    /// The provider account is linked to another user.
+    AlreadyLinked,
+    /// The session is not live.
+    SessionInvalid,
+    /// The session's user is not active.
+    Suspended,
+}
+
+/// A social session due for a re-check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocialSessionRecord {
+    /// The provider's name.
+    pub provider: String,
+    /// The user's id at the provider.
+    pub subject: String,
+    /// The sealed provider tokens, if kept.
+    pub tokens_sealed: Option<Vec<u8>>,
+}
+
 /// The user store.
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Starts a registration: creates a pending user with the code, or replaces the code of an
@@ -350,6 +489,67 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// A user who is not suspended is returned unchanged.
     fn unsuspend(&self, user: UserKey<'_>, now: i64) -> Result<Option<UserRecord>, StoreError>;
 
-    /// Deletes sessions and codes that expired before `now`. Returns how many rows went.
+    /// Stores a new OAuth `state`.
+    fn create_oauth_state(&self, new: &NewOAuthState<'_>) -> Result<(), StoreError>;
+
+    /// Consumes the live `state` with this digest: of concurrent uses exactly one gets it.
+    fn take_oauth_state(
+        &self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<OAuthStateRecord>, StoreError>;
+
+    /// In one transaction: finds the user linked to the provider account (updating the
+    /// profile), or links an existing account by verified email when the rule allows, or
+    /// creates an active user; then opens a session that remembers its provider.
+    fn social_login(&self, login: &NewSocialLogin<'_>) -> Result<SocialLoginOutcome, StoreError>;
+
+    /// Links a provider account to the live session's user.
+    fn link_social(&self, link: &SocialLink<'_>) -> Result<LinkOutcome, StoreError>;
+
+    /// The social session with this digest, if its re-check is due at `now`.
+    fn social_session_due(
+        &self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<SocialSessionRecord>, StoreError>;
+
+    /// Records a re-check: the next one is at `next_recheck_at`; `verified_at` is set when the
+    /// provider confirmed the user, and `tokens_sealed` replaces the kept tokens when given.
+    fn social_session_rechecked(
+        &self,
+        digest: &Digest,
+        verified_at: Option<i64>,
+        next_recheck_at: i64,
+        tokens_sealed: Option<&[u8]>,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes sessions, codes and OAuth states that expired before `now`. Returns how many
+    /// rows went.
     fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// The outcome recorded for the request `message_id` of `caller` at or after
+    /// `recorded_since`, if any.
+    fn find_outcome(
+        &self,
+        caller: &str,
+        message_id: &str,
+        recorded_since: i64,
+    ) -> Result<Option<RecordedOutcome>, StoreError>;
+
+    /// Runs `work` (which calls other methods of this store and returns the sealed reply) and
+    /// records its outcome under `key`, all in one write transaction: the effect and its
+    /// outcome commit together or not at all. If an outcome is already recorded under `key`,
+    /// nothing runs and that outcome is returned instead.
+    /// Outcomes recorded before `recorded_since` are out of the window: ignored and replaced.
+    fn with_outcome(
+        &self,
+        key: &OutcomeKey,
+        now: i64,
+        recorded_since: i64,
+        work: &mut OutcomeWork<'_>,
+    ) -> Result<Option<RecordedOutcome>, StoreError>;
+
+    /// Deletes outcomes recorded before `recorded_before`. Returns how many went.
+    fn purge_outcomes(&self, recorded_before: i64) -> Result<u64, StoreError>;
 }

@@ -7,13 +7,22 @@
 
 use super::migrations;
 use super::{
-    CodePurpose, CodeRecord, Credentials, NewRegistration, NewSession, ProfileUpdate, Registration,
-    Renewal, SessionInfo, Store, StoreError, UserKey, UserRecord,
+    CodePurpose, CodeRecord, Credentials, LinkOutcome, NewOAuthState, NewRegistration, NewSession,
+    NewSocialLogin, OAuthStateRecord, ProfileUpdate, RecordedOutcome, Registration, Renewal,
+    SessionInfo, SocialLink, SocialLoginOutcome, SocialSessionRecord, Store, StoreError, UserKey,
+    UserRecord,
 };
 use crate::crypto::Digest;
+use crate::idempotency::OutcomeKey;
+use crate::store::OutcomeWork;
 use authq_protocol::ops::{ProfileMode, UserState};
 use r2d2::{ManageConnection, Pool, PooledConnection};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, Savepoint, Transaction, TransactionBehavior,
+    params,
+};
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -94,9 +103,140 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
-        Ok(self.pool.get()?)
+    /// A connection: the one of the enclosing [`Store::with_outcome`] transaction when there is
+    /// one on this thread, else one from the pool.
+    fn conn(&self) -> Result<Conn, StoreError> {
+        match AMBIENT.with(|a| a.borrow_mut().take()) {
+            Some(conn) => Ok(Conn::Ambient(Some(conn))),
+            None => Ok(Conn::Pooled(self.pool.get()?)),
+        }
     }
+}
+
+thread_local! {
+    /// The connection of a [`Store::with_outcome`] transaction in progress on this thread: the
+    /// store methods its work calls run inside that transaction (as savepoints).
+    static AMBIENT: RefCell<Option<PooledConnection<Manager>>> = const { RefCell::new(None) };
+}
+
+/// A connection a store method works on.
+enum Conn {
+    Pooled(PooledConnection<Manager>),
+    /// Borrowed from [`AMBIENT`]; given back on drop.
+    Ambient(Option<PooledConnection<Manager>>),
+}
+
+impl Deref for Conn {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Self::Pooled(c) => c,
+            Self::Ambient(c) => c
+                .as_ref()
+                .unwrap_or_else(|| unreachable!("taken only on drop")),
+        }
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Connection {
+        match self {
+            Self::Pooled(c) => c,
+            Self::Ambient(c) => c
+                .as_mut()
+                .unwrap_or_else(|| unreachable!("taken only on drop")),
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Self::Ambient(c) = self
+            && let Some(c) = c.take()
+        {
+            AMBIENT.with(|a| *a.borrow_mut() = Some(c));
+        }
+    }
+}
+
+/// A write transaction: `BEGIN IMMEDIATE` on its own, a savepoint inside a
+/// [`Store::with_outcome`] transaction.
+enum Tx<'c> {
+    Top(Transaction<'c>),
+    Nested(Savepoint<'c>),
+}
+
+fn begin(conn: &mut Connection) -> rusqlite::Result<Tx<'_>> {
+    if conn.is_autocommit() {
+        Ok(Tx::Top(conn.transaction_with_behavior(
+            TransactionBehavior::Immediate,
+        )?))
+    } else {
+        Ok(Tx::Nested(conn.savepoint()?))
+    }
+}
+
+impl Tx<'_> {
+    fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            Self::Top(t) => t.commit(),
+            Self::Nested(s) => s.commit(),
+        }
+    }
+}
+
+impl Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Self::Top(t) => t,
+            Self::Nested(s) => s,
+        }
+    }
+}
+
+/// Hands a connection in a transaction to the store methods called on this thread; takes it
+/// back (rolling back if nobody committed, e.g. on a panic) when dropped.
+struct AmbientGuard;
+
+impl AmbientGuard {
+    fn enter(conn: PooledConnection<Manager>) -> Self {
+        AMBIENT.with(|a| *a.borrow_mut() = Some(conn));
+        Self
+    }
+
+    fn leave(self) -> Option<PooledConnection<Manager>> {
+        let conn = AMBIENT.with(|a| a.borrow_mut().take());
+        std::mem::forget(self);
+        conn
+    }
+}
+
+impl Drop for AmbientGuard {
+    fn drop(&mut self) {
+        if let Some(conn) = AMBIENT.with(|a| a.borrow_mut().take()) {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn find_outcome_on(
+    conn: &Connection,
+    caller: &str,
+    message_id: &str,
+    recorded_since: i64,
+) -> rusqlite::Result<Option<RecordedOutcome>> {
+    conn.prepare_cached(
+        "SELECT request_digest, sealed FROM outcomes
+         WHERE caller = ?1 AND message_id = ?2 AND recorded_at >= ?3",
+    )?
+    .query_row(params![caller, message_id, recorded_since], |r| {
+        Ok(RecordedOutcome {
+            request_digest: r.get(0)?,
+            sealed: r.get(1)?,
+        })
+    })
+    .optional()
 }
 
 fn user_from_row(row: &Row<'_>, offset: usize) -> rusqlite::Result<UserRecord> {
@@ -176,7 +316,7 @@ const LIVE_SESSION: &str =
 impl Store for SqliteStore {
     fn register(&self, new: &NewRegistration<'_>) -> Result<Registration, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let existing: Option<(String, String)> = tx
             .prepare_cached("SELECT id, state FROM users WHERE email_key = ?1")?
             .query_row([new.email_key], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -269,7 +409,7 @@ impl Store for SqliteStore {
         max_attempts: u32,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         tx.prepare_cached(
             "UPDATE codes SET attempts = attempts + 1
              WHERE user_id = ?1 AND purpose = ?2 AND digest = ?3",
@@ -291,7 +431,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         if !consume_code(&tx, user_id, CodePurpose::Confirm, code, now)? {
             return Ok(None);
         }
@@ -326,7 +466,7 @@ impl Store for SqliteStore {
 
     fn create_session(&self, new: &NewSession<'_>) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO sessions (token_digest, user_id, created_at, expires_at, absolute_expires_at)
@@ -427,7 +567,7 @@ impl Store for SqliteStore {
 
     fn end_all_sessions(&self, digest: &Digest, now: i64) -> Result<Option<u64>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let user_id: Option<String> = tx
             .prepare_cached(&format!(
                 "SELECT s.user_id FROM sessions s WHERE {LIVE_SESSION}"
@@ -450,7 +590,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let n = tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO codes (user_id, purpose, digest, expires_at, attempts, created_at)
@@ -469,7 +609,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<(UserRecord, u64)>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         if !consume_code(&tx, user_id, CodePurpose::Reset, token, now)? {
             return Ok(None);
         }
@@ -497,7 +637,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<u64>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let updated = tx
             .prepare_cached(
                 "UPDATE users SET password_hash = ?3, updated_at = ?4
@@ -523,7 +663,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<ProfileUpdate, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         // SQLite's json_patch() is RFC 7396 JSON Merge Patch; json() minifies a replacement.
         let sql = match mode {
             ProfileMode::Merge => "SELECT json_patch(profile, ?2) FROM users WHERE id = ?1",
@@ -548,7 +688,7 @@ impl Store for SqliteStore {
 
     fn delete_user(&self, user: UserKey<'_>) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let Some(found) = find_user(&tx, user)? else {
             return Ok(None);
         };
@@ -565,7 +705,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<(UserRecord, u64)>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let Some(found) = find_user(&tx, user)? else {
             return Ok(None);
         };
@@ -584,13 +724,16 @@ impl Store for SqliteStore {
 
     fn unsuspend(&self, user: UserKey<'_>, now: i64) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let Some(found) = find_user(&tx, user)? else {
             return Ok(None);
         };
         tx.prepare_cached(
             "UPDATE users
-             SET state = CASE WHEN password_hash IS NULL THEN 'pending' ELSE 'active' END,
+             SET state = CASE
+                     WHEN password_hash IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM social_accounts a WHERE a.user_id = users.id)
+                     THEN 'pending' ELSE 'active' END,
                  updated_at = ?2
              WHERE id = ?1 AND state = 'suspended'",
         )?
@@ -600,9 +743,87 @@ impl Store for SqliteStore {
         Ok(user)
     }
 
+    fn find_outcome(
+        &self,
+        caller: &str,
+        message_id: &str,
+        recorded_since: i64,
+    ) -> Result<Option<RecordedOutcome>, StoreError> {
+        let conn = self.conn()?;
+        Ok(find_outcome_on(&conn, caller, message_id, recorded_since)?)
+    }
+
+    fn with_outcome(
+        &self,
+        key: &OutcomeKey,
+        now: i64,
+        recorded_since: i64,
+        work: &mut OutcomeWork<'_>,
+    ) -> Result<Option<RecordedOutcome>, StoreError> {
+        let conn = self.pool.get()?;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let found = conn
+            .prepare_cached(
+                "DELETE FROM outcomes WHERE caller = ?1 AND message_id = ?2 AND recorded_at < ?3",
+            )
+            .and_then(|mut stale| {
+                stale.execute(params![key.caller, key.message_id, recorded_since])
+            })
+            .and_then(|_| find_outcome_on(&conn, &key.caller, &key.message_id, recorded_since));
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        };
+        if found.is_some() {
+            // A concurrent delivery of the same request got there first: its outcome stands.
+            conn.execute_batch("ROLLBACK")?;
+            return Ok(found);
+        }
+        let guard = AmbientGuard::enter(conn);
+        let worked = work(self);
+        let conn = guard.leave().ok_or_else(|| {
+            StoreError::Corrupt("the outcome transaction's connection went missing".into())
+        })?;
+        let recorded = worked.and_then(|sealed| {
+            conn.prepare_cached(
+                "INSERT INTO outcomes (caller, message_id, request_digest, sealed, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                key.caller,
+                key.message_id,
+                &key.request_digest[..],
+                sealed,
+                now
+            ])?;
+            Ok(())
+        });
+        match recorded {
+            Ok(()) => {
+                conn.execute_batch("COMMIT")?;
+                Ok(None)
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn purge_outcomes(&self, recorded_before: i64) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached("DELETE FROM outcomes WHERE recorded_at < ?1")?
+            .execute([recorded_before])?;
+        Ok(n as u64)
+    }
+
     fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin(&mut conn)?;
         let sessions = tx
             .prepare_cached(
                 "DELETE FROM sessions WHERE expires_at <= ?1 OR absolute_expires_at <= ?1",
@@ -611,7 +832,321 @@ impl Store for SqliteStore {
         let codes = tx
             .prepare_cached("DELETE FROM codes WHERE expires_at <= ?1")?
             .execute([now])?;
+        let states = tx
+            .prepare_cached("DELETE FROM oauth_states WHERE expires_at <= ?1")?
+            .execute([now])?;
         tx.commit()?;
-        Ok((sessions + codes) as u64)
+        Ok((sessions + codes + states) as u64)
+    }
+
+    fn create_oauth_state(&self, new: &NewOAuthState<'_>) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "INSERT INTO oauth_states
+               (state_digest, provider, redirect_uri, verifier_sealed, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            &new.digest[..],
+            new.provider,
+            new.redirect_uri,
+            new.verifier_sealed,
+            new.expires_at,
+            new.now
+        ])?;
+        Ok(())
+    }
+
+    fn take_oauth_state(
+        &self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<OAuthStateRecord>, StoreError> {
+        let conn = self.conn()?;
+        // One statement: of concurrent uses of a state exactly one deletes (and gets) it.
+        let found = conn
+            .prepare_cached(
+                "DELETE FROM oauth_states WHERE state_digest = ?1
+                 RETURNING provider, redirect_uri, verifier_sealed, expires_at",
+            )?
+            .query_row(params![&digest[..]], |r| {
+                Ok((
+                    OAuthStateRecord {
+                        provider: r.get(0)?,
+                        redirect_uri: r.get(1)?,
+                        verifier_sealed: r.get(2)?,
+                    },
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .optional()?;
+        Ok(found.and_then(|(record, expires_at)| (expires_at > now).then_some(record)))
+    }
+
+    fn social_login(&self, login: &NewSocialLogin<'_>) -> Result<SocialLoginOutcome, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = begin(&mut conn)?;
+        let linked: Option<String> = tx
+            .prepare_cached(
+                "SELECT user_id FROM social_accounts WHERE provider = ?1 AND subject = ?2",
+            )?
+            .query_row(params![login.provider, login.subject], |r| r.get(0))
+            .optional()?;
+        let (user_id, created) = if let Some(user_id) = linked {
+            tx.prepare_cached(
+                "UPDATE social_accounts SET email = ?3, updated_at = ?4
+                 WHERE provider = ?1 AND subject = ?2",
+            )?
+            .execute(params![
+                login.provider,
+                login.subject,
+                login.email.map(|e| e.address),
+                login.now
+            ])?;
+            (user_id, false)
+        } else {
+            let existing = match login.email {
+                Some(e) => find_user(&tx, UserKey::EmailKey(e.key))?,
+                None => None,
+            };
+            let user_id = match existing {
+                Some(user) => {
+                    let verified = login.email.is_some_and(|e| e.verified);
+                    if !(verified && login.link_verified_email) {
+                        return Ok(SocialLoginOutcome::LinkRequired);
+                    }
+                    if user.state == UserState::Pending {
+                        // The provider proved the email: the pending registration is complete.
+                        tx.prepare_cached(
+                            "UPDATE users SET state = 'active', updated_at = ?2 WHERE id = ?1",
+                        )?
+                        .execute(params![user.id, login.now])?;
+                        tx.prepare_cached(
+                            "DELETE FROM codes WHERE user_id = ?1 AND purpose = 'confirm'",
+                        )?
+                        .execute([&user.id])?;
+                    }
+                    user.id
+                }
+                None => {
+                    // Only a verified email is claimed for the new user: an unverified one
+                    // would let whoever controls the provider account squat (and later reset
+                    // into) an address that is not theirs.
+                    let (email, key) = match login.email {
+                        Some(e) if e.verified => (e.address.to_owned(), e.key.to_owned()),
+                        _ => (
+                            String::new(),
+                            format!("social:{}:{}", login.provider, login.subject),
+                        ),
+                    };
+                    tx.prepare_cached(
+                        "INSERT INTO users (id, email, email_key, profile, state, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, '{}', 'active', ?4, ?4)",
+                    )?
+                    .execute(params![login.new_user_id, email, key, login.now])?;
+                    login.new_user_id.to_owned()
+                }
+            };
+            tx.prepare_cached(
+                "INSERT INTO social_accounts (provider, subject, user_id, email, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            )?
+            .execute(params![
+                login.provider,
+                login.subject,
+                user_id,
+                login.email.map(|e| e.address),
+                login.now
+            ])?;
+            let created = user_id == login.new_user_id;
+            (user_id, created)
+        };
+        let Some(user) = user_by_id(&tx, &user_id)? else {
+            return Err(StoreError::Corrupt(
+                "a social account without its user".into(),
+            ));
+        };
+        if user.state == UserState::Suspended {
+            return Ok(SocialLoginOutcome::Suspended);
+        }
+        // The provider's profile fields, merged in unless the result would be too large.
+        tx.prepare_cached(
+            "UPDATE users SET profile = json_patch(profile, ?2), updated_at = ?3
+             WHERE id = ?1 AND length(json_patch(profile, ?2)) <= ?4",
+        )?
+        .execute(params![
+            user_id,
+            login.profile_patch,
+            login.now,
+            i64::try_from(login.max_profile_bytes).unwrap_or(i64::MAX)
+        ])?;
+        tx.prepare_cached(
+            "INSERT INTO sessions (token_digest, user_id, created_at, expires_at, absolute_expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            &login.session_digest[..],
+            user_id,
+            login.now,
+            login.expires_at,
+            login.absolute_expires_at
+        ])?;
+        tx.prepare_cached(
+            "INSERT INTO social_sessions
+               (token_digest, provider, subject, verified_at, recheck_at, tokens_sealed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            &login.session_digest[..],
+            login.provider,
+            login.subject,
+            login.now,
+            login.recheck_at,
+            login.tokens_sealed
+        ])?;
+        let user = user_by_id(&tx, &user_id)?
+            .ok_or_else(|| StoreError::Corrupt("the user vanished".into()))?;
+        tx.commit()?;
+        Ok(SocialLoginOutcome::LoggedIn { user, created })
+    }
+
+    fn link_social(&self, link: &SocialLink<'_>) -> Result<LinkOutcome, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = begin(&mut conn)?;
+        let user_id: Option<String> = tx
+            .prepare_cached(&format!(
+                "SELECT s.user_id FROM sessions s WHERE {LIVE_SESSION}"
+            ))?
+            .query_row(params![&link.session_digest[..], link.now], |r| r.get(0))
+            .optional()?;
+        let Some(user) = user_id
+            .map(|id| user_by_id(&tx, &id))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(LinkOutcome::SessionInvalid);
+        };
+        match user.state {
+            UserState::Active => {}
+            UserState::Suspended => return Ok(LinkOutcome::Suspended),
+            UserState::Pending => return Ok(LinkOutcome::SessionInvalid),
+        }
+        let linked: Option<String> = tx
+            .prepare_cached(
+                "SELECT user_id FROM social_accounts WHERE provider = ?1 AND subject = ?2",
+            )?
+            .query_row(params![link.provider, link.subject], |r| r.get(0))
+            .optional()?;
+        match linked {
+            Some(other) if other != user.id => return Ok(LinkOutcome::AlreadyLinked),
+            Some(_) => {
+                tx.prepare_cached(
+                    "UPDATE social_accounts SET email = ?3, updated_at = ?4
+                     WHERE provider = ?1 AND subject = ?2",
+                )?
+                .execute(params![
+                    link.provider,
+                    link.subject,
+                    link.email,
+                    link.now
+                ])?;
+            }
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO social_accounts (provider, subject, user_id, email, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                )?
+                .execute(params![link.provider, link.subject, user.id, link.email, link.now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(LinkOutcome::Linked(user))
+    }
+
+    fn social_session_due(
+        &self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<SocialSessionRecord>, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .prepare_cached(
+                "SELECT provider, subject, tokens_sealed FROM social_sessions
+                 WHERE token_digest = ?1 AND recheck_at IS NOT NULL AND recheck_at <= ?2",
+            )?
+            .query_row(params![&digest[..], now], |r| {
+                Ok(SocialSessionRecord {
+                    provider: r.get(0)?,
+                    subject: r.get(1)?,
+                    tokens_sealed: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn social_session_rechecked(
+        &self,
+        digest: &Digest,
+        verified_at: Option<i64>,
+        next_recheck_at: i64,
+        tokens_sealed: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "UPDATE social_sessions
+             SET verified_at = COALESCE(?2, verified_at),
+                 recheck_at = ?3,
+                 tokens_sealed = COALESCE(?4, tokens_sealed)
+             WHERE token_digest = ?1",
+        )?
+        .execute(params![
+            &digest[..],
+            verified_at,
+            next_recheck_at,
+            tokens_sealed
+        ])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oauth_states_are_single_use_expire_and_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), 2).unwrap();
+        fn state(digest: &Digest, expires_at: i64) -> NewOAuthState<'_> {
+            NewOAuthState {
+                digest,
+                provider: "p",
+                redirect_uri: "https://app.example/cb",
+                verifier_sealed: b"sealed",
+                expires_at,
+                now: 0,
+            }
+        }
+        store.create_oauth_state(&state(&[1; 32], 100)).unwrap();
+        let taken = store.take_oauth_state(&[1; 32], 50).unwrap().unwrap();
+        assert_eq!(taken.provider, "p");
+        assert_eq!(taken.verifier_sealed, b"sealed");
+        assert!(
+            store.take_oauth_state(&[1; 32], 50).unwrap().is_none(),
+            "single use"
+        );
+
+        store.create_oauth_state(&state(&[2; 32], 100)).unwrap();
+        assert!(
+            store.take_oauth_state(&[2; 32], 100).unwrap().is_none(),
+            "expired"
+        );
+
+        store.create_oauth_state(&state(&[3; 32], 100)).unwrap();
+        assert_eq!(store.purge_expired(100).unwrap(), 1);
+        assert!(
+            store.take_oauth_state(&[3; 32], 0).unwrap().is_none(),
+            "purged"
+        );
     }
 }

@@ -1,0 +1,180 @@
+//! At-least-once delivery without double effects: a mutating request's first outcome is
+//! recorded in the same store transaction as its effect, keyed by the caller and the request's
+//! `message_id`, and any later delivery of the same request is answered with it.
+//!
+//! - **Key**: (caller, `message_id`). The caller is the AMQP `user-id` property, which RabbitMQ
+//!   checks against the connection's user, or empty when the caller does not set it.
+//! - **Same request?** A SHA-256 digest of the operation and body is stored with the outcome;
+//!   the same `message_id` with another body gets `idempotency_conflict`.
+//! - **No secret in clear**: a cached `login` reply holds a session token. The outcome is sealed
+//!   (ChaCha20-Poly1305) under a key derived from the server key (outside the database) *and*
+//!   the request itself, so opening it takes the database, the key file and the original request
+//!   (which, for a login, holds the password).
+//! - **Window**: outcomes older than [`Config::idempotency_window`](crate::Config) are purged;
+//!   a request redelivered later than that is done again.
+
+use crate::error::HandlerError;
+use crate::keys::ServerKey;
+use authq_protocol::{Operation, encode_error};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Where a request's outcome is recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutcomeKey {
+    /// The validated AMQP `user-id` of the caller, or empty.
+    pub caller: String,
+    /// The request's `message_id`.
+    pub message_id: String,
+    /// SHA-256 of the operation name and the body.
+    pub request_digest: [u8; 32],
+}
+
+/// What the handlers of one mutating request need to record its outcome: set by the delivery
+/// path for the duration of the request (a task-local), read by [`crate::handlers::Ctx::commit`].
+#[derive(Clone)]
+pub struct OutcomeScope {
+    /// Where the outcome goes.
+    pub key: OutcomeKey,
+    sealing: Arc<Sealing>,
+    body: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for OutcomeScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutcomeScope")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+tokio::task_local! {
+    /// The outcome scope of the request the current task is handling, if it is mutating and
+    /// carries a `message_id`.
+    pub static OUTCOME: OutcomeScope;
+}
+
+/// The key material outcomes are sealed with.
+pub struct Sealing {
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Sealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealing([redacted])")
+    }
+}
+
+/// A sealed outcome could not be opened (the key file changed, or the row was tampered with).
+#[derive(Debug, thiserror::Error)]
+#[error("a recorded outcome cannot be opened (was the key file replaced?)")]
+pub struct UnsealError;
+
+impl Sealing {
+    /// Derives the outcome-sealing key from the server key.
+    pub fn new(server: &ServerKey) -> Self {
+        Self {
+            key: server.derive("authq outcome sealing v1"),
+        }
+    }
+
+    /// The scope of one request.
+    pub fn scope(
+        self: &Arc<Self>,
+        caller: &str,
+        message_id: &str,
+        op: Operation,
+        body: &[u8],
+    ) -> OutcomeScope {
+        let mut h = Sha256::new();
+        h.update(op.as_str().as_bytes());
+        h.update([0]);
+        h.update(body);
+        OutcomeScope {
+            key: OutcomeKey {
+                caller: caller.to_owned(),
+                message_id: message_id.to_owned(),
+                request_digest: h.finalize().into(),
+            },
+            sealing: Arc::clone(self),
+            body: Arc::from(body),
+        }
+    }
+
+    /// The cipher for one request: its key is HMAC(sealing key, caller, id, body).
+    fn cipher(&self, scope: &OutcomeScope) -> ChaCha20Poly1305 {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(scope.key.caller.as_bytes());
+        mac.update(&[0]);
+        mac.update(scope.key.message_id.as_bytes());
+        mac.update(&[0]);
+        mac.update(&scope.body);
+        let key = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
+        ChaCha20Poly1305::new(Key::from_slice(key.as_ref()))
+    }
+}
+
+impl OutcomeScope {
+    /// Seals a reply body for the store. Each request has its own key, so a fixed nonce is safe.
+    pub fn seal(&self, reply: &[u8]) -> Vec<u8> {
+        let payload = Payload {
+            msg: reply,
+            aad: &self.key.request_digest,
+        };
+        self.sealing
+            .cipher(self)
+            .encrypt(Nonce::from_slice(&[0; 12]), payload)
+            .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 encrypts any length"))
+    }
+
+    /// Opens a sealed reply body recorded for this same request.
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, UnsealError> {
+        let payload = Payload {
+            msg: sealed,
+            aad: &self.key.request_digest,
+        };
+        self.sealing
+            .cipher(self)
+            .decrypt(Nonce::from_slice(&[0; 12]), payload)
+            .map_err(|_| UnsealError)
+    }
+}
+
+/// The reply body a handler's result becomes: exactly what the delivery path publishes.
+pub fn encode_outcome<R: Serialize>(result: &Result<R, HandlerError>) -> Vec<u8> {
+    match result {
+        Ok(reply) => authq_protocol::encode_ok(reply).unwrap_or_else(|_| {
+            encode_error(
+                authq_protocol::ErrorCode::Internal,
+                authq_protocol::ErrorCode::Internal.default_message(),
+            )
+        }),
+        Err(e) => encode_error(e.code(), &e.public_message()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_opens_only_for_the_same_request_and_key() {
+        let sealing = Arc::new(Sealing::new(&ServerKey::from_bytes([7; 32])));
+        let a = sealing.scope("", "id-1", Operation::Login, b"{\"password\":\"pw\"}");
+        let sealed = a.seal(b"{\"session\":\"secret-token\"}");
+        assert!(!String::from_utf8_lossy(&sealed).contains("secret-token"));
+        assert_eq!(a.open(&sealed).unwrap(), b"{\"session\":\"secret-token\"}");
+        let other_body = sealing.scope("", "id-1", Operation::Login, b"{\"password\":\"px\"}");
+        assert_ne!(other_body.key.request_digest, a.key.request_digest);
+        assert!(other_body.open(&sealed).is_err());
+        let other_key = Arc::new(Sealing::new(&ServerKey::from_bytes([8; 32])));
+        let same_request = other_key.scope("", "id-1", Operation::Login, b"{\"password\":\"pw\"}");
+        assert!(same_request.open(&sealed).is_err());
+    }
+}
