@@ -77,6 +77,10 @@ pub struct BenchArgs {
     /// argon2id lanes: the pool's and the ceiling's.
     #[arg(long, default_value_t = HashParams::default().parallelism)]
     pub argon2_parallelism: u32,
+    /// With `--spawn`: run the worker's argon2 threads at this OS niceness (`renice` on their
+    /// thread ids after start-up), to measure whether a login flood then disturbs checks less.
+    #[arg(long, requires = "spawn", allow_negative_numbers = true)]
+    pub hash_nice: Option<i32>,
     /// Declare the echo ceiling's queue as a classic queue (match a pool started with
     /// `--classic-tube session`); quorum otherwise, like the tubes by default.
     #[arg(long)]

@@ -49,6 +49,9 @@ impl<'a> Env<'a> {
                 true,
             )
             .await?;
+            if let Some(nice) = args.hash_nice {
+                worker.renice_hashing_threads(nice)?;
+            }
             (namespace, Some(worker), Some(database), Some(dir))
         } else {
             (args.broker.namespace.clone(), None, None, None)

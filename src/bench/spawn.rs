@@ -119,6 +119,29 @@ impl Spawned {
         lines[lines.len().saturating_sub(5)..].join("\n")
     }
 
+    /// Lowers the OS priority of the worker's argon2 threads (`authq-argon2-*`) to `nice`, with
+    /// `renice` on each thread id; returns how many threads it reniced.
+    pub fn renice_hashing_threads(&self, nice: i32) -> anyhow::Result<usize> {
+        let mut done = 0;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid()))? {
+            let task = task?;
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.starts_with("authq-argon2") {
+                let tid = task.file_name().to_string_lossy().into_owned();
+                let ok = Command::new("renice")
+                    .args(["-n", &nice.to_string(), "-p", &tid])
+                    .stdout(Stdio::null())
+                    .status()?
+                    .success();
+                if !ok {
+                    bail!("renice of thread {tid} failed");
+                }
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
     /// CPU and memory now.
     pub fn stats(&self) -> ProcStats {
         proc_stats(self.pid()).unwrap_or_default()
