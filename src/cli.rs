@@ -46,6 +46,23 @@ pub enum Command {
     /// Measure the pool: drive it with many calls in flight and compare its throughput with
     /// the broker's and argon2's ceilings measured in the same run (see BENCHMARKS.md).
     Bench(Box<crate::bench::BenchArgs>),
+    /// Print auth events as they happen, one JSON object per line (binds a temporary queue to
+    /// the deployment's events exchange; secret-bearing events only with `--bind 'secret.#'`).
+    Events(EventsArgs),
+}
+
+/// `authq events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// A routing-key pattern to bind (repeatable), e.g. `auth.login.*` or `user.#` [default:
+    /// `auth.#`, `user.#`, `password.#`, `session.#`: every event but the secret-bearing ones].
+    #[arg(long, value_name = "PATTERN")]
+    pub bind: Vec<String>,
+    /// Exit after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
 }
 
 /// Where the broker is and which deployment to talk to.

@@ -4,6 +4,7 @@
 mod bench;
 mod call;
 mod cli;
+mod events;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         // `call` reports its own failures on stderr; lapin's logs would repeat them.
-        Command::Call(_) | Command::Bench(_) => "warn,lapin=off",
+        Command::Call(_) | Command::Bench(_) | Command::Events(_) => "warn,lapin=off",
     };
     init_logging(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Events(args) => runtime.block_on(events::run(args)),
         Command::Serve(args) => match runtime.block_on(serve(*args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -77,7 +79,7 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -11,6 +11,7 @@
 //! - [`ops`] — each operation's request and reply body, tied together by the [`Request`] trait.
 //! - [`envelope`] — the reply envelope `{"status":"ok","data":…}` / `{"status":"error","error":…}`.
 //! - [`error`] — the closed enum of error codes, stable snake_case strings.
+//! - [`events`] — the auth events published on the events exchange.
 //! - [`secret`] — [`Secret`], the string type for passwords, codes and tokens (redacted in `Debug`).
 //! - [`url`] — [`redact_url`], for logging broker URLs without their password.
 //!
@@ -21,6 +22,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod events;
 pub mod names;
 pub mod operation;
 pub mod ops;

@@ -4,27 +4,10 @@
 use crate::harness::TestEnv;
 use crate::private_broker::PrivateBroker;
 use authq::ClientError;
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
+use lapin::options::QueueDeleteOptions;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-/// Messages waiting in `queue`.
-async fn depth(raw: &crate::harness::Raw, queue: &str) -> u32 {
-    raw.channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_tube_refuses_at_once_with_overloaded() {
@@ -48,16 +31,16 @@ async fn a_full_tube_refuses_at_once_with_overloaded() {
         });
         // Wait until this call is either refused or in the tube before the next one.
         let before = order.load(Ordering::SeqCst);
-        let queued = depth(&raw, &tube).await;
+        let queued = raw.depth(&tube).await;
         for _ in 0..500 {
-            if order.load(Ordering::SeqCst) > before || depth(&raw, &tube).await > queued {
+            if order.load(Ordering::SeqCst) > before || raw.depth(&tube).await > queued {
                 break;
             }
             tokio::task::yield_now().await;
         }
         calls.push(call);
     }
-    let accepted = depth(&raw, &tube).await;
+    let accepted = raw.depth(&tube).await;
     let mut overloaded = Vec::new();
     let mut timed_out = Vec::new();
     for call in futures_util::future::join_all(calls).await {

@@ -299,3 +299,79 @@ fn serve_reads_social_providers_from_the_config_file() {
         .unwrap()
         .block_on(crate::harness::delete_namespace(&amqp_url(), &namespace));
 }
+
+#[test]
+fn authq_events_prints_events_as_they_happen() {
+    let serve = Serve::start();
+    let mut events = Command::new(AUTHQ)
+        .args(["events", "--namespace", &serve.namespace, "--count", "3"])
+        .env("AUTHQ_AMQP_URL", amqp_url())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("authq events starts");
+    // Wait until it has bound its queue.
+    let mut stderr = std::io::BufReader::new(events.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+
+    let reg = serve.expect("register", r#"{"email":"eve@example.com"}"#, 0);
+    let code = reg["data"]["code"].as_str().unwrap().to_owned();
+    serve.expect(
+        "confirm_registration",
+        &format!(
+            r#"{{"email":"eve@example.com","code":"{code}","password":"correct horse battery"}}"#
+        ),
+        0,
+    );
+    serve.expect(
+        "login",
+        r#"{"email":"eve@example.com","password":"wrong one!"}"#,
+        1,
+    );
+    serve.expect(
+        "login",
+        r#"{"email":"eve@example.com","password":"correct horse battery"}"#,
+        0,
+    );
+    let out = events.wait_with_output_bounded_stdout();
+    let types: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    // The secret-bearing user.registered is not bound by default.
+    assert_eq!(
+        types,
+        [
+            "user.confirmed",
+            "auth.login.failed",
+            "auth.login.succeeded"
+        ]
+    );
+    serve.terminate();
+}
+
+trait WaitStdout {
+    fn wait_with_output_bounded_stdout(self) -> Vec<u8>;
+}
+
+impl WaitStdout for Child {
+    fn wait_with_output_bounded_stdout(mut self) -> Vec<u8> {
+        for _ in 0..120 {
+            if self.try_wait().unwrap().is_some() {
+                return self.wait_with_output().unwrap().stdout;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let _ = self.kill();
+        panic!("authq events did not exit within 30 s");
+    }
+}

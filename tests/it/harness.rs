@@ -272,6 +272,22 @@ impl Raw {
         let _ = channel.close(200, "done".into()).await;
     }
 
+    /// Messages waiting in `queue` (a passive declare; panics if the queue does not exist).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("queue {queue}: {e}"))
+            .message_count()
+    }
+
     /// Declares an exclusive reply queue and returns its name and a consumer on it.
     pub async fn reply_queue(&self) -> (String, lapin::Consumer) {
         let q = self
@@ -361,6 +377,7 @@ pub async fn delete_namespace(url: &str, namespace: &str) {
         namespace.to_owned(),
         format!("{namespace}.unrouted"),
         format!("{namespace}.dead-letter"),
+        format!("{namespace}.events"),
     ] {
         let _ = channel
             .exchange_delete(

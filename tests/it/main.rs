@@ -17,6 +17,7 @@ mod backpressure;
 mod bench;
 mod broker;
 mod cli;
+mod events;
 mod faults;
 mod flood;
 mod lifecycle;

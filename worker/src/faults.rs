@@ -25,9 +25,21 @@ pub enum FaultPoint {
 #[derive(Debug, Default)]
 pub struct Faults {
     armed: Mutex<Vec<(FaultPoint, Operation)>>,
+    relay_held: std::sync::atomic::AtomicBool,
 }
 
 impl Faults {
+    /// Holds (or releases) the event relay: while held it publishes nothing.
+    pub fn hold_relay(&self, held: bool) {
+        self.relay_held
+            .store(held, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the relay is held.
+    pub fn relay_held(&self) -> bool {
+        self.relay_held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Arms `point` for the next request of `op`.
     pub fn arm(&self, point: FaultPoint, op: Operation) {
         self.lock().push((point, op));

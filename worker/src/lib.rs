@@ -26,6 +26,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod domain;
 pub mod error;
+pub mod events;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod handlers;

@@ -14,6 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::delivery::{self, Shared, Source};
 use crate::error::WorkerError;
+use crate::events::{EventSink, Relay};
 use crate::handlers::Ctx;
 use crate::hashing::HashPool;
 use crate::idempotency::Sealing;
@@ -96,6 +97,7 @@ impl WorkerHandle {
                 .await
                 .map_err(|e| WorkerError::Key(crate::keys::KeyError::Random(e.to_string())))??
         };
+        let events = Arc::new(EventSink::new(&server_key));
         let hasher = {
             let (hashing, metrics) = (config.hashing.clone(), Arc::clone(&metrics));
             tokio::task::spawn_blocking(move || HashPool::start(&hashing, metrics))
@@ -116,6 +118,7 @@ impl WorkerHandle {
                     config.store_pool_size as usize,
                 )),
                 sealing: Arc::new(Sealing::new(&server_key)),
+                events: Arc::clone(&events),
                 social,
                 config: Arc::clone(&config),
             },
@@ -131,7 +134,29 @@ impl WorkerHandle {
         // report at once, not to retry forever. Later losses are retried (see `supervise`).
         let link = Link::open(&shared, &cancel, &tracker).await?;
         let purge = tokio::spawn(purge_loop(Arc::clone(&shared), cancel.clone()));
-        let task = tokio::spawn(supervise(shared, link, purge, tracker, cancel.clone()));
+        // The relay outlives the consumers: it publishes the events of the requests that finish
+        // during shutdown too, then stops.
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(crate::events::relay(
+            Relay {
+                store: Arc::clone(&shared.ctx.store),
+                sink: Arc::clone(&shared.ctx.events),
+                clock: Arc::clone(&shared.ctx.clock),
+                names: shared.names.clone(),
+                amqp_url: shared.ctx.config.amqp_url.clone(),
+                #[cfg(feature = "fault-injection")]
+                faults: Arc::clone(&shared.faults),
+            },
+            relay_stop.clone(),
+        ));
+        let task = tokio::spawn(supervise(
+            shared,
+            link,
+            purge,
+            (relay, relay_stop),
+            tracker,
+            cancel.clone(),
+        ));
         Ok(Self {
             cancel,
             task: Some(task),
@@ -382,6 +407,7 @@ async fn supervise(
     shared: Arc<Shared>,
     mut link: Link,
     purge: JoinHandle<()>,
+    (relay, relay_stop): (JoinHandle<()>, CancellationToken),
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) -> Result<(), WorkerError> {
@@ -419,6 +445,8 @@ async fn supervise(
         );
     }
     purge.abort();
+    relay_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), relay).await;
     for channel in channels {
         let _ = channel.close(200, "worker shutting down".into()).await;
     }

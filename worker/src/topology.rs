@@ -75,6 +75,19 @@ pub async fn declare(channel: &Channel, names: &Names, config: &Config) -> Resul
         .await
         .map_err(WorkerError::broker("declaring the request exchange"))?;
 
+    channel
+        .exchange_declare(
+            names.events_exchange().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(WorkerError::broker("declaring the events exchange"))?;
+
     for tube in Tube::ALL {
         channel
             .queue_declare(

@@ -7,11 +7,13 @@ use crate::crypto;
 use crate::domain::Email;
 use crate::error::HandlerError;
 use crate::store::{NewRegistration, ProfileUpdate, Registration, UserKey};
+use authq_protocol::events::{EventData, EventKind};
 use authq_protocol::ops::{
     CheckRequest, DeleteUserReply, DeleteUserRequest, ProfileReply, RegisterReply, RegisterRequest,
     SetProfileRequest, StartResetReply, StartResetRequest, SuspendRequest, UnsuspendRequest,
     UserRef, UserStateReply,
 };
+use std::sync::Arc;
 
 /// `register`: a pending user and a fresh confirmation code (replacing any earlier code of a
 /// still pending email); `user_exists` for an email that is active or suspended.
@@ -31,9 +33,10 @@ pub async fn register(ctx: &Ctx, req: RegisterRequest) -> Result<RegisterReply, 
     let now = ctx.now();
     let expires_at = now.saturating_add(duration_ms(ctx.config.codes.confirmation_ttl));
     let new_id = uuid::Uuid::now_v7().to_string();
+    let (events, mailed) = (Arc::clone(&ctx.events), code.clone());
     ctx.commit(
         move |s| {
-            s.register(&NewRegistration {
+            let outcome = s.register(&NewRegistration {
                 user_id: &new_id,
                 email: &email.address,
                 email_key: &email.key,
@@ -41,7 +44,20 @@ pub async fn register(ctx: &Ctx, req: RegisterRequest) -> Result<RegisterReply, 
                 code_digest: &digest,
                 code_expires_at: expires_at,
                 now,
-            })
+            })?;
+            if let Registration::Created { user_id } | Registration::CodeReissued { user_id } =
+                &outcome
+            {
+                let data = EventData {
+                    user_id: Some(user_id.clone()),
+                    email: Some(email.address.clone()),
+                    code: Some(mailed),
+                    expires_at: Some(expires_at),
+                    ..EventData::default()
+                };
+                events.record(s, EventKind::UserRegistered, data, now)?;
+            }
+            Ok(outcome)
         },
         move |outcome| match outcome {
             Registration::Created { user_id } | Registration::CodeReissued { user_id } => {
@@ -68,8 +84,20 @@ pub async fn start_reset(
     let (token, digest) = crypto::new_token()?;
     let now = ctx.now();
     let expires_at = now.saturating_add(duration_ms(ctx.config.codes.reset_ttl));
+    let (events, mailed) = (Arc::clone(&ctx.events), token.clone());
     ctx.commit(
-        move |s| s.start_reset(&email.key, &digest, expires_at, now),
+        move |s| {
+            if s.start_reset(&email.key, &digest, expires_at, now)? {
+                let data = EventData {
+                    email: Some(email.address.clone()),
+                    token: Some(mailed),
+                    expires_at: Some(expires_at),
+                    ..EventData::default()
+                };
+                events.record(s, EventKind::PasswordResetRequested, data, now)?;
+            }
+            Ok(())
+        },
         move |_| Ok(StartResetReply { token, expires_at }),
     )
     .await
@@ -110,8 +138,19 @@ pub async fn delete_user(
     req: DeleteUserRequest,
 ) -> Result<DeleteUserReply, HandlerError> {
     let target = Target::parse(&req.user)?;
+    let (events, now) = (Arc::clone(&ctx.events), ctx.now());
     ctx.commit(
-        move |s| s.delete_user(target.key()),
+        move |s| {
+            let deleted = s.delete_user(target.key())?;
+            if let Some(user_id) = &deleted {
+                let data = EventData {
+                    user_id: Some(user_id.clone()),
+                    ..EventData::default()
+                };
+                events.record(s, EventKind::UserDeleted, data, now)?;
+            }
+            Ok(deleted)
+        },
         |deleted| {
             let user_id = deleted.ok_or(HandlerError::NotFound)?;
             record_user(&user_id);
@@ -125,8 +164,21 @@ pub async fn delete_user(
 pub async fn suspend(ctx: &Ctx, req: SuspendRequest) -> Result<UserStateReply, HandlerError> {
     let target = Target::parse(&req.user)?;
     let now = ctx.now();
+    let events = Arc::clone(&ctx.events);
     ctx.commit(
-        move |s| s.suspend(target.key(), now),
+        move |s| {
+            let done = s.suspend(target.key(), now)?;
+            if let Some((user, ended)) = &done {
+                let data = EventData {
+                    user_id: Some(user.id.clone()),
+                    email: Some(user.email.clone()),
+                    sessions_ended: Some(*ended),
+                    ..EventData::default()
+                };
+                events.record(s, EventKind::UserSuspended, data, now)?;
+            }
+            Ok(done)
+        },
         |done| {
             let (user, sessions_ended) = done.ok_or(HandlerError::NotFound)?;
             record_user(&user.id);
@@ -143,8 +195,20 @@ pub async fn suspend(ctx: &Ctx, req: SuspendRequest) -> Result<UserStateReply, H
 pub async fn unsuspend(ctx: &Ctx, req: UnsuspendRequest) -> Result<UserStateReply, HandlerError> {
     let target = Target::parse(&req.user)?;
     let now = ctx.now();
+    let events = Arc::clone(&ctx.events);
     ctx.commit(
-        move |s| s.unsuspend(target.key(), now),
+        move |s| {
+            let user = s.unsuspend(target.key(), now)?;
+            if let Some(user) = &user {
+                let data = EventData {
+                    user_id: Some(user.id.clone()),
+                    email: Some(user.email.clone()),
+                    ..EventData::default()
+                };
+                events.record(s, EventKind::UserUnsuspended, data, now)?;
+            }
+            Ok(user)
+        },
         |user| {
             let user = user.ok_or(HandlerError::NotFound)?;
             record_user(&user.id);

@@ -15,6 +15,7 @@ pub mod social;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{HandlerError, InternalError};
+use crate::events::EventSink;
 use crate::hashing::HashPool;
 use crate::idempotency::{OUTCOME, OutcomeScope, Sealing, encode_outcome};
 use crate::metrics::Metrics;
@@ -51,6 +52,8 @@ pub struct Ctx {
     pub store_permits: Arc<Semaphore>,
     /// The key recorded outcomes are sealed with.
     pub sealing: Arc<Sealing>,
+    /// Where handlers record auth events (the transactional outbox).
+    pub events: Arc<EventSink>,
     /// Social login: providers, HTTP client, call bound.
     pub social: Arc<Social>,
 }
@@ -93,11 +96,11 @@ impl Ctx {
             .map_err(HandlerError::from)
     }
 
-    /// A handler's final write and its reply, committed with the request's outcome when the
-    /// request is mutating and has a `message_id` (see [`crate::idempotency`]): `effect` runs
-    /// the store calls, `reply` turns their result into the handler's result, and both run in
-    /// one store transaction that also records the encoded reply. Without an outcome scope it is
-    /// [`Ctx::write`] followed by `reply`.
+    /// A handler's final write and its reply, in one store transaction: `effect` runs the store
+    /// calls (and records the change's events, see [`crate::events`]), `reply` turns their result
+    /// into the handler's result, and when the request is mutating and has a `message_id` the
+    /// encoded reply is recorded as its outcome in the same transaction (see
+    /// [`crate::idempotency`]).
     pub async fn commit<T, R>(
         &self,
         effect: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
@@ -107,12 +110,10 @@ impl Ctx {
         T: Send + 'static,
         R: Serialize + Send + 'static,
     {
-        let Ok(scope) = OUTCOME.try_with(OutcomeScope::clone) else {
-            let done = self.write(effect).await?;
-            return reply(done);
-        };
+        let scope = OUTCOME.try_with(OutcomeScope::clone).ok();
         self.metrics.store_writes.inc();
         let store = Arc::clone(&self.store);
+        let events = Arc::clone(&self.events);
         let now = self.now();
         let since = self.outcomes_since();
         let span = Span::current();
@@ -121,24 +122,33 @@ impl Ctx {
                 let mut effect = Some(effect);
                 let mut reply = Some(reply);
                 let mut result = None;
-                let existing = store.with_outcome(&scope.key, now, since, &mut |s| {
+                let key = scope.as_ref().map(|s| &s.key);
+                let existing = store.with_outcome(key, now, since, &mut |s| {
                     let (Some(effect), Some(reply)) = (effect.take(), reply.take()) else {
                         return Err(StoreError::Corrupt("outcome work run twice".into()));
                     };
                     let r = reply(effect(s)?);
-                    let sealed = scope.seal(&encode_outcome(&r));
+                    let sealed = match &scope {
+                        Some(scope) => scope.seal(&encode_outcome(&r)),
+                        None => Vec::new(),
+                    };
                     result = Some(r);
                     Ok(sealed)
                 })?;
-                match (existing, result) {
-                    (None, Some(r)) => r,
-                    (Some(first), _) if first.request_digest == scope.key.request_digest => {
+                match (existing, result, &scope) {
+                    (None, Some(r), _) => {
+                        events.wake();
+                        r
+                    }
+                    (Some(first), _, Some(scope))
+                        if first.request_digest == scope.key.request_digest =>
+                    {
                         Err(HandlerError::Replayed(
                             scope.open(&first.sealed).map_err(InternalError::from)?,
                         ))
                     }
-                    (Some(_), _) => Err(HandlerError::IdempotencyConflict),
-                    (None, None) => {
+                    (Some(_), _, _) => Err(HandlerError::IdempotencyConflict),
+                    (None, None, _) => {
                         Err(StoreError::Corrupt("outcome work never ran".into()).into())
                     }
                 }

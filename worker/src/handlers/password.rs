@@ -11,10 +11,12 @@ use crate::domain::{Email, check_new_password};
 use crate::error::HandlerError;
 use crate::store::{CodePurpose, CodeRecord, NewSession};
 use authq_protocol::Secret;
+use authq_protocol::events::{EventData, EventKind};
 use authq_protocol::ops::{
     ChangePasswordReply, ChangePasswordRequest, CompleteResetReply, CompleteResetRequest,
     ConfirmRegistrationReply, ConfirmRegistrationRequest, LoginReply, LoginRequest, UserState,
 };
+use std::sync::Arc;
 
 /// `login`: verifies the password and opens a fresh session.
 ///
@@ -27,18 +29,33 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
         // No password this long was ever accepted: refuse before argon2 sees a megabyte.
         return Err(HandlerError::InvalidCredentials);
     }
-    let key = email.key;
+    let key = email.key.clone();
     let credentials = ctx.read(move |s| s.credentials(&key)).await?;
     let stored = credentials.as_ref().and_then(|c| c.password_hash.clone());
     let verified = ctx.hasher.verify(req.password, stored).await?;
     let user = match credentials {
         Some(c) if verified => c.user,
-        _ => return Err(HandlerError::InvalidCredentials),
+        other => {
+            let user_id = other.map(|c| c.user.id);
+            return login_failed(
+                ctx,
+                HandlerError::InvalidCredentials,
+                user_id,
+                email.address,
+            )
+            .await;
+        }
     };
     record_user(&user.id);
     if user.state == UserState::Suspended {
         // Said only to someone who knows the password.
-        return Err(HandlerError::UserSuspended);
+        return login_failed(
+            ctx,
+            HandlerError::UserSuspended,
+            Some(user.id),
+            email.address,
+        )
+        .await;
     }
 
     let (token, digest) = crypto::new_token()?;
@@ -46,15 +63,25 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
     let expires_at = now.saturating_add(duration_ms(ctx.config.sessions.idle_timeout));
     let absolute_expires_at = now.saturating_add(duration_ms(ctx.config.sessions.max_lifetime));
     let user_id = user.id;
+    let events = Arc::clone(&ctx.events);
     ctx.commit(
         move |s| {
-            s.create_session(&NewSession {
+            let user = s.create_session(&NewSession {
                 user_id: &user_id,
                 digest: &digest,
                 now,
                 expires_at,
                 absolute_expires_at,
-            })
+            })?;
+            if let Some(user) = &user {
+                let data = EventData {
+                    user_id: Some(user.id.clone()),
+                    email: Some(user.email.clone()),
+                    ..EventData::default()
+                };
+                events.record(s, EventKind::LoginSucceeded, data, now)?;
+            }
+            Ok(user)
         },
         move |user| {
             // `None`: the user was suspended or deleted between the check and the insert.
@@ -67,6 +94,27 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
         },
     )
     .await
+}
+
+/// Records an `auth.login.failed` event (with the user when the email belongs to one) and
+/// returns `error`. The event is written on its own: the failure changed nothing else.
+async fn login_failed<T>(
+    ctx: &Ctx,
+    error: HandlerError,
+    user_id: Option<String>,
+    email: String,
+) -> Result<T, HandlerError> {
+    let (events, now) = (Arc::clone(&ctx.events), ctx.now());
+    let data = EventData {
+        user_id,
+        email: Some(email),
+        reason: Some(error.code().as_str().to_owned()),
+        ..EventData::default()
+    };
+    ctx.write(move |s| events.record(s, EventKind::LoginFailed, data, now))
+        .await?;
+    ctx.events.wake();
+    Err(error)
 }
 
 /// `confirm_registration`: checks the code, hashes the password, activates the user.
@@ -82,8 +130,20 @@ pub async fn confirm_registration(
         req.password,
     )
     .await?;
+    let events = Arc::clone(&ctx.events);
     ctx.commit(
-        move |s| s.confirm_registration(&r.user_id, &r.code, &r.hash, r.now),
+        move |s| {
+            let user = s.confirm_registration(&r.user_id, &r.code, &r.hash, r.now)?;
+            if let Some(user) = &user {
+                let data = EventData {
+                    user_id: Some(user.id.clone()),
+                    email: Some(user.email.clone()),
+                    ..EventData::default()
+                };
+                events.record(s, EventKind::UserConfirmed, data, r.now)?;
+            }
+            Ok(user)
+        },
         |user| {
             // `None`: consumed by a concurrent confirmation (single use means one success).
             let user = user.ok_or(HandlerError::InvalidCode)?;
@@ -108,8 +168,22 @@ pub async fn complete_reset(
         req.password,
     )
     .await?;
+    let events = Arc::clone(&ctx.events);
     ctx.commit(
-        move |s| s.complete_reset(&r.user_id, &r.code, &r.hash, r.now),
+        move |s| {
+            let done = s.complete_reset(&r.user_id, &r.code, &r.hash, r.now)?;
+            if let Some((user, ended)) = &done {
+                let data = EventData {
+                    user_id: Some(user.id.clone()),
+                    email: Some(user.email.clone()),
+                    sessions_ended: Some(*ended),
+                    reason: Some("complete_reset".into()),
+                    ..EventData::default()
+                };
+                events.record(s, EventKind::PasswordChanged, data, r.now)?;
+            }
+            Ok(done)
+        },
         |done| {
             let (user, sessions_ended) = done.ok_or(HandlerError::InvalidCode)?;
             Ok(CompleteResetReply {
@@ -147,10 +221,24 @@ pub async fn change_password(
         return Err(HandlerError::InvalidCredentials);
     }
     let new_hash = ctx.hasher.hash(req.new_password).await?;
-    let user_id = credentials.user.id;
+    let (user_id, email) = (credentials.user.id, credentials.user.email);
     let now = ctx.now();
+    let events = Arc::clone(&ctx.events);
     ctx.commit(
-        move |s| s.change_password(&user_id, &old_hash, &new_hash, &session, now),
+        move |s| {
+            let ended = s.change_password(&user_id, &old_hash, &new_hash, &session, now)?;
+            if let Some(ended) = ended {
+                let data = EventData {
+                    user_id: Some(user_id),
+                    email: Some(email),
+                    sessions_ended: Some(ended),
+                    reason: Some("change_password".into()),
+                    ..EventData::default()
+                };
+                events.record(s, EventKind::PasswordChanged, data, now)?;
+            }
+            Ok(ended)
+        },
         |ended| {
             // `None`: the password changed concurrently; the old one is no longer current.
             let sessions_ended = ended.ok_or(HandlerError::InvalidCredentials)?;

@@ -5,10 +5,12 @@
 use super::{Ctx, record_user, require_active};
 use crate::crypto;
 use crate::error::HandlerError;
+use authq_protocol::events::{EventData, EventKind};
 use authq_protocol::ops::{
     CheckReply, CheckRequest, Empty, GetProfileRequest, LogoutAllReply, LogoutAllRequest,
     LogoutRequest, PingRequest, ProfileReply,
 };
+use std::sync::Arc;
 
 /// `ping`: replies at once.
 pub async fn ping(_ctx: &Ctx, _req: PingRequest) -> Result<Empty, HandlerError> {
@@ -40,8 +42,22 @@ pub async fn check(ctx: &Ctx, req: CheckRequest) -> Result<CheckReply, HandlerEr
 pub async fn logout(ctx: &Ctx, req: LogoutRequest) -> Result<Empty, HandlerError> {
     let digest = crypto::digest(req.session.expose());
     let now = ctx.now();
+    let events = Arc::clone(&ctx.events);
     ctx.commit(
-        move |s| s.end_session(&digest, now),
+        move |s| {
+            let owner = s.session_credentials(&digest, now)?;
+            let ended = s.end_session(&digest, now)?;
+            if let (true, Some(owner)) = (ended, owner) {
+                let data = EventData {
+                    user_id: Some(owner.user.id),
+                    sessions_ended: Some(1),
+                    reason: Some("logout".into()),
+                    ..EventData::default()
+                };
+                events.record(s, EventKind::SessionEnded, data, now)?;
+            }
+            Ok(ended)
+        },
         |ended| {
             if ended {
                 Ok(Empty {})
@@ -57,8 +73,22 @@ pub async fn logout(ctx: &Ctx, req: LogoutRequest) -> Result<Empty, HandlerError
 pub async fn logout_all(ctx: &Ctx, req: LogoutAllRequest) -> Result<LogoutAllReply, HandlerError> {
     let digest = crypto::digest(req.session.expose());
     let now = ctx.now();
+    let events = Arc::clone(&ctx.events);
     ctx.commit(
-        move |s| s.end_all_sessions(&digest, now),
+        move |s| {
+            let owner = s.session_credentials(&digest, now)?;
+            let ended = s.end_all_sessions(&digest, now)?;
+            if let (Some(n), Some(owner)) = (ended, owner) {
+                let data = EventData {
+                    user_id: Some(owner.user.id),
+                    sessions_ended: Some(n),
+                    reason: Some("logout_all".into()),
+                    ..EventData::default()
+                };
+                events.record(s, EventKind::SessionEnded, data, now)?;
+            }
+            Ok(ended)
+        },
         |ended| {
             let ended = ended.ok_or(HandlerError::SessionInvalid)?;
             Ok(LogoutAllReply { ended })

@@ -88,6 +88,16 @@ const MIGRATIONS: &[&str] = &[
         tokens_sealed BLOB
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 4: the transactional outbox of auth events (bodies sealed: two carry a code or a token).
+    r#"
+    CREATE TABLE outbox (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        routing_key   TEXT NOT NULL,
+        sealed        BLOB NOT NULL,
+        claimed_until INTEGER NOT NULL DEFAULT 0,
+        created_at    INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build brings a database to.

@@ -71,6 +71,17 @@ impl CodePurpose {
 /// The work of [`Store::with_outcome`]: store calls that return the sealed reply.
 pub type OutcomeWork<'a> = dyn FnMut(&dyn Store) -> Result<Vec<u8>, StoreError> + 'a;
 
+/// An event waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Its place in the outbox (publication order).
+    pub seq: i64,
+    /// The routing key to publish it with.
+    pub routing_key: String,
+    /// The event's JSON, sealed.
+    pub sealed: Vec<u8>,
+}
+
 /// A request's recorded outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedOutcome {
@@ -537,18 +548,33 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         recorded_since: i64,
     ) -> Result<Option<RecordedOutcome>, StoreError>;
 
-    /// Runs `work` (which calls other methods of this store and returns the sealed reply) and
-    /// records its outcome under `key`, all in one write transaction: the effect and its
-    /// outcome commit together or not at all. If an outcome is already recorded under `key`,
-    /// nothing runs and that outcome is returned instead.
+    /// Runs `work` (which calls other methods of this store and returns the sealed reply) in
+    /// one write transaction, and with a `key` records its outcome in it too: the effect, its
+    /// events and its outcome commit together or not at all. If an outcome is already recorded
+    /// under `key`, nothing runs and that outcome is returned instead.
     /// Outcomes recorded before `recorded_since` are out of the window: ignored and replaced.
     fn with_outcome(
         &self,
-        key: &OutcomeKey,
+        key: Option<&OutcomeKey>,
         now: i64,
         recorded_since: i64,
         work: &mut OutcomeWork<'_>,
     ) -> Result<Option<RecordedOutcome>, StoreError>;
+
+    /// Appends an event to the outbox (inside the caller's transaction when there is one).
+    fn enqueue_event(&self, routing_key: &str, sealed: &[u8], now: i64) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` of the oldest unpublished events for `lease_ms`, unless another
+    /// relay holds a claim (events go out one relay at a time, in order).
+    fn claim_events(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// Removes published events (up to and including `seq`, of those claimed).
+    fn delete_events(&self, up_to_seq: i64) -> Result<(), StoreError>;
 
     /// Deletes outcomes recorded before `recorded_before`. Returns how many went.
     fn purge_outcomes(&self, recorded_before: i64) -> Result<u64, StoreError>;

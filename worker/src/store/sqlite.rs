@@ -8,9 +8,9 @@
 use super::migrations;
 use super::{
     CodePurpose, CodeRecord, Credentials, LinkOutcome, NewOAuthState, NewRegistration, NewSession,
-    NewSocialLogin, OAuthStateRecord, ProfileUpdate, RecordedOutcome, Registration, Renewal,
-    SessionInfo, SocialLink, SocialLoginOutcome, SocialSessionRecord, Store, StoreError, UserKey,
-    UserRecord,
+    NewSocialLogin, OAuthStateRecord, OutboxEvent, ProfileUpdate, RecordedOutcome, Registration,
+    Renewal, SessionInfo, SocialLink, SocialLoginOutcome, SocialSessionRecord, Store, StoreError,
+    UserKey, UserRecord,
 };
 use crate::crypto::Digest;
 use crate::idempotency::OutcomeKey;
@@ -755,21 +755,24 @@ impl Store for SqliteStore {
 
     fn with_outcome(
         &self,
-        key: &OutcomeKey,
+        key: Option<&OutcomeKey>,
         now: i64,
         recorded_since: i64,
         work: &mut OutcomeWork<'_>,
     ) -> Result<Option<RecordedOutcome>, StoreError> {
         let conn = self.pool.get()?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let found = conn
-            .prepare_cached(
-                "DELETE FROM outcomes WHERE caller = ?1 AND message_id = ?2 AND recorded_at < ?3",
-            )
-            .and_then(|mut stale| {
-                stale.execute(params![key.caller, key.message_id, recorded_since])
-            })
-            .and_then(|_| find_outcome_on(&conn, &key.caller, &key.message_id, recorded_since));
+        let found = match key {
+            None => Ok(None),
+            Some(key) => conn
+                .prepare_cached(
+                    "DELETE FROM outcomes WHERE caller = ?1 AND message_id = ?2 AND recorded_at < ?3",
+                )
+                .and_then(|mut stale| {
+                    stale.execute(params![key.caller, key.message_id, recorded_since])
+                })
+                .and_then(|_| find_outcome_on(&conn, &key.caller, &key.message_id, recorded_since)),
+        };
         let found = match found {
             Ok(found) => found,
             Err(e) => {
@@ -788,6 +791,7 @@ impl Store for SqliteStore {
             StoreError::Corrupt("the outcome transaction's connection went missing".into())
         })?;
         let recorded = worked.and_then(|sealed| {
+            let Some(key) = key else { return Ok(()) };
             conn.prepare_cached(
                 "INSERT INTO outcomes (caller, message_id, request_digest, sealed, recorded_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -811,6 +815,54 @@ impl Store for SqliteStore {
                 Err(e)
             }
         }
+    }
+
+    fn enqueue_event(&self, routing_key: &str, sealed: &[u8], now: i64) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "INSERT INTO outbox (routing_key, sealed, created_at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![routing_key, sealed, now])?;
+        Ok(())
+    }
+
+    fn claim_events(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = begin(&mut conn)?;
+        let held: i64 = tx
+            .prepare_cached("SELECT count(*) FROM outbox WHERE claimed_until > ?1")?
+            .query_row([now], |r| r.get(0))?;
+        if held > 0 {
+            return Ok(Vec::new());
+        }
+        let events = tx
+            .prepare_cached("SELECT seq, routing_key, sealed FROM outbox ORDER BY seq LIMIT ?1")?
+            .query_map([limit], |r| {
+                Ok(OutboxEvent {
+                    seq: r.get(0)?,
+                    routing_key: r.get(1)?,
+                    sealed: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(last) = events.last() {
+            tx.prepare_cached("UPDATE outbox SET claimed_until = ?1 WHERE seq <= ?2")?
+                .execute(params![now.saturating_add(lease_ms), last.seq])?;
+        }
+        tx.commit()?;
+        Ok(events)
+    }
+
+    fn delete_events(&self, up_to_seq: i64) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.prepare_cached("DELETE FROM outbox WHERE seq <= ?1")?
+            .execute([up_to_seq])?;
+        Ok(())
     }
 
     fn purge_outcomes(&self, recorded_before: i64) -> Result<u64, StoreError> {

@@ -1,0 +1,115 @@
+//! `authq events`: binds a temporary queue to the events exchange and prints every event as
+//! one JSON line, as it happens.
+
+use crate::cli::EventsArgs;
+use authq::ClientError;
+use authq_protocol::Names;
+use authq_protocol::redact_url;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// The patterns bound when none is given: every event except the secret-bearing ones.
+pub const DEFAULT_BINDINGS: &[&str] = &["auth.#", "user.#", "password.#", "session.#"];
+
+/// Runs `authq events` until SIGINT/SIGTERM (or `--count` events).
+pub async fn run(args: EventsArgs) -> ExitCode {
+    match watch(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authq events: {}", e.report());
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn watch(args: EventsArgs) -> Result<(), ClientError> {
+    let names = Names::new(&args.broker.namespace)?;
+    let url = &args.broker.amqp_url;
+    let connection = Connection::connect(
+        url,
+        ConnectionProperties::default().with_connection_name("authq-events".into()),
+    )
+    .await
+    .map_err(|source| ClientError::Connect {
+        url: redact_url(url),
+        source,
+    })?;
+    let channel = connection.create_channel().await?;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let patterns: Vec<String> = if args.bind.is_empty() {
+        DEFAULT_BINDINGS.iter().map(|p| (*p).to_owned()).collect()
+    } else {
+        args.bind
+    };
+    for pattern in &patterns {
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                names.events_exchange().into(),
+                pattern.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| match e.kind() {
+                lapin::ErrorKind::ProtocolError(_) => ClientError::NoDeployment {
+                    namespace: names.namespace().to_owned(),
+                },
+                _ => e.into(),
+            })?;
+    }
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                exclusive: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    // Tells a script (and the tests) that the bindings are in place.
+    eprintln!(
+        "authq events: listening on {} ({})",
+        names.events_exchange(),
+        patterns.join(", ")
+    );
+    let mut seen = 0u64;
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&delivery.data);
+                    let _ = out.write_all(b"\n");
+                    let _ = out.flush();
+                    seen += 1;
+                    if args.count.is_some_and(|n| seen >= n) {
+                        return Ok(());
+                    }
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(ClientError::ConnectionLost),
+            },
+        }
+    }
+}

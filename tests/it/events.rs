@@ -1,0 +1,214 @@
+//! Auth events: what a consumer bound to the events exchange sees, in order, and that a change
+//! whose event could not be published while the broker was down is published once it is back.
+
+use crate::harness::TestEnv;
+use crate::private_broker::PrivateBroker;
+use authq_protocol::events::{Event, EventKind};
+use authq_protocol::ops::UserRef;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use std::time::Duration;
+
+const PW: &str = "correct horse battery";
+
+/// A queue bound to the events exchange with `patterns`, and a consumer on it.
+async fn subscribe(env: &TestEnv, queue: &str, patterns: &[&str]) -> lapin::Consumer {
+    let raw = env.raw().await;
+    let mut expires = FieldTable::default();
+    expires.insert(
+        "x-expires".into(),
+        lapin::types::AMQPValue::LongLongInt(600_000),
+    );
+    raw.channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            expires,
+        )
+        .await
+        .unwrap();
+    for p in patterns {
+        raw.channel
+            .queue_bind(
+                queue.into(),
+                format!("{}.events", env.config.namespace).as_str().into(),
+                (*p).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let consumer = raw
+        .channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    std::mem::forget(raw); // the consumer lives as long as the test
+    consumer
+}
+
+async fn next_event(consumer: &mut lapin::Consumer) -> (String, Event) {
+    let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+        .await
+        .expect("an event within 30 s")
+        .expect("the consumer is open")
+        .expect("a delivery");
+    let event: Event = serde_json::from_slice(&d.data).expect("an event");
+    assert_eq!(
+        d.properties.message_id().as_ref().map(|m| m.to_string()),
+        Some(event.id.clone()),
+        "the message id is the event id"
+    );
+    (d.routing_key.to_string(), event)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_through_publishes_exactly_its_events_in_order() {
+    let env = TestEnv::start().await;
+    let queue = format!("{}.test-events", env.config.namespace);
+    let mut events = subscribe(&env, &queue, &["#"]).await;
+    let c = &env.client;
+
+    let reg = c.register("ann@example.com").await.unwrap();
+    let user = c
+        .confirm_registration("ann@example.com", reg.code.expose(), PW)
+        .await
+        .unwrap()
+        .user
+        .id;
+    let s1 = c.login("ann@example.com", PW).await.unwrap().session;
+    c.login("ann@example.com", "wrong password")
+        .await
+        .unwrap_err();
+    c.login("nobody@example.com", PW).await.unwrap_err();
+    c.check(s1.expose()).await.unwrap(); // reads publish nothing
+    c.logout(s1.expose()).await.unwrap();
+    let s2 = c.login("ann@example.com", PW).await.unwrap().session;
+    c.logout_all(s2.expose()).await.unwrap();
+    c.start_reset("nobody@example.com").await.unwrap(); // a decoy: no event
+    let reset = c.start_reset("ann@example.com").await.unwrap();
+    c.complete_reset(
+        "ann@example.com",
+        reset.token.expose(),
+        "another good password",
+    )
+    .await
+    .unwrap();
+    let s3 = c
+        .login("ann@example.com", "another good password")
+        .await
+        .unwrap()
+        .session;
+    c.change_password(s3.expose(), "another good password", PW)
+        .await
+        .unwrap();
+    let by_id = || UserRef {
+        user_id: Some(user.clone()),
+        email: None,
+    };
+    c.suspend(by_id()).await.unwrap();
+    c.unsuspend(by_id()).await.unwrap();
+    c.delete_user(by_id()).await.unwrap();
+
+    let expected = [
+        ("secret.user.registered", EventKind::UserRegistered),
+        ("user.confirmed", EventKind::UserConfirmed),
+        ("auth.login.succeeded", EventKind::LoginSucceeded),
+        ("auth.login.failed", EventKind::LoginFailed),
+        ("auth.login.failed", EventKind::LoginFailed),
+        ("session.ended", EventKind::SessionEnded),
+        ("auth.login.succeeded", EventKind::LoginSucceeded),
+        ("session.ended", EventKind::SessionEnded),
+        (
+            "secret.password.reset_requested",
+            EventKind::PasswordResetRequested,
+        ),
+        ("password.changed", EventKind::PasswordChanged),
+        ("auth.login.succeeded", EventKind::LoginSucceeded),
+        ("password.changed", EventKind::PasswordChanged),
+        ("user.suspended", EventKind::UserSuspended),
+        ("user.unsuspended", EventKind::UserUnsuspended),
+        ("user.deleted", EventKind::UserDeleted),
+    ];
+    let mut ids = std::collections::BTreeSet::new();
+    let mut got = Vec::new();
+    for _ in 0..expected.len() {
+        got.push(next_event(&mut events).await);
+    }
+    for ((key, event), (want_key, want_kind)) in got.iter().zip(expected) {
+        assert_eq!((key.as_str(), event.kind), (want_key, want_kind));
+        assert!(ids.insert(event.id.clone()), "ids are unique");
+        assert_eq!(event.version, 1);
+    }
+    let (_, registered) = &got[0];
+    assert_eq!(
+        registered.data.code.as_ref().map(|c| c.expose()),
+        Some(reg.code.expose())
+    );
+    assert_eq!(registered.data.email.as_deref(), Some("ann@example.com"));
+    let (_, wrong) = &got[3];
+    assert_eq!(wrong.data.user_id.as_deref(), Some(user.as_str()));
+    assert_eq!(wrong.data.reason.as_deref(), Some("invalid_credentials"));
+    let (_, unknown) = &got[4];
+    assert_eq!(unknown.data.user_id, None, "an unknown email has no user");
+    let (_, reset_event) = &got[8];
+    assert_eq!(
+        reset_event.data.token.as_ref().map(|t| t.expose()),
+        Some(reset.token.expose())
+    );
+    assert_eq!(got[7].1.data.sessions_ended, Some(1));
+    // Nothing more: the outbox is empty once every event was confirmed.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), events.next())
+            .await
+            .is_err(),
+        "no extra event"
+    );
+    env.metrics_when(|_| env.count("outbox") == 0).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_committed_while_the_broker_is_down_goes_out_when_it_is_back() {
+    let broker = PrivateBroker::start();
+    let url = broker.amqp_url();
+    let env = TestEnv::start_with(|c| c.amqp_url = url.clone()).await;
+    let queue = format!("{}.test-events", env.config.namespace);
+    drop(subscribe(&env, &queue, &["user.deleted"]).await);
+    let user = env.active_user("bob@example.com", PW).await;
+
+    // The worker takes delete_user and commits it; its event is still in the outbox when the
+    // broker stops.
+    env.worker().faults().hold_relay(true);
+    env.client
+        .delete_user(UserRef {
+            user_id: Some(user.clone()),
+            email: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(env.count("outbox WHERE routing_key = 'user.deleted'"), 1);
+    broker.stop_app();
+    env.worker().faults().hold_relay(false);
+    broker.start_app();
+
+    let mut events = subscribe(&env, &queue, &[]).await;
+    let (key, event) = next_event(&mut events).await;
+    assert_eq!(key, "user.deleted");
+    assert_eq!(event.data.user_id.as_deref(), Some(user.as_str()));
+    env.metrics_when(|_| env.count("outbox") == 0).await;
+    env.stop().await;
+}

@@ -1,0 +1,240 @@
+//! Auth events through a transactional outbox.
+//!
+//! A handler records its events with [`EventSink::record`] inside the same store transaction as
+//! the change they report ([`crate::handlers::Ctx::commit`]): the change and its events commit
+//! together or not at all, whether or not the broker is reachable. The relay ([`relay`]) takes
+//! the oldest outbox rows (one relay at a time across every worker on the database, so events go
+//! out in commit order), publishes them to `{ns}.events` with publisher confirms, and deletes
+//! them only once every one was confirmed. A relay that dies mid-batch leaves its claim to expire
+//! and the next one publishes the batch again: delivery is at-least-once, consumers deduplicate
+//! by the event's `id`.
+//!
+//! Outbox rows are sealed (ChaCha20-Poly1305, a random nonce, a key derived from the server key)
+//! because two events carry a confirmation code or a reset token for the mailer.
+
+use crate::clock::Clock;
+use crate::keys::ServerKey;
+use crate::store::{Store, StoreError};
+use authq_protocol::Names;
+use authq_protocol::events::{EVENT_VERSION, Event, EventData, EventKind};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// How long a relay's claim on a batch lasts before another relay may publish it again.
+const LEASE_MS: i64 = 10_000;
+
+/// Events published per batch.
+const BATCH: u32 = 256;
+
+/// Records events into the outbox and wakes the relay.
+pub struct EventSink {
+    cipher: ChaCha20Poly1305,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
+}
+
+/// An outbox row that cannot be opened (the key file changed).
+#[derive(Debug, thiserror::Error)]
+#[error("an outbox event cannot be opened (was the key file replaced?)")]
+pub struct UnsealError;
+
+impl EventSink {
+    /// A sink whose rows are sealed with a key derived from `server`.
+    pub fn new(server: &ServerKey) -> Self {
+        let key = server.derive("authq outbox v1");
+        Self {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(key.as_ref())),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Writes an event to the outbox through `store` (inside the caller's transaction).
+    pub fn record(
+        &self,
+        store: &dyn Store,
+        kind: EventKind,
+        data: EventData,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let event = Event {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind,
+            version: EVENT_VERSION,
+            time: now,
+            data,
+        };
+        let json = serde_json::to_vec(&event)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode an event: {e}")))?;
+        store.enqueue_event(&kind.routing_key(), &self.seal(&json)?, now)
+    }
+
+    /// Tells the relay that events were committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn seal(&self, json: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut sealed = nonce.to_vec();
+        sealed.extend(
+            self.cipher
+                .encrypt(Nonce::from_slice(&nonce), json)
+                .map_err(|_| StoreError::Corrupt("cannot seal an event".into()))?,
+        );
+        Ok(sealed)
+    }
+
+    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, UnsealError> {
+        if sealed.len() < 12 {
+            return Err(UnsealError);
+        }
+        let (nonce, body) = sealed.split_at(12);
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), body)
+            .map_err(|_| UnsealError)
+    }
+}
+
+/// What the relay needs.
+#[derive(Debug)]
+pub struct Relay {
+    /// The outbox.
+    pub store: Arc<dyn Store>,
+    /// The sink (for opening rows and being woken).
+    pub sink: Arc<EventSink>,
+    /// Time for claims.
+    pub clock: Arc<dyn Clock>,
+    /// Where events go.
+    pub names: Names,
+    /// The broker.
+    pub amqp_url: String,
+    /// Tests hold the relay here to model a broker that goes down before it publishes.
+    #[cfg(feature = "fault-injection")]
+    pub faults: Arc<crate::faults::Faults>,
+}
+
+/// Publishes the outbox until `cancel`: connects (and reconnects, with backoff) on its own
+/// connection, so a slow events path never delays replies.
+pub async fn relay(relay: Relay, cancel: CancellationToken) {
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match publish_until_failure(&relay, &cancel).await {
+            Ok(()) => return,
+            Err(e) => {
+                let delay = delays.next().unwrap_or(Duration::from_secs(10));
+                warn!(error = %e, retry_in = ?delay, "event relay: broker unavailable");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Why a relay round stopped.
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the broker did not confirm an event")]
+    Nacked,
+    #[error("a blocking task failed")]
+    Join,
+}
+
+async fn publish_until_failure(
+    relay: &Relay,
+    cancel: &CancellationToken,
+) -> Result<(), RelayError> {
+    let connection = Connection::connect(
+        &relay.amqp_url,
+        ConnectionProperties::default().with_connection_name("authq-event-relay".into()),
+    )
+    .await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    info!("event relay connected");
+    loop {
+        #[cfg(feature = "fault-injection")]
+        while relay.faults.relay_held() {
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        let (store, now) = (Arc::clone(&relay.store), relay.clock.now_ms());
+        let batch = tokio::task::spawn_blocking(move || store.claim_events(now, LEASE_MS, BATCH))
+            .await
+            .map_err(|_| RelayError::Join)??;
+        let Some(last) = batch.last().map(|e| e.seq) else {
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                () = relay.sink.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            continue;
+        };
+        let mut confirms = Vec::with_capacity(batch.len());
+        for row in &batch {
+            let Ok(json) = relay.sink.open(&row.sealed) else {
+                warn!(
+                    seq = row.seq,
+                    "event relay: an outbox row cannot be opened; dropped"
+                );
+                continue;
+            };
+            let id = serde_json::from_slice::<Event>(&json)
+                .map(|e| e.id)
+                .unwrap_or_default();
+            let properties = BasicProperties::default()
+                .with_content_type(authq_protocol::CONTENT_TYPE.into())
+                .with_delivery_mode(2)
+                .with_message_id(id.into());
+            confirms.push(
+                channel
+                    .basic_publish(
+                        relay.names.events_exchange().into(),
+                        row.routing_key.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &json,
+                        properties,
+                    )
+                    .await?,
+            );
+        }
+        for confirm in confirms {
+            if !confirm.await?.is_ack() {
+                return Err(RelayError::Nacked);
+            }
+        }
+        let store = Arc::clone(&relay.store);
+        tokio::task::spawn_blocking(move || store.delete_events(last))
+            .await
+            .map_err(|_| RelayError::Join)??;
+        debug!(published = batch.len(), "event relay: batch confirmed");
+    }
+}
