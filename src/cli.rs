@@ -164,6 +164,17 @@ pub struct ServeArgs {
     /// with the same `message_id` gets it again instead of doing the work twice.
     #[arg(long, env = "AUTHQ_IDEMPOTENCY_WINDOW", default_value = "1h", value_parser = humantime::parse_duration)]
     pub idempotency_window: Duration,
+    /// A service that must acknowledge every user deletion with `deletion_done` (repeatable);
+    /// `deletion_status` tells which have, and `user.deletion_completed` follows when all have.
+    #[arg(
+        long = "deletion-service",
+        env = "AUTHQ_DELETION_SERVICES",
+        value_delimiter = ','
+    )]
+    pub deletion_services: Vec<String>,
+    /// How long a deletion waits for its services before completing without the missing ones.
+    #[arg(long, env = "AUTHQ_DELETION_DEADLINE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub deletion_deadline: Duration,
 
     /// Threads that run argon2 [default: cores − 1, at least 1: leaves a core to the broker and
     /// to session checks].
@@ -290,6 +301,8 @@ impl ServeArgs {
         config.queues.max_length = self.tube_max_length;
         config.queues.delivery_limit = self.delivery_limit;
         config.idempotency_window = self.idempotency_window;
+        config.deletion.services = self.deletion_services;
+        config.deletion.deadline = self.deletion_deadline;
         config.hashing = hashing;
         config.sessions.idle_timeout = self.session_idle_timeout;
         config.sessions.max_lifetime = self.session_max_lifetime;

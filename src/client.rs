@@ -6,10 +6,10 @@ use authq_protocol::names::{DEFAULT_NAMESPACE, headers};
 use authq_protocol::ops::{
     ChangePasswordReply, ChangePasswordRequest, CheckReply, CheckRequest, CompleteResetReply,
     CompleteResetRequest, ConfirmRegistrationReply, ConfirmRegistrationRequest, DeleteUserReply,
-    DeleteUserRequest, Empty, GetProfileRequest, LoginReply, LoginRequest, LogoutAllReply,
-    LogoutAllRequest, LogoutRequest, PingRequest, ProfileMode, ProfileReply, RegisterReply,
-    RegisterRequest, SetProfileRequest, StartResetReply, StartResetRequest, SuspendRequest,
-    UnsuspendRequest, UserRef, UserStateReply,
+    DeleteUserRequest, DeletionDoneRequest, DeletionStatusReply, DeletionStatusRequest, Empty,
+    GetProfileRequest, LoginReply, LoginRequest, LogoutAllReply, LogoutAllRequest, LogoutRequest,
+    PingRequest, ProfileMode, ProfileReply, RegisterReply, RegisterRequest, SetProfileRequest,
+    StartResetReply, StartResetRequest, SuspendRequest, UnsuspendRequest, UserRef, UserStateReply,
 };
 use authq_protocol::{CONTENT_TYPE, Names, PROTOCOL_VERSION, Request, Secret, redact_url};
 use lapin::Confirmation;
@@ -543,6 +543,30 @@ impl Client {
     /// `unsuspend`: lifts a suspension.
     pub async fn unsuspend(&self, user: UserRef) -> Result<UserStateReply, ClientError> {
         self.call(&UnsuspendRequest { user }).await
+    }
+}
+
+/// The deletion cascade.
+impl Client {
+    /// `deletion_done`: `service` has deleted its data about the deleted user `user_id`.
+    pub async fn deletion_done(
+        &self,
+        user_id: &str,
+        service: &str,
+    ) -> Result<DeletionStatusReply, ClientError> {
+        self.call(&DeletionDoneRequest {
+            user_id: user_id.to_owned(),
+            service: service.to_owned(),
+        })
+        .await
+    }
+
+    /// `deletion_status`: which services have acknowledged the deletion of `user_id`.
+    pub async fn deletion_status(&self, user_id: &str) -> Result<DeletionStatusReply, ClientError> {
+        self.call(&DeletionStatusRequest {
+            user_id: user_id.to_owned(),
+        })
+        .await
     }
 }
 

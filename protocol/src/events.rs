@@ -65,8 +65,12 @@ event_kinds! {
     UserSuspended = "user.suspended", secret: false;
     /// A suspension was lifted: `user_id`, `email`.
     UserUnsuspended = "user.unsuspended", secret: false;
-    /// A user was deleted: `user_id`.
+    /// A user was deleted: `user_id`, and `services`: those that must acknowledge with
+    /// `deletion_done` (the deletion request to every service).
     UserDeleted = "user.deleted", secret: false;
+    /// A user's deletion cascade ended: `user_id`, `services` (those that acknowledged) and
+    /// `missing` (those that had not when the deadline passed; empty when all did).
+    UserDeletionCompleted = "user.deletion_completed", secret: false;
 }
 
 impl EventKind {
@@ -120,6 +124,13 @@ pub struct EventData {
     /// When the code or token expires (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Services: those that must acknowledge a deletion (`user.deleted`), or that did
+    /// (`user.deletion_completed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
+    /// Services that had not acknowledged a deletion by its deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<String>>,
 }
 
 #[cfg(test)]
@@ -164,6 +175,7 @@ mod tests {
                 "user.suspended",
                 "user.unsuspended",
                 "user.deleted",
+                "user.deletion_completed",
             ]
         );
     }

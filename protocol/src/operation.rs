@@ -77,6 +77,10 @@ operations! {
     SocialLogin = "social_login" => Account, mutating: true;
     /// Links a provider account to a live session's user (after `link_required`).
     LinkSocial = "link_social" => Account, mutating: true;
+    /// A service acknowledges that it deleted its data about a deleted user.
+    DeletionDone = "deletion_done" => Account, mutating: true;
+    /// Which services have acknowledged a user's deletion.
+    DeletionStatus = "deletion_status" => Account, mutating: false;
 }
 
 impl fmt::Display for Operation {
@@ -113,6 +117,8 @@ mod tests {
                 "social_url",
                 "social_login",
                 "link_social",
+                "deletion_done",
+                "deletion_status",
             ]
         );
     }

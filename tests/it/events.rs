@@ -212,3 +212,81 @@ async fn an_event_committed_while_the_broker_is_down_goes_out_when_it_is_back() 
     env.metrics_when(|_| env.count("outbox") == 0).await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deletion_cascade_completes_when_every_service_acknowledged() {
+    let env = TestEnv::start_with(|c| {
+        c.deletion.services = vec!["billing".into(), "mailer".into()];
+    })
+    .await;
+    let queue = format!("{}.test-events", env.config.namespace);
+    let mut events = subscribe(&env, &queue, &["user.deleted", "user.deletion_completed"]).await;
+    let user = env.active_user("del@example.com", PW).await;
+    let c = &env.client;
+    c.delete_user(UserRef {
+        user_id: Some(user.clone()),
+        email: None,
+    })
+    .await
+    .unwrap();
+    let (_, deleted) = next_event(&mut events).await;
+    assert_eq!(deleted.kind, EventKind::UserDeleted);
+    assert_eq!(
+        deleted.data.services,
+        Some(vec!["billing".to_owned(), "mailer".to_owned()])
+    );
+
+    let status = c.deletion_status(&user).await.unwrap();
+    assert_eq!((status.acknowledged.len(), status.pending.len()), (0, 2));
+    let status = c.deletion_done(&user, "billing").await.unwrap();
+    assert_eq!(status.acknowledged, ["billing"]);
+    assert_eq!(status.pending, ["mailer"]);
+    assert_eq!(status.completed_at, None);
+    crate::harness::assert_code(
+        c.deletion_done(&user, "crm").await,
+        authq::ErrorCode::BadRequest,
+    );
+    crate::harness::assert_code(
+        c.deletion_done("no-such-user", "billing").await,
+        authq::ErrorCode::NotFound,
+    );
+    let done = c.deletion_done(&user, "mailer").await.unwrap();
+    assert!(done.pending.is_empty() && done.completed_at.is_some());
+    // A repeated receipt changes nothing.
+    assert_eq!(c.deletion_done(&user, "billing").await.unwrap(), done);
+
+    let (key, completed) = next_event(&mut events).await;
+    assert_eq!(key, "user.deletion_completed");
+    assert_eq!(completed.data.user_id.as_deref(), Some(user.as_str()));
+    assert_eq!(completed.data.missing, Some(Vec::new()));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deletion_cascade_times_out_naming_the_services_that_did_not_acknowledge() {
+    let env = TestEnv::start_with(|c| {
+        c.deletion.services = vec!["billing".into(), "mailer".into()];
+        c.deletion.deadline = Duration::from_secs(3600);
+        c.purge_interval = Duration::from_millis(50);
+    })
+    .await;
+    let queue = format!("{}.test-events", env.config.namespace);
+    let mut events = subscribe(&env, &queue, &["user.deletion_completed"]).await;
+    let user = env.active_user("late@example.com", PW).await;
+    env.client
+        .delete_user(UserRef {
+            user_id: Some(user.clone()),
+            email: None,
+        })
+        .await
+        .unwrap();
+    env.client.deletion_done(&user, "billing").await.unwrap();
+    env.clock.advance(Duration::from_secs(2 * 3600));
+    let (_, completed) = next_event(&mut events).await;
+    assert_eq!(completed.data.services, Some(vec!["billing".to_owned()]));
+    assert_eq!(completed.data.missing, Some(vec!["mailer".to_owned()]));
+    let status = env.client.deletion_status(&user).await.unwrap();
+    assert!(status.completed_at.is_some());
+    assert_eq!(status.pending, ["mailer"]);
+    env.stop().await;
+}

@@ -32,6 +32,8 @@ pub struct Config {
     /// How long a mutating request's first outcome is kept for redeliveries and retries with
     /// the same `message_id`.
     pub idempotency_window: Duration,
+    /// The deletion cascade: which services must acknowledge a deleted user, and by when.
+    pub deletion: DeletionPolicy,
     /// Which tube serves each operation. Operations missing here use their default tube.
     pub routes: BTreeMap<Operation, Tube>,
     /// The argon2 pool.
@@ -100,6 +102,7 @@ impl Default for Config {
             },
             queues: QueuePolicy::default(),
             idempotency_window: Duration::from_secs(3600),
+            deletion: DeletionPolicy::default(),
             routes: BTreeMap::new(),
             hashing,
             sessions: SessionPolicy::default(),
@@ -229,6 +232,7 @@ impl fmt::Debug for Config {
             .field("unrouted", &self.unrouted)
             .field("queues", &self.queues)
             .field("idempotency_window", &self.idempotency_window)
+            .field("deletion", &self.deletion)
             .field("routes", &self.routes)
             .field("hashing", &self.hashing)
             .field("sessions", &self.sessions)
@@ -242,6 +246,25 @@ impl fmt::Debug for Config {
             .field("queue_expires", &self.queue_expires)
             .field("social", &self.social)
             .finish()
+    }
+}
+
+/// The deletion cascade (`user.deleted` → `deletion_done` from each service →
+/// `user.deletion_completed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletionPolicy {
+    /// The services that must acknowledge every deletion; none: no cascade is tracked.
+    pub services: Vec<String>,
+    /// How long the cascade waits for them before completing without the missing ones.
+    pub deadline: Duration,
+}
+
+impl Default for DeletionPolicy {
+    fn default() -> Self {
+        Self {
+            services: Vec::new(),
+            deadline: Duration::from_secs(24 * 3600),
+        }
     }
 }
 

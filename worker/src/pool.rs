@@ -487,7 +487,8 @@ async fn reconnect(
     }
 }
 
-/// Deletes expired sessions and codes now and then.
+/// Now and then: completes deletion cascades past their deadline, deletes expired sessions,
+/// codes and outcomes.
 async fn purge_loop(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut interval = tokio::time::interval(shared.ctx.config.purge_interval);
     loop {
@@ -498,7 +499,18 @@ async fn purge_loop(shared: Arc<Shared>, cancel: CancellationToken) {
         let now = shared.ctx.now();
         let since = shared.ctx.outcomes_since();
         let store = Arc::clone(&shared.ctx.store);
+        let events = Arc::clone(&shared.ctx.events);
         let purge = move || {
+            // Deletion cascades past their deadline complete with their events, atomically.
+            let mut completed = 0;
+            store.with_outcome(None, now, 0, &mut |s| {
+                completed = crate::handlers::deletion::complete_overdue(s, &events, now)?;
+                Ok(Vec::new())
+            })?;
+            if completed > 0 {
+                events.wake();
+                info!(completed, "deletion cascades past their deadline completed");
+            }
             Ok::<_, crate::store::StoreError>(
                 store.purge_expired(now)? + store.purge_outcomes(since)?,
             )

@@ -5,6 +5,7 @@
 //! integer Unix milliseconds (UTC). Passwords, codes and tokens are [`Secret`](crate::Secret)s.
 
 mod admin;
+mod deletion;
 mod password;
 mod profile;
 mod registration;
@@ -12,6 +13,7 @@ mod session;
 mod social;
 
 pub use admin::*;
+pub use deletion::*;
 pub use password::*;
 pub use profile::*;
 pub use registration::*;

@@ -139,12 +139,20 @@ pub async fn delete_user(
 ) -> Result<DeleteUserReply, HandlerError> {
     let target = Target::parse(&req.user)?;
     let (events, now) = (Arc::clone(&ctx.events), ctx.now());
+    let policy = ctx.config.deletion.clone();
+    let deadline = now.saturating_add(duration_ms(policy.deadline));
     ctx.commit(
         move |s| {
             let deleted = s.delete_user(target.key())?;
             if let Some(user_id) = &deleted {
+                // The event is the deletion request to every service; the cascade tracks
+                // their receipts (see `deletion_done`).
+                if !policy.services.is_empty() {
+                    s.begin_deletion(user_id, &policy.services, now, deadline)?;
+                }
                 let data = EventData {
                     user_id: Some(user_id.clone()),
+                    services: Some(policy.services),
                     ..EventData::default()
                 };
                 events.record(s, EventKind::UserDeleted, data, now)?;

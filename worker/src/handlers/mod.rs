@@ -8,6 +8,7 @@
 //! [`account`] (administration).
 
 pub mod account;
+pub mod deletion;
 pub mod password;
 pub mod session;
 pub mod social;
@@ -271,6 +272,8 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         Operation::SocialUrl => route!(social::social_url),
         Operation::SocialLogin => route!(social::social_login),
         Operation::LinkSocial => route!(social::link_social),
+        Operation::DeletionDone => route!(deletion::deletion_done),
+        Operation::DeletionStatus => route!(deletion::deletion_status),
     }
 }
 

@@ -98,6 +98,22 @@ const MIGRATIONS: &[&str] = &[
         created_at    INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 5: the deletion cascade: which services must acknowledge a deleted user, and which did.
+    r#"
+    CREATE TABLE deletions (
+        user_id      TEXT PRIMARY KEY,
+        requested_at INTEGER NOT NULL,
+        deadline     INTEGER NOT NULL,
+        completed_at INTEGER
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX deletions_open ON deletions(deadline) WHERE completed_at IS NULL;
+    CREATE TABLE deletion_services (
+        user_id         TEXT NOT NULL REFERENCES deletions(user_id) ON DELETE CASCADE,
+        service         TEXT NOT NULL,
+        acknowledged_at INTEGER,
+        PRIMARY KEY (user_id, service)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build brings a database to.

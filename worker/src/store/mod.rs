@@ -71,6 +71,34 @@ impl CodePurpose {
 /// The work of [`Store::with_outcome`]: store calls that return the sealed reply.
 pub type OutcomeWork<'a> = dyn FnMut(&dyn Store) -> Result<Vec<u8>, StoreError> + 'a;
 
+/// A deletion cascade.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletionRecord {
+    /// The deleted user.
+    pub user_id: String,
+    /// When it was deleted (Unix ms).
+    pub requested_at: i64,
+    /// When the cascade completes regardless (Unix ms).
+    pub deadline: i64,
+    /// Services that acknowledged, by name.
+    pub acknowledged: Vec<String>,
+    /// Services that did not yet.
+    pub pending: Vec<String>,
+    /// When it completed.
+    pub completed_at: Option<i64>,
+}
+
+/// What [`Store::acknowledge_deletion`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeletionAck {
+    /// No cascade is tracked for this user.
+    NoDeletion,
+    /// The service is not one the cascade waits for.
+    UnknownService,
+    /// Recorded; the cascade as it now stands.
+    Recorded(DeletionRecord),
+}
+
 /// An event waiting in the outbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxEvent {
@@ -575,6 +603,33 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Removes published events (up to and including `seq`, of those claimed).
     fn delete_events(&self, up_to_seq: i64) -> Result<(), StoreError>;
+
+    /// Starts tracking the deletion cascade of `user_id`: every one of `services` must
+    /// acknowledge it before `deadline`.
+    fn begin_deletion(
+        &self,
+        user_id: &str,
+        services: &[String],
+        now: i64,
+        deadline: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Records that `service` deleted its data about `user_id` (a repeat changes nothing).
+    fn acknowledge_deletion(
+        &self,
+        user_id: &str,
+        service: &str,
+        now: i64,
+    ) -> Result<DeletionAck, StoreError>;
+
+    /// The deletion cascade of `user_id`, if one is tracked.
+    fn deletion(&self, user_id: &str) -> Result<Option<DeletionRecord>, StoreError>;
+
+    /// Marks the cascade of `user_id` complete; `false` if it already was.
+    fn complete_deletion(&self, user_id: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// The cascades still open whose deadline has passed.
+    fn overdue_deletions(&self, now: i64) -> Result<Vec<DeletionRecord>, StoreError>;
 
     /// Deletes outcomes recorded before `recorded_before`. Returns how many went.
     fn purge_outcomes(&self, recorded_before: i64) -> Result<u64, StoreError>;

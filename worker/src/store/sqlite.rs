@@ -14,7 +14,7 @@ use super::{
 };
 use crate::crypto::Digest;
 use crate::idempotency::OutcomeKey;
-use crate::store::OutcomeWork;
+use crate::store::{DeletionAck, DeletionRecord, OutcomeWork};
 use authq_protocol::ops::{ProfileMode, UserState};
 use r2d2::{ManageConnection, Pool, PooledConnection};
 use rusqlite::{
@@ -218,6 +218,43 @@ impl Drop for AmbientGuard {
             let _ = conn.execute_batch("ROLLBACK");
         }
     }
+}
+
+fn deletion_on(conn: &Connection, user_id: &str) -> rusqlite::Result<Option<DeletionRecord>> {
+    let Some((requested_at, deadline, completed_at)) = conn
+        .prepare_cached(
+            "SELECT requested_at, deadline, completed_at FROM deletions WHERE user_id = ?1",
+        )?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut acknowledged = Vec::new();
+    let mut pending = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT service, acknowledged_at IS NOT NULL FROM deletion_services
+         WHERE user_id = ?1 ORDER BY service",
+    )?;
+    let rows = stmt.query_map([user_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+    })?;
+    for row in rows {
+        let (service, done) = row?;
+        if done {
+            acknowledged.push(service);
+        } else {
+            pending.push(service);
+        }
+    }
+    Ok(Some(DeletionRecord {
+        user_id: user_id.to_owned(),
+        requested_at,
+        deadline,
+        acknowledged,
+        pending,
+        completed_at,
+    }))
 }
 
 fn find_outcome_on(
@@ -863,6 +900,83 @@ impl Store for SqliteStore {
         conn.prepare_cached("DELETE FROM outbox WHERE seq <= ?1")?
             .execute([up_to_seq])?;
         Ok(())
+    }
+
+    fn begin_deletion(
+        &self,
+        user_id: &str,
+        services: &[String],
+        now: i64,
+        deadline: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = begin(&mut conn)?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO deletions (user_id, requested_at, deadline) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![user_id, now, deadline])?;
+        for service in services {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO deletion_services (user_id, service) VALUES (?1, ?2)",
+            )?
+            .execute(params![user_id, service])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn acknowledge_deletion(
+        &self,
+        user_id: &str,
+        service: &str,
+        now: i64,
+    ) -> Result<DeletionAck, StoreError> {
+        let conn = self.conn()?;
+        let Some(_) = deletion_on(&conn, user_id)? else {
+            return Ok(DeletionAck::NoDeletion);
+        };
+        let n = conn
+            .prepare_cached(
+                "UPDATE deletion_services SET acknowledged_at = coalesce(acknowledged_at, ?3)
+                 WHERE user_id = ?1 AND service = ?2",
+            )?
+            .execute(params![user_id, service, now])?;
+        if n == 0 {
+            return Ok(DeletionAck::UnknownService);
+        }
+        Ok(deletion_on(&conn, user_id)?.map_or(DeletionAck::NoDeletion, DeletionAck::Recorded))
+    }
+
+    fn deletion(&self, user_id: &str) -> Result<Option<DeletionRecord>, StoreError> {
+        let conn = self.conn()?;
+        Ok(deletion_on(&conn, user_id)?)
+    }
+
+    fn complete_deletion(&self, user_id: &str, now: i64) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached(
+                "UPDATE deletions SET completed_at = ?2 WHERE user_id = ?1 AND completed_at IS NULL",
+            )?
+            .execute(params![user_id, now])?;
+        Ok(n == 1)
+    }
+
+    fn overdue_deletions(&self, now: i64) -> Result<Vec<DeletionRecord>, StoreError> {
+        let conn = self.conn()?;
+        let ids = conn
+            .prepare_cached(
+                "SELECT user_id FROM deletions WHERE completed_at IS NULL AND deadline <= ?1",
+            )?
+            .query_map([now], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut overdue = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(d) = deletion_on(&conn, &id)? {
+                overdue.push(d);
+            }
+        }
+        Ok(overdue)
     }
 
     fn purge_outcomes(&self, recorded_before: i64) -> Result<u64, StoreError> {

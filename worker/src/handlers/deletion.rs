@@ -1,0 +1,102 @@
+//! The deletion cascade (default tube `account`): `deletion_done`, `deletion_status`, and the
+//! completion of cascades whose deadline passed.
+//!
+//! `delete_user` publishes `user.deleted` naming the services the operator registered
+//! (`--deletion-service`); each acknowledges with `deletion_done` once it has deleted its data;
+//! when all have, or when the deadline passes, `user.deletion_completed` follows, naming the
+//! services that never acknowledged.
+
+use super::Ctx;
+use crate::error::HandlerError;
+use crate::events::EventSink;
+use crate::store::{DeletionAck, DeletionRecord, Store, StoreError};
+use authq_protocol::events::{EventData, EventKind};
+use authq_protocol::ops::{DeletionDoneRequest, DeletionStatusReply, DeletionStatusRequest};
+use std::sync::Arc;
+
+/// `deletion_done`: records a service's receipt; completes the cascade when it was the last.
+pub async fn deletion_done(
+    ctx: &Ctx,
+    req: DeletionDoneRequest,
+) -> Result<DeletionStatusReply, HandlerError> {
+    let (events, now) = (Arc::clone(&ctx.events), ctx.now());
+    ctx.commit(
+        move |s| {
+            let ack = s.acknowledge_deletion(&req.user_id, &req.service, now)?;
+            if let DeletionAck::Recorded(record) = &ack
+                && record.pending.is_empty()
+                && record.completed_at.is_none()
+            {
+                complete(s, &events, record, now)?;
+                return s.deletion(&req.user_id).map(|d| match d {
+                    Some(d) => DeletionAck::Recorded(d),
+                    None => DeletionAck::NoDeletion,
+                });
+            }
+            Ok(ack)
+        },
+        |ack| match ack {
+            DeletionAck::Recorded(record) => Ok(reply(record)),
+            DeletionAck::NoDeletion => Err(HandlerError::NotFound),
+            DeletionAck::UnknownService => Err(HandlerError::bad_request(
+                "`service` is not one of the services the deletion waits for",
+            )),
+        },
+    )
+    .await
+}
+
+/// `deletion_status`: which services have acknowledged a user's deletion.
+pub async fn deletion_status(
+    ctx: &Ctx,
+    req: DeletionStatusRequest,
+) -> Result<DeletionStatusReply, HandlerError> {
+    let record = ctx
+        .read(move |s| s.deletion(&req.user_id))
+        .await?
+        .ok_or(HandlerError::NotFound)?;
+    Ok(reply(record))
+}
+
+/// Completes every cascade whose deadline passed, naming the services that did not
+/// acknowledge. Returns how many it completed.
+pub fn complete_overdue(
+    store: &dyn Store,
+    events: &EventSink,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let overdue = store.overdue_deletions(now)?;
+    for record in &overdue {
+        complete(store, events, record, now)?;
+    }
+    Ok(overdue.len())
+}
+
+fn complete(
+    store: &dyn Store,
+    events: &EventSink,
+    record: &DeletionRecord,
+    now: i64,
+) -> Result<(), StoreError> {
+    if store.complete_deletion(&record.user_id, now)? {
+        let data = EventData {
+            user_id: Some(record.user_id.clone()),
+            services: Some(record.acknowledged.clone()),
+            missing: Some(record.pending.clone()),
+            ..EventData::default()
+        };
+        events.record(store, EventKind::UserDeletionCompleted, data, now)?;
+    }
+    Ok(())
+}
+
+fn reply(record: DeletionRecord) -> DeletionStatusReply {
+    DeletionStatusReply {
+        user_id: record.user_id,
+        requested_at: record.requested_at,
+        deadline: record.deadline,
+        acknowledged: record.acknowledged,
+        pending: record.pending,
+        completed_at: record.completed_at,
+    }
+}
