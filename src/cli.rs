@@ -43,6 +43,9 @@ pub enum Command {
     /// Exit status: 0 for an ok reply, 1 for an error reply, 2 when no reply came in time or
     /// the broker could not be reached (the reason goes to stderr).
     Call(CallArgs),
+    /// Measure the pool: drive it with many calls in flight and compare its throughput with
+    /// the broker's and argon2's ceilings measured in the same run (see BENCHMARKS.md).
+    Bench(Box<crate::bench::BenchArgs>),
     /// Print auth events as they happen, one JSON object per line (binds a temporary queue to
     /// the deployment's events exchange; secret-bearing events only with `--bind 'secret.#'`).
     Events(EventsArgs),
@@ -63,7 +66,7 @@ pub struct EventsArgs {
 }
 
 /// Where the broker is and which deployment to talk to.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct BrokerArgs {
     /// AMQP URL of the RabbitMQ broker (`amqp://user:password@host:port/vhost`) [default: the
     /// local broker, 127.0.0.1:5672, vhost `/`, with RabbitMQ's default account].
@@ -254,6 +257,10 @@ pub struct ServeArgs {
     /// `start_reset` calls per email per hour.
     #[arg(long, env = "AUTHQ_RESET_PER_EMAIL", default_value_t = defaults().limits.reset_per_email)]
     pub reset_per_email: u32,
+    /// On exit, write the worker's counters and per-stage timings (JSON) to this file. `authq
+    /// bench --spawn` reads it to show where the time goes.
+    #[arg(long, env = "AUTHQ_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 fn defaults() -> Config {

@@ -1,6 +1,7 @@
 //! The `authq` binary: a thin shell over the worker (`serve`) and the client library (`call`).
 //! `anyhow` lives here and nowhere else; exit statuses are decided here.
 
+mod bench;
 mod call;
 mod cli;
 mod events;
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         // `call` reports its own failures on stderr; lapin's logs would repeat them.
-        Command::Call(_) | Command::Events(_) => "warn,lapin=off",
+        Command::Call(_) | Command::Bench(_) | Command::Events(_) => "warn,lapin=off",
     };
     init_logging(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -33,6 +34,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Call(args) => runtime.block_on(call::run(args)),
+        Command::Bench(args) => match runtime.block_on(bench::run(*args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("authq bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Events(args) => runtime.block_on(events::run(args)),
         Command::Serve(args) => match runtime.block_on(serve(*args)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -46,6 +54,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
+    let metrics_file = args.metrics_file.clone();
     let file = args.config.clone();
     let mut config = args.into_config();
     if let Some(path) = file {
@@ -53,9 +62,20 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
     }
     tracing::debug!(?config, "configuration");
-    authq_worker::run(config, shutdown_signal())
+    let worker = authq_worker::WorkerHandle::start(config)
         .await
-        .context("the worker stopped with an error")
+        .context("the worker could not start")?;
+    let metrics = std::sync::Arc::clone(worker.metrics());
+    let outcome = worker
+        .run_until(shutdown_signal())
+        .await
+        .context("the worker stopped with an error");
+    if let Some(path) = metrics_file {
+        let json = serde_json::to_vec_pretty(&metrics.snapshot())?;
+        std::fs::write(&path, json)
+            .with_context(|| format!("cannot write the metrics to {}", path.display()))?;
+    }
+    outcome
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -14,6 +14,7 @@ mod private_broker;
 
 mod account;
 mod backpressure;
+mod bench;
 mod broker;
 mod callers;
 mod cli;

@@ -25,6 +25,7 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Instant;
 use tracing::{Instrument, debug, error, field, info_span, warn};
 
 /// Where a delivery came from.
@@ -70,9 +71,11 @@ pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, deli
         tube = source.as_str(),
         user_id = field::Empty,
     );
+    let start = Instant::now();
     run(&shared, &channel, source, &delivery)
         .instrument(span)
         .await;
+    shared.ctx.metrics.stages.total.since(start);
 }
 
 async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Delivery) {
@@ -185,7 +188,11 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
     };
 
     // 4. Reply, then acknowledge on the same channel.
-    match reply::publish_reply(channel, reply_to, props.correlation_id().as_ref(), &body).await {
+    let start = Instant::now();
+    let published =
+        reply::publish_reply(channel, reply_to, props.correlation_id().as_ref(), &body).await;
+    metrics.stages.publish.since(start);
+    match published {
         #[cfg(feature = "fault-injection")]
         Ok(())
             if crash_at(
@@ -196,7 +203,11 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
                 crate::faults::FaultPoint::AfterReply,
             )
             .await => {}
-        Ok(()) => ack(delivery).await,
+        Ok(()) => {
+            let start = Instant::now();
+            ack(delivery).await;
+            metrics.stages.ack.since(start);
+        }
         Err(e) => error!(error = %e, "cannot publish the reply; the request will be redelivered"),
     }
 }

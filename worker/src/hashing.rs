@@ -167,8 +167,11 @@ impl HashPool {
         let job: Job = Box::new(move |argon2| {
             let _entered = span.enter();
             metrics.argon2_runs.inc();
+            let start = std::time::Instant::now();
+            let outcome = f(argon2);
+            metrics.stages.hash.since(start);
             // The receiver is gone only if the request was abandoned; nothing to do then.
-            let _ = tx.send(f(argon2));
+            let _ = tx.send(outcome);
         });
         self.jobs.send(job).map_err(|_| HashError::PoolStopped)?;
         rx.await.map_err(|_| HashError::PoolStopped)

@@ -39,13 +39,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 /// Runs a worker until `shutdown` completes (or the broker connection fails).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
-    let worker = WorkerHandle::start(config).await?;
-    let token = worker.cancel.clone();
-    tokio::select! {
-        () = shutdown => token.cancel(),
-        () = token.cancelled() => {}
-    }
-    worker.wait().await
+    WorkerHandle::start(config).await?.run_until(shutdown).await
 }
 
 /// A running worker.
@@ -120,6 +114,9 @@ impl WorkerHandle {
                 clock,
                 metrics: Arc::clone(&metrics),
                 renewal: Renewal::from_policy(&config.sessions),
+                store_permits: Arc::new(tokio::sync::Semaphore::new(
+                    config.store_pool_size as usize,
+                )),
                 sealing: Arc::new(Sealing::new(&server_key)),
                 events: Arc::clone(&events),
                 code_key: crate::crypto::CodeKey::from_server_key(&server_key),
@@ -185,6 +182,16 @@ impl WorkerHandle {
     /// The broker names the worker uses.
     pub fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// Runs until `shutdown` completes (then stops gracefully) or the worker stops on its own.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+        let token = self.cancel.clone();
+        tokio::select! {
+            () = shutdown => token.cancel(),
+            () = token.cancelled() => {}
+        }
+        self.wait().await
     }
 
     /// Asks the worker to stop and waits until it has.

@@ -47,6 +47,7 @@ fn world() -> &'static World {
             renewal: Renewal::from_policy(&config.sessions),
             sealing: Arc::new(Sealing::new(&server)),
             events: Arc::new(authq_worker::events::EventSink::new(&server)),
+            store_permits: Arc::new(tokio::sync::Semaphore::new(4)),
             social: Arc::new(Social::new(config.social.clone()).unwrap()),
             code_key: CodeKey::from_server_key(&server),
             config: Arc::new(config),

@@ -30,6 +30,8 @@ use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
+use tokio::sync::Semaphore;
 use tracing::Span;
 
 /// What every handler needs: the store, the argon2 pool, the clock, the policies.
@@ -47,6 +49,10 @@ pub struct Ctx {
     pub config: Arc<Config>,
     /// The renewal rule of [`Config::sessions`], computed once.
     pub renewal: Renewal,
+    /// Store calls running at once, at most the store's pool size: the rest wait here, as
+    /// tasks, instead of each parking a blocking-pool thread on the connection pool (128 checks
+    /// in flight grew tokio's blocking pool to ~130 threads).
+    pub store_permits: Arc<Semaphore>,
     /// The key recorded outcomes are sealed with.
     pub sealing: Arc<Sealing>,
     /// Where handlers record auth events (the transactional outbox).
@@ -112,8 +118,16 @@ impl Ctx {
     ) -> Result<T, HandlerError> {
         let store = Arc::clone(&self.store);
         let span = Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| f(&*store)))
+        let start = Instant::now();
+        let permit = self
+            .store_permits
+            .acquire()
             .await
+            .map_err(|e| InternalError::Join(e.to_string()))?;
+        let outcome = tokio::task::spawn_blocking(move || span.in_scope(|| f(&*store))).await;
+        drop(permit);
+        self.metrics.stages.store.since(start);
+        outcome
             .map_err(|e| InternalError::Join(e.to_string()))?
             .map_err(HandlerError::from)
     }
@@ -262,10 +276,16 @@ fn describe_decode_error<T: DeserializeOwned>(
 pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, HandlerError> {
     macro_rules! route {
         ($handler:path) => {{
-            let request = decode(body)?;
-            let reply = $handler(ctx, request).await?;
-            authq_protocol::encode_ok(&reply)
-                .map_err(|e| HandlerError::from(InternalError::from(e)))
+            let stages = &ctx.metrics.stages;
+            let start = Instant::now();
+            let request = decode(body);
+            stages.decode.since(start);
+            let reply = $handler(ctx, request?).await?;
+            let start = Instant::now();
+            let encoded = authq_protocol::encode_ok(&reply)
+                .map_err(|e| HandlerError::from(InternalError::from(e)));
+            stages.encode.since(start);
+            encoded
         }};
     }
     match op {

@@ -1,0 +1,558 @@
+//! The scenarios: what each one runs, in which order, against which ceiling.
+
+use super::argon2 as argon2_ceiling;
+use super::driver::{Op, Outcome, Stop, drive, progress};
+use super::echo::Echo;
+use super::report::{ScenarioReport, Stream};
+use super::spawn::{Spawned, proc_stats};
+use super::{BenchArgs, Scenario};
+use anyhow::{Context as _, anyhow, bail};
+use authq::{Client, ClientError};
+use authq_protocol::{Names, Tube};
+use authq_worker::config::TubeConfig;
+use futures_util::FutureExt;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The password every bench user has.
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Where a scenario runs: the pool (spawned or not) and a client.
+struct Env<'a> {
+    args: &'a BenchArgs,
+    namespace: String,
+    client: Client,
+    worker: Option<Spawned>,
+    database: Option<PathBuf>,
+    dir: Option<tempfile::TempDir>,
+    run_id: String,
+}
+
+impl<'a> Env<'a> {
+    async fn open(args: &'a BenchArgs) -> anyhow::Result<Self> {
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let (namespace, worker, database, dir) = if args.spawn {
+            let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+            let namespace = format!("authq-bench-{run_id}");
+            let database = dir.path().join("authq.db");
+            let worker = Spawned::start(
+                &args.broker.amqp_url,
+                &namespace,
+                &database,
+                dir.path(),
+                &args.serve_flags(),
+                true,
+            )
+            .await?;
+            if let Some(nice) = args.hash_nice {
+                worker.renice_hashing_threads(nice)?;
+            }
+            (namespace, Some(worker), Some(database), Some(dir))
+        } else {
+            (args.broker.namespace.clone(), None, None, None)
+        };
+        let client = args.client(&namespace, args.timeout).await?;
+        Ok(Self {
+            args,
+            namespace,
+            client,
+            worker,
+            database,
+            dir,
+            run_id,
+        })
+    }
+
+    fn stop(&self, default: u64) -> Stop {
+        match self.args.duration {
+            Some(d) => Stop::For(d),
+            None => Stop::Count(self.args.requests.unwrap_or(default)),
+        }
+    }
+
+    fn names(&self) -> anyhow::Result<Names> {
+        Names::new(&self.namespace).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Registers, confirms and logs in `users` users; returns their emails and sessions.
+    async fn users(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let n = self.args.users.max(1);
+        let bar = progress("setting up users", Some(n as u64));
+        let calls = (0..n).map(|i| {
+            let (client, bar) = (self.client.clone(), bar.clone());
+            let email = format!("bench-{}-{i}@example.com", self.run_id);
+            async move {
+                let reg = client.register(&email).await?;
+                client
+                    .confirm_registration(&email, reg.code.expose(), PASSWORD)
+                    .await?;
+                let login = client.login(&email, PASSWORD).await?;
+                bar.inc(1);
+                Ok::<_, ClientError>((email, login.session.expose().to_owned()))
+            }
+        });
+        let users = futures_util::future::try_join_all(calls)
+            .await
+            .map_err(|e| anyhow!("setting up users: {}", e.report()))?;
+        bar.finish_and_clear();
+        Ok(users)
+    }
+
+    /// Runs the echo ceiling with the session tube's consumers and prefetch.
+    async fn echo(&self, stop: Stop) -> anyhow::Result<Outcome> {
+        let session: TubeConfig = authq_worker::Config::default().tube(Tube::Session);
+        let echo = Echo::start(
+            &self.args.broker.amqp_url,
+            &self.names()?,
+            session.consumers,
+            session.prefetch,
+            if self.args.classic_echo {
+                "classic"
+            } else {
+                "quorum"
+            },
+        )
+        .await
+        .context("starting the echo consumer")?;
+        let key: Arc<str> = echo.routing_key().into();
+        // A body the size of a `check` request.
+        let body: Arc<[u8]> = format!(r#"{{"session":"{}"}}"#, "A".repeat(43))
+            .into_bytes()
+            .into();
+        let (client, timeout) = (self.client.clone(), self.args.timeout);
+        let op: Op = Arc::new(move |_| {
+            let (client, key, body) = (client.clone(), Arc::clone(&key), Arc::clone(&body));
+            async move { client.call_raw(&key, &body, timeout).await.map(|_| ()) }.boxed()
+        });
+        // Warm the new queue up (its first calls are slower), uncounted.
+        let warm_up = Stop::Count(self.args.in_flight as u64 * 4);
+        drive(
+            "echo warm-up",
+            self.args.in_flight,
+            warm_up,
+            false,
+            Arc::clone(&op),
+        )
+        .await;
+        let outcome = drive("echo ceiling", self.args.in_flight, stop, true, op).await;
+        echo.stop().await;
+        Ok(outcome)
+    }
+
+    async fn argon2(&self, runs: u64) -> anyhow::Result<argon2_ceiling::Ceiling> {
+        argon2_ceiling::measure(self.args.hash_params(), self.args.hash_threads(), runs).await
+    }
+
+    /// argon2 runs for a ceiling: the count of the stream it bounds, or enough for the duration.
+    fn argon2_runs(&self, count: u64) -> u64 {
+        match self.args.duration {
+            Some(d) => (d.as_secs() * 50 * self.args.hash_threads() as u64).max(20),
+            None => count.max(10),
+        }
+    }
+
+    async fn close(self, report: &mut ScenarioReport) -> anyhow::Result<()> {
+        let _ = self.client.close().await;
+        if let Some(worker) = self.worker {
+            report.worker = Some(worker.stop().await?);
+        }
+        drop(self.dir);
+        Ok(())
+    }
+}
+
+fn check_op(client: &Client, sessions: Arc<[String]>) -> Op {
+    let client = client.clone();
+    Arc::new(move |i| {
+        let (client, sessions) = (client.clone(), Arc::clone(&sessions));
+        async move {
+            let session = &sessions[(i as usize) % sessions.len()];
+            client.check(session).await.map(|_| ())
+        }
+        .boxed()
+    })
+}
+
+fn login_op(client: &Client, emails: Arc<[String]>) -> Op {
+    let client = client.clone();
+    Arc::new(move |i| {
+        let (client, emails) = (client.clone(), Arc::clone(&emails));
+        async move {
+            let email = &emails[(i as usize) % emails.len()];
+            client.login(email, PASSWORD).await.map(|_| ())
+        }
+        .boxed()
+    })
+}
+
+fn ceiling_stream(c: &argon2_ceiling::Ceiling, threads: usize) -> Stream {
+    Stream {
+        name: format!("argon2 ceiling ×{threads}"),
+        requests: c.runs,
+        replies: c.runs,
+        errors: Default::default(),
+        throughput: c.rate(),
+        latency: None,
+        ratio: None,
+    }
+}
+
+/// Runs one scenario.
+pub async fn run(args: &BenchArgs, scenario: Scenario) -> anyhow::Result<ScenarioReport> {
+    let mut report = ScenarioReport {
+        name: scenario.name().to_owned(),
+        ..ScenarioReport::default()
+    };
+    if scenario == Scenario::Backlog {
+        backlog(args, &mut report).await?;
+        return Ok(report);
+    }
+    let env = Env::open(args).await?;
+    let inflight = args.in_flight;
+    match scenario {
+        Scenario::Ping => {
+            let echo = env.echo(env.stop(20_000)).await?;
+            let client = env.client.clone();
+            let op: Op = Arc::new(move |_| {
+                let client = client.clone();
+                async move { client.ping().await }.boxed()
+            });
+            let ping = drive("ping", inflight, env.stop(20_000), true, op).await;
+            let ceiling = echo.throughput();
+            report.streams.push(Stream::load("echo ceiling", &echo));
+            report
+                .streams
+                .push(Stream::load("ping", &ping).against(ceiling, "echo"));
+        }
+        Scenario::Check => {
+            let users = env.users().await?;
+            let sessions: Arc<[String]> = users.into_iter().map(|(_, s)| s).collect();
+            let echo = env.echo(env.stop(20_000)).await?;
+            let check = drive(
+                "check",
+                inflight,
+                env.stop(20_000),
+                true,
+                check_op(&env.client, sessions),
+            )
+            .await;
+            let ceiling = echo.throughput();
+            report.streams.push(Stream::load("echo ceiling", &echo));
+            report
+                .streams
+                .push(Stream::load("check", &check).against(ceiling, "echo"));
+        }
+        Scenario::Login => {
+            let users = env.users().await?;
+            let emails: Arc<[String]> = users.into_iter().map(|(e, _)| e).collect();
+            let count = args.requests.unwrap_or(300);
+            let ceiling = env.argon2(env.argon2_runs(count)).await?;
+            let login = drive(
+                "login",
+                inflight,
+                env.stop(300),
+                true,
+                login_op(&env.client, emails),
+            )
+            .await;
+            report
+                .streams
+                .push(ceiling_stream(&ceiling, args.hash_threads()));
+            report
+                .streams
+                .push(Stream::load("login", &login).against(ceiling.rate(), "argon2"));
+        }
+        Scenario::Mixed => {
+            let users = env.users().await?;
+            let emails: Arc<[String]> = users.iter().map(|(e, _)| e.clone()).collect();
+            let sessions: Arc<[String]> = users.into_iter().map(|(_, s)| s).collect();
+            let count = args.requests.unwrap_or(5_000);
+            let echo = env.echo(env.stop(5_000)).await?;
+            let argon2 = env.argon2(env.argon2_runs(count / 20)).await?;
+            let (check, login) = (
+                check_op(&env.client, sessions),
+                login_op(&env.client, emails),
+            );
+            let (client, run_id) = (env.client.clone(), env.run_id.clone());
+            let op: Op = Arc::new(move |i| match i % 100 {
+                0..95 => check(i),
+                95..99 => login(i),
+                _ => {
+                    let client = client.clone();
+                    let email = format!("bench-{run_id}-new-{i}@example.com");
+                    async move {
+                        let reg = client.register(&email).await?;
+                        client
+                            .confirm_registration(&email, reg.code.expose(), PASSWORD)
+                            .await
+                            .map(|_| ())
+                    }
+                    .boxed()
+                }
+            });
+            let mixed = drive("mixed", inflight, env.stop(5_000), true, op).await;
+            // Each resource alone bounds the mix: the broker every call, argon2 5 % of them.
+            let ceiling = (echo.throughput() / 1.01).min(argon2.rate() / 0.05);
+            report.streams.push(Stream::load("echo ceiling", &echo));
+            report
+                .streams
+                .push(ceiling_stream(&argon2, args.hash_threads()));
+            report
+                .streams
+                .push(Stream::load("mixed", &mixed).against(ceiling, "mix"));
+            report.figure(
+                "mixed_ceiling_per_s",
+                ceiling,
+                "(min of echo / 1.01 and argon2 / 0.05: each resource alone bounds the mix)",
+            );
+        }
+        Scenario::Flood => {
+            let users = env.users().await?;
+            let emails: Arc<[String]> = users.iter().map(|(e, _)| e.clone()).collect();
+            let sessions: Arc<[String]> = users.into_iter().map(|(_, s)| s).collect();
+            let count = args.requests.unwrap_or(10_000);
+            let echo = env.echo(env.stop(10_000)).await?;
+            let argon2 = env.argon2(env.argon2_runs((count / 100).max(50))).await?;
+            let check = check_op(&env.client, sessions);
+            let alone = drive(
+                "check alone",
+                inflight,
+                env.stop(10_000),
+                true,
+                Arc::clone(&check),
+            )
+            .await;
+            let flag = Arc::new(AtomicBool::new(false));
+            let flood = tokio::spawn(drive(
+                "login flood",
+                args.flood_in_flight,
+                Stop::Flag(Arc::clone(&flag)),
+                false,
+                login_op(&env.client, emails),
+            ));
+            // Let the flood fill the password tube before measuring.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let during = drive("check under flood", inflight, env.stop(10_000), true, check).await;
+            flag.store(true, Ordering::Relaxed);
+            let flood = flood.await.map_err(|e| anyhow!("login flood: {e}"))?;
+            let ceiling = echo.throughput();
+            let p99 = |o: &Outcome| o.percentile(0.99).as_secs_f64();
+            report.streams.push(Stream::load("echo ceiling", &echo));
+            report
+                .streams
+                .push(ceiling_stream(&argon2, args.hash_threads()));
+            report
+                .streams
+                .push(Stream::load("check alone", &alone).against(ceiling, "echo"));
+            report
+                .streams
+                .push(Stream::load("check (flood)", &during).against(ceiling, "echo"));
+            report
+                .streams
+                .push(Stream::load("login (flood)", &flood).against(argon2.rate(), "argon2"));
+            report.figure(
+                "check_p99_flood_over_alone",
+                p99(&during) / p99(&alone).max(1e-9),
+                "(target ≤ 2)",
+            );
+        }
+        Scenario::Backlog | Scenario::All => unreachable!("handled above"),
+    }
+    env.close(&mut report).await?;
+    Ok(report)
+}
+
+/// `backlog`: steady-state checks, then the pool stopped, `--backlog` checks published, the
+/// pool started again and the drain measured (and the worker's memory sampled throughout).
+async fn backlog(args: &BenchArgs, report: &mut ScenarioReport) -> anyhow::Result<()> {
+    if !args.spawn {
+        bail!("the backlog scenario stops and starts the pool: it needs --spawn");
+    }
+    let env = Env::open(args).await?;
+    let url = &args.broker.amqp_url;
+    let first = env.worker.as_ref().context("a spawned worker")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = first.stats();
+    let users = env.users().await?;
+    let sessions: Arc<[String]> = users.into_iter().map(|(_, s)| s).collect();
+    let steady = drive(
+        "steady check",
+        args.in_flight,
+        env.stop(10_000),
+        true,
+        check_op(&env.client, Arc::clone(&sessions)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let warm = first.stats();
+
+    // Stop the pool; publish the backlog with a client whose calls wait long enough.
+    let Env {
+        client,
+        worker,
+        database,
+        dir,
+        namespace,
+        ..
+    } = env;
+    let _ = client.close().await;
+    let first_report = worker.context("a spawned worker")?.stop().await?;
+    let dir = dir.context("a temporary directory")?;
+    let database = database.context("a database")?;
+    let patient = args.client(&namespace, Duration::from_secs(1800)).await?;
+    let total = args.backlog;
+    let done = Arc::new(AtomicU64::new(0));
+    let mut calls = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for i in 0..total {
+        let (client, sessions, done) = (patient.clone(), Arc::clone(&sessions), Arc::clone(&done));
+        calls.push(tokio::spawn(async move {
+            let session = &sessions[(i as usize) % sessions.len()];
+            let outcome = client.check(session).await.map(|_| ());
+            done.fetch_add(1, Ordering::Relaxed);
+            (outcome, Instant::now())
+        }));
+    }
+    let names = Names::new(&namespace).map_err(|e| anyhow!("{e}"))?;
+    let depth = queue_depth_waiter(url, names.tube(Tube::Session), total).await?;
+
+    // Start the pool again and watch it drain.
+    let started = Instant::now();
+    let second = Spawned::start(
+        url,
+        &namespace,
+        &database,
+        dir.path(),
+        &args.serve_flags(),
+        false,
+    )
+    .await?;
+    let pid = second.pid();
+    let sampling = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let sampling = Arc::clone(&sampling);
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !sampling.load(Ordering::Relaxed) {
+                if let Some(s) = proc_stats(pid) {
+                    peak = peak.max(s.rss_kib);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peak
+        })
+    };
+    let bar = progress("backlog drain", Some(total));
+    let ticker = {
+        let (bar, done) = (bar.clone(), Arc::clone(&done));
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut drained = Outcome::default();
+    let (mut first_reply, mut last_reply) = (None::<Instant>, None::<Instant>);
+    let mut outcomes = Vec::with_capacity(calls.len());
+    for call in calls {
+        let (outcome, at) = call.await.map_err(|e| anyhow!("a backlog call: {e}"))?;
+        first_reply = Some(first_reply.map_or(at, |f: Instant| f.min(at)));
+        last_reply = Some(last_reply.map_or(at, |l: Instant| l.max(at)));
+        outcomes.push(outcome);
+    }
+    ticker.abort();
+    bar.finish_and_clear();
+    sampling.store(true, Ordering::Relaxed);
+    let peak_rss = sampler.await.unwrap_or(0);
+    let drain_time = match (first_reply, last_reply) {
+        (Some(f), Some(l)) => l.duration_since(f),
+        _ => Duration::ZERO,
+    };
+    drained.tally(outcomes);
+    drained.elapsed = drain_time;
+    let _ = patient.close().await;
+    report.worker = Some(second.stop().await?);
+    let _ = first_report;
+
+    let steady_rate = steady.throughput();
+    let mut drain_stream = Stream::load("backlog drain", &drained);
+    drain_stream.latency = None; // waiting in the broker by design: not a latency
+    report.streams.push(Stream::load("steady check", &steady));
+    report
+        .streams
+        .push(drain_stream.against(steady_rate, "steady check"));
+    report.figure(
+        "backlog_published",
+        depth as f64,
+        "(messages in the session tube before the pool restarted)",
+    );
+    report.figure(
+        "drain_start_s",
+        first_reply.map_or(0.0, |f| f.duration_since(started).as_secs_f64()),
+        "(from starting the pool to its first reply: process start-up)",
+    );
+    let kib = |k: u64| k as f64 / 1024.0;
+    report.figure(
+        "idle_rss_mib",
+        kib(idle.rss_kib),
+        "(fresh worker, before any load)",
+    );
+    report.figure(
+        "warm_rss_mib",
+        kib(warm.rss_kib),
+        "(same worker after the steady-state checks)",
+    );
+    report.figure(
+        "drain_peak_rss_mib",
+        kib(peak_rss),
+        "(restarted worker, sampled every 20 ms during the drain)",
+    );
+    report.figure(
+        "drain_peak_rss_over_idle",
+        peak_rss as f64 / (idle.rss_kib.max(1)) as f64,
+        "(target ≤ 1.2)",
+    );
+    drop(dir);
+    Ok(())
+}
+
+/// Waits until `queue` holds `expected` messages (the backlog is published); returns the depth.
+async fn queue_depth_waiter(url: &str, queue: &str, expected: u64) -> anyhow::Result<u64> {
+    let connection = Connection::connect(
+        url,
+        ConnectionProperties::default().with_connection_name("authq-bench-depth".into()),
+    )
+    .await?;
+    let channel = connection.create_channel().await?;
+    let bar = progress("publishing backlog", Some(expected));
+    let started = Instant::now();
+    let depth = loop {
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let depth = u64::from(q.message_count());
+        bar.set_position(depth);
+        if depth >= expected {
+            break depth;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("only {depth} of {expected} backlog requests reached {queue} in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    bar.finish_and_clear();
+    let _ = connection.close(200, "backlog published".into()).await;
+    Ok(depth)
+}
