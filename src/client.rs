@@ -37,9 +37,9 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// How many times a call is published before it gives up (default 1: no retry). With more,
     /// the timeout is shared among the attempts, and a call whose reply did not come (or whose
-    /// connection dropped) is published again with the same `message_id`, which the worker
-    /// answers from the first outcome instead of doing the work twice. Retries add load exactly
-    /// when the pool is slowest, hence off by default.
+    /// connection dropped, or which a full tube refused) is published again with the same
+    /// `message_id`, which the worker answers from the first outcome instead of doing the work
+    /// twice. Retries add load exactly when the pool is slowest, hence off by default.
     pub attempts: u32,
     /// The connection name shown in RabbitMQ's management tools.
     pub connection_name: String,
@@ -288,8 +288,9 @@ impl Client {
                 let last = attempt >= attempts;
                 let link = match self.link().await {
                     Ok(link) => link,
-                    // A retry waits for the broker to come back, within the call's timeout.
-                    Err(ClientError::Connect { .. }) if !last => {
+                    // A retry waits for the broker to come back (and finish starting), within
+                    // the call's timeout.
+                    Err(ClientError::Connect { .. } | ClientError::Broker(_)) if !last => {
                         tokio::time::sleep(RECONNECT_PAUSE).await;
                         attempt -= 1;
                         continue;
@@ -311,7 +312,17 @@ impl Client {
                         remaining,
                         deadline_ms,
                     )
-                    .await?;
+                    .await;
+                let published = match published {
+                    // With attempts left, a refusal is retried after a pause: a tube refuses
+                    // while it is full, and also for a moment while a restarted broker elects
+                    // its leader.
+                    Err(ClientError::Overloaded) if !last => {
+                        tokio::time::sleep(RECONNECT_PAUSE).await;
+                        continue;
+                    }
+                    other => other?,
+                };
                 if let Published::LinkLost = published {
                     if last {
                         return Err(ClientError::ConnectionLost);
