@@ -176,6 +176,28 @@ pub struct ServeArgs {
     /// How long a deletion waits for its services before completing without the missing ones.
     #[arg(long, env = "AUTHQ_DELETION_DEADLINE", default_value = "24h", value_parser = humantime::parse_duration)]
     pub deletion_deadline: Duration,
+    /// Refuse logins (and, with `--policy-on-register`, registrations) of this email or, as
+    /// `@domain`, of this domain and its subdomains (repeatable).
+    #[arg(
+        long = "deny",
+        env = "AUTHQ_DENY",
+        value_delimiter = ',',
+        value_name = "EMAIL|@DOMAIN"
+    )]
+    pub deny: Vec<String>,
+    /// The queue of an external policy hook asked before every login (PROTOCOL.md, "Policy
+    /// hook"); it may deny with a reason.
+    #[arg(long, env = "AUTHQ_POLICY_HOOK")]
+    pub policy_hook: Option<String>,
+    /// How long the policy hook may take to answer.
+    #[arg(long, env = "AUTHQ_POLICY_HOOK_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub policy_hook_timeout: Duration,
+    /// Allow the login when the hook does not answer in time (default: deny).
+    #[arg(long, env = "AUTHQ_POLICY_FAIL_OPEN")]
+    pub policy_fail_open: bool,
+    /// Run the policies before registrations too.
+    #[arg(long, env = "AUTHQ_POLICY_ON_REGISTER")]
+    pub policy_on_register: bool,
 
     /// Threads that run argon2 [default: cores − 1, at least 1: leaves a core to the broker and
     /// to session checks].
@@ -329,6 +351,11 @@ impl ServeArgs {
         config.idempotency_window = self.idempotency_window;
         config.deletion.services = self.deletion_services;
         config.deletion.deadline = self.deletion_deadline;
+        config.policy.deny = self.deny;
+        config.policy.hook_queue = self.policy_hook;
+        config.policy.hook_timeout = self.policy_hook_timeout;
+        config.policy.fail_open = self.policy_fail_open;
+        config.policy.on_register = self.policy_on_register;
         config.hashing = hashing;
         config.sessions.idle_timeout = self.session_idle_timeout;
         config.sessions.max_lifetime = self.session_max_lifetime;

@@ -77,6 +77,9 @@ error_codes! {
     /// A request reused the `message_id` of an earlier request with a different body: a
     /// `message_id` names one request, and its retries must repeat it exactly.
     IdempotencyConflict = "idempotency_conflict", "this message_id was already used for a different request";
+    /// A policy refused the login or registration (the operator's deny-list or policy hook);
+    /// the message is the policy's reason.
+    PolicyDenied = "policy_denied", "refused by policy";
     /// The worker failed; the cause is in its log under the request id.
     Internal = "internal", "internal error";
     /// Too many attempts for this email (or source address) in the current window: failed
@@ -160,6 +163,7 @@ mod tests {
                 "weak_password",
                 "not_found",
                 "idempotency_conflict",
+                "policy_denied",
                 "internal",
                 "too_many_attempts",
                 "forbidden",

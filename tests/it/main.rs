@@ -24,6 +24,7 @@ mod flood;
 mod lifecycle;
 mod permissions;
 mod poison;
+mod policy;
 mod provider;
 mod security;
 mod sessions;

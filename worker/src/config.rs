@@ -34,6 +34,8 @@ pub struct Config {
     pub idempotency_window: Duration,
     /// The deletion cascade: which services must acknowledge a deleted user, and by when.
     pub deletion: DeletionPolicy,
+    /// The policies that may refuse a login (or a registration): deny-list and hook.
+    pub policy: PolicyConfig,
     /// Which tube serves each operation. Operations missing here use their default tube.
     pub routes: BTreeMap<Operation, Tube>,
     /// The argon2 pool.
@@ -109,6 +111,7 @@ impl Default for Config {
             queues: QueuePolicy::default(),
             idempotency_window: Duration::from_secs(3600),
             deletion: DeletionPolicy::default(),
+            policy: PolicyConfig::default(),
             routes: BTreeMap::new(),
             hashing,
             sessions: SessionPolicy::default(),
@@ -252,6 +255,7 @@ impl fmt::Debug for Config {
             .field("queues", &self.queues)
             .field("idempotency_window", &self.idempotency_window)
             .field("deletion", &self.deletion)
+            .field("policy", &self.policy)
             .field("routes", &self.routes)
             .field("hashing", &self.hashing)
             .field("sessions", &self.sessions)
@@ -267,6 +271,33 @@ impl fmt::Debug for Config {
             .field("queue_expires", &self.queue_expires)
             .field("social", &self.social)
             .finish()
+    }
+}
+
+/// The policy chain run before a session is issued (see [`crate::policy`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Emails (`ann@example.com`) and domains (`@example.com`, subdomains included) refused.
+    pub deny: Vec<String>,
+    /// The queue of an external policy hook, asked before every login; none: no hook.
+    pub hook_queue: Option<String>,
+    /// How long the hook may take to answer.
+    pub hook_timeout: Duration,
+    /// A hook that does not answer in time allows (`true`) or denies (`false`, the default).
+    pub fail_open: bool,
+    /// Whether registrations go through the chain too.
+    pub on_register: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            deny: Vec::new(),
+            hook_queue: None,
+            hook_timeout: Duration::from_secs(2),
+            fail_open: false,
+            on_register: false,
+        }
     }
 }
 

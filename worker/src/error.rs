@@ -82,6 +82,9 @@ pub enum HandlerError {
     /// The provider account is linked to another user.
     #[error("already linked")]
     AlreadyLinked,
+    /// A policy refused; the reason is the policy's own.
+    #[error("refused by policy: {0}")]
+    PolicyDenied(String),
     /// Something failed inside the worker.
     #[error(transparent)]
     Internal(#[from] InternalError),
@@ -169,6 +172,7 @@ impl HandlerError {
             Self::TooManyAttempts => ErrorCode::TooManyAttempts,
             Self::Forbidden => ErrorCode::Forbidden,
             Self::IdempotencyConflict => ErrorCode::IdempotencyConflict,
+            Self::PolicyDenied(_) => ErrorCode::PolicyDenied,
             Self::Replayed(_) | Self::Internal(_) => ErrorCode::Internal,
             Self::UnknownProvider => ErrorCode::UnknownProvider,
             Self::InvalidState => ErrorCode::InvalidState,
@@ -187,6 +191,7 @@ impl HandlerError {
         match self {
             Self::BadRequest(detail) => detail.clone(),
             Self::WeakPassword(rule) => Cow::Borrowed(rule),
+            Self::PolicyDenied(reason) => Cow::Owned(reason.clone()),
             other => Cow::Borrowed(other.code().default_message()),
         }
     }

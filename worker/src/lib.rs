@@ -35,6 +35,7 @@ pub mod hashing;
 pub mod idempotency;
 pub mod keys;
 pub mod metrics;
+pub mod policy;
 pub mod pool;
 pub mod redact;
 pub mod reply;

@@ -119,6 +119,7 @@ impl WorkerHandle {
                 )),
                 sealing: Arc::new(Sealing::new(&server_key)),
                 events: Arc::clone(&events),
+                policy: Arc::new(crate::policy::Policy::new(config.policy.clone())),
                 code_key: crate::crypto::CodeKey::from_server_key(&server_key),
                 social,
                 config: Arc::clone(&config),
@@ -254,6 +255,12 @@ impl Link {
             .await
             .map_err(WorkerError::broker("opening a channel"))?;
         topology::declare(&setup, names, config).await?;
+        shared
+            .ctx
+            .policy
+            .connect(&connection)
+            .await
+            .map_err(WorkerError::broker("opening the policy hook's reply queue"))?;
         let _ = setup.close(200, "topology declared".into()).await;
 
         let lost = cancel.child_token();

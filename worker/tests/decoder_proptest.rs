@@ -48,6 +48,7 @@ fn world() -> &'static World {
             sealing: Arc::new(Sealing::new(&server)),
             events: Arc::new(authq_worker::events::EventSink::new(&server)),
             store_permits: Arc::new(tokio::sync::Semaphore::new(4)),
+            policy: Arc::new(authq_worker::policy::Policy::new(Default::default())),
             social: Arc::new(Social::new(config.social.clone()).unwrap()),
             code_key: CodeKey::from_server_key(&server),
             config: Arc::new(config),

@@ -19,6 +19,17 @@ use std::sync::Arc;
 /// still pending email); `user_exists` for an email that is active or suspended.
 pub async fn register(ctx: &Ctx, req: RegisterRequest) -> Result<RegisterReply, HandlerError> {
     let email = Email::parse(&req.email)?;
+    if ctx.policy.covers_registration() {
+        let question = crate::policy::PolicyQuestion {
+            event: "register",
+            user_id: None,
+            email: email.address.clone(),
+        };
+        ctx.policy
+            .check(&question)
+            .await
+            .map_err(HandlerError::PolicyDenied)?;
+    }
     let profile = match &req.profile {
         Some(map) => {
             let text = serde_json::to_string(map).map_err(crate::error::InternalError::from)?;

@@ -57,6 +57,8 @@ pub struct Ctx {
     pub sealing: Arc<Sealing>,
     /// Where handlers record auth events (the transactional outbox).
     pub events: Arc<EventSink>,
+    /// The policies that may refuse a login or registration.
+    pub policy: Arc<crate::policy::Policy>,
     /// Social login: providers, HTTP client, call bound.
     pub social: Arc<Social>,
     /// The key one-time codes are stored under (derived from the server key).

@@ -9,6 +9,7 @@ use crate::clock::duration_ms;
 use crate::crypto::{self, Digest};
 use crate::domain::{Email, check_new_password, normalize_password, too_long};
 use crate::error::HandlerError;
+use crate::policy::PolicyQuestion;
 use crate::store::{CodePurpose, CodeRecord, NewSession};
 use authq_protocol::Secret;
 use authq_protocol::events::{EventData, EventKind};
@@ -97,6 +98,21 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
         )
         .await;
     }
+    // The policies have the last word before a session is issued (an `on_auth` trigger).
+    let question = PolicyQuestion {
+        event: "login",
+        user_id: Some(user.id.clone()),
+        email: user.email.clone(),
+    };
+    if let Err(reason) = ctx.policy.check(&question).await {
+        return login_failed(
+            ctx,
+            HandlerError::PolicyDenied(reason),
+            Some(user.id),
+            email.address,
+        )
+        .await;
+    }
 
     let (token, digest) = crypto::new_token()?;
     let now = ctx.now();
@@ -149,6 +165,10 @@ async fn login_failed<T>(
         user_id,
         email: Some(email),
         reason: Some(error.code().as_str().to_owned()),
+        detail: match &error {
+            HandlerError::PolicyDenied(reason) => Some(reason.clone()),
+            _ => None,
+        },
         ..EventData::default()
     };
     ctx.write(move |s| events.record(s, EventKind::LoginFailed, data, now))

@@ -1,0 +1,183 @@
+//! Policies that can refuse a login, like an `on_auth` trigger: the deny-list, and an external
+//! hook asked over the broker that may deny with its reason, fail open or fail closed.
+
+use crate::harness::{TestEnv, assert_code};
+use authq::ErrorCode;
+use authq_protocol::events::{Event, EventKind};
+use futures_util::StreamExt;
+use lapin::BasicProperties;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use std::time::Duration;
+
+const PW: &str = "correct horse battery";
+
+/// The next `auth.login.failed` event of `env`, on a queue bound before the call.
+async fn failed_logins(env: &TestEnv) -> lapin::Consumer {
+    let raw = env.raw().await;
+    let queue = format!("{}.test-failed", env.config.namespace);
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), AMQPValue::LongLongInt(600_000));
+    raw.channel
+        .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    raw.channel
+        .queue_bind(
+            queue.as_str().into(),
+            format!("{}.events", env.config.namespace).as_str().into(),
+            "auth.login.failed".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let consumer = raw
+        .channel
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    std::mem::forget(raw);
+    consumer
+}
+
+async fn next_event(consumer: &mut lapin::Consumer) -> Event {
+    let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+        .await
+        .expect("an event within 30 s")
+        .unwrap()
+        .unwrap();
+    serde_json::from_slice(&d.data).unwrap()
+}
+
+/// Serves the policy hook on `queue`: denies `bad@example.com` with a reason, allows others.
+async fn serve_hook(env: &TestEnv, queue: &str) {
+    let raw = env.raw().await;
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), AMQPValue::LongLongInt(600_000));
+    raw.channel
+        .queue_declare(queue.into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    let mut requests = raw
+        .channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Some(Ok(d)) = requests.next().await {
+            let q: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+            assert_eq!(q["event"], "login");
+            let answer = if q["email"] == "bad@example.com" {
+                serde_json::json!({"allow": false, "reason": "account under review"})
+            } else {
+                serde_json::json!({"allow": true})
+            };
+            let props = BasicProperties::default()
+                .with_correlation_id(d.properties.correlation_id().clone().unwrap());
+            raw.channel
+                .basic_publish(
+                    "".into(),
+                    d.properties.reply_to().clone().unwrap(),
+                    BasicPublishOptions::default(),
+                    &serde_json::to_vec(&answer).unwrap(),
+                    props,
+                )
+                .await
+                .unwrap();
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deny_list_refuses_logins_and_registrations_it_names() {
+    let env = TestEnv::start_with(|c| {
+        c.policy.deny = vec!["@blocked.example".into(), "eve@example.com".into()];
+    })
+    .await;
+    env.active_user("eve@example.com", PW).await;
+    env.active_user("ann@sub.blocked.example", PW).await;
+    let mut failed = failed_logins(&env).await;
+    assert_code(
+        env.client.login("eve@example.com", PW).await,
+        ErrorCode::PolicyDenied,
+    );
+    let event = next_event(&mut failed).await;
+    assert_eq!(event.kind, EventKind::LoginFailed);
+    assert_eq!(event.data.reason.as_deref(), Some("policy_denied"));
+    assert!(event.data.detail.unwrap().contains("eve@example.com"));
+    assert_code(
+        env.client.login("ann@sub.blocked.example", PW).await,
+        ErrorCode::PolicyDenied,
+    );
+    env.stop().await;
+
+    let env = TestEnv::start_with(|c| {
+        c.policy.deny = vec!["@blocked.example".into()];
+        c.policy.on_register = true;
+    })
+    .await;
+    assert_code(
+        env.client.register("x@blocked.example").await,
+        ErrorCode::PolicyDenied,
+    );
+    env.client.register("x@fine.example").await.unwrap();
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_hook_denies_a_login_with_its_reason() {
+    let hook = format!("authq-test-hook-{}", uuid::Uuid::new_v4().simple());
+    let env = TestEnv::start_with(|c| c.policy.hook_queue = Some(hook.clone())).await;
+    serve_hook(&env, &hook).await;
+    env.active_user("bad@example.com", PW).await;
+    env.active_user("good@example.com", PW).await;
+    let mut failed = failed_logins(&env).await;
+    let err = env.client.login("bad@example.com", PW).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::PolicyDenied));
+    assert!(err.to_string().contains("account under review"), "{err}");
+    let event = next_event(&mut failed).await;
+    assert_eq!(event.data.detail.as_deref(), Some("account under review"));
+    env.client.login("good@example.com", PW).await.unwrap();
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_does_not_answer_fails_closed_or_open_as_configured() {
+    for fail_open in [false, true] {
+        // Nobody serves this queue: every question goes unanswered.
+        let hook = format!("authq-test-silent-{}", uuid::Uuid::new_v4().simple());
+        let env = TestEnv::start_with(|c| {
+            c.policy.hook_queue = Some(hook.clone());
+            c.policy.hook_timeout = Duration::from_millis(300);
+            c.policy.fail_open = fail_open;
+        })
+        .await;
+        env.active_user("ann@example.com", PW).await;
+        let login = env.client.login("ann@example.com", PW).await;
+        if fail_open {
+            login.expect("fail-open allows");
+        } else {
+            assert_code(login, ErrorCode::PolicyDenied);
+        }
+        env.stop().await;
+    }
+}

@@ -1,0 +1,229 @@
+//! Policies that may refuse a login (and, optionally, a registration), like an `on_auth`
+//! trigger: a built-in deny-list of emails and domains, then an external hook, asked over the
+//! broker, whose reply may deny with a reason.
+//!
+//! The hook is an RPC: the worker publishes `{"event":"login","user_id":…,"email":…}` (or
+//! `"register"`, without `user_id`) to the operator-named queue through the default exchange,
+//! with `reply_to` = the worker's own exclusive reply queue and a `correlation_id`, and waits up
+//! to the configured timeout for `{"allow":true}` or `{"allow":false,"reason":"…"}`. No answer in
+//! time (the hook is down, slow, or its queue does not exist) allows or denies as configured
+//! (`fail_open`). A refusal is an ordinary `policy_denied` error reply and an `auth.login.failed`
+//! event with the policy's reason.
+
+use crate::config::PolicyConfig;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+/// What a policy decides about.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyQuestion {
+    /// `login` or `register`.
+    pub event: &'static str,
+    /// The user, for a login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The email.
+    pub email: String,
+}
+
+/// A hook's answer.
+#[derive(Debug, Deserialize)]
+struct HookAnswer {
+    allow: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// The policy chain of a worker.
+#[derive(Debug)]
+pub struct Policy {
+    config: PolicyConfig,
+    hook: Mutex<Option<Arc<HookClient>>>,
+}
+
+impl Policy {
+    /// The chain `config` describes; the hook client is attached by each broker connection.
+    pub fn new(config: PolicyConfig) -> Self {
+        Self {
+            config,
+            hook: Mutex::new(None),
+        }
+    }
+
+    /// Whether registrations go through the chain too.
+    pub fn covers_registration(&self) -> bool {
+        self.config.on_register
+    }
+
+    /// Attaches the hook client of a new broker connection (when a hook is configured).
+    pub async fn connect(&self, connection: &Connection) -> Result<(), lapin::Error> {
+        if self.config.hook_queue.is_none() {
+            return Ok(());
+        }
+        let client = HookClient::open(connection).await?;
+        *self.hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(client));
+        Ok(())
+    }
+
+    /// Runs the chain: `Err(reason)` if a policy refuses.
+    pub async fn check(&self, question: &PolicyQuestion) -> Result<(), String> {
+        let email = question.email.to_lowercase();
+        for denied in &self.config.deny {
+            let denied = denied.to_lowercase();
+            let hit = if let Some(domain) = denied.strip_prefix('@') {
+                email
+                    .rsplit_once('@')
+                    .is_some_and(|(_, d)| d == domain || d.ends_with(&format!(".{domain}")))
+            } else {
+                email == denied
+            };
+            if hit {
+                return Err(format!("denied by the deny-list ({denied})"));
+            }
+        }
+        let Some(queue) = &self.config.hook_queue else {
+            return Ok(());
+        };
+        let client = self.hook.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let answer = match client {
+            Some(client) => client.ask(queue, question, self.config.hook_timeout).await,
+            None => None,
+        };
+        match answer {
+            Some(HookAnswer { allow: true, .. }) => Ok(()),
+            Some(HookAnswer {
+                allow: false,
+                reason,
+            }) => Err(reason.unwrap_or_else(|| "denied by the policy hook".into())),
+            None if self.config.fail_open => {
+                warn!(
+                    queue,
+                    "policy hook did not answer in time: allowed (fail-open)"
+                );
+                Ok(())
+            }
+            None => {
+                warn!(
+                    queue,
+                    "policy hook did not answer in time: denied (fail-closed)"
+                );
+                Err("the policy hook did not answer".into())
+            }
+        }
+    }
+}
+
+/// Requests to the hook, and the replies they wait for.
+#[derive(Debug)]
+struct HookClient {
+    channel: Channel,
+    reply_queue: ShortString,
+    waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>>,
+    next: AtomicU64,
+}
+
+impl HookClient {
+    async fn open(connection: &Connection) -> Result<Self, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    exclusive: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>> = Arc::default();
+        let dispatch = Arc::clone(&waiting);
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let id = delivery
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .and_then(|c| c.as_str().parse::<u64>().ok());
+                let tx = id.and_then(|id| {
+                    dispatch
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id)
+                });
+                if let Some(tx) = tx {
+                    let _ = tx.send(delivery.data);
+                }
+            }
+        });
+        Ok(Self {
+            channel,
+            reply_queue: queue.name().clone(),
+            waiting,
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// Asks the hook; `None` when no usable answer came within `timeout`.
+    async fn ask(
+        &self,
+        queue: &str,
+        question: &PolicyQuestion,
+        timeout: std::time::Duration,
+    ) -> Option<HookAnswer> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        let body = serde_json::to_vec(question).ok()?;
+        let properties = BasicProperties::default()
+            .with_content_type(authq_protocol::CONTENT_TYPE.into())
+            .with_reply_to(self.reply_queue.clone())
+            .with_correlation_id(id.to_string().into())
+            .with_expiration(timeout.as_millis().to_string().into());
+        let published = self
+            .channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await;
+        let answer = match published {
+            Ok(_) => tokio::time::timeout(timeout, rx).await.ok()?.ok(),
+            Err(e) => {
+                debug!(error = %e, "cannot ask the policy hook");
+                None
+            }
+        };
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        serde_json::from_slice(&answer?).ok()
+    }
+}
