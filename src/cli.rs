@@ -198,6 +198,10 @@ pub struct ServeArgs {
     /// Run the policies before registrations too.
     #[arg(long, env = "AUTHQ_POLICY_ON_REGISTER")]
     pub policy_on_register: bool,
+    /// Keep the set `{namespace}:suspended` of suspended user ids on this Redis server
+    /// (`redis://host:6379/0`), for gateways that check it on every request.
+    #[arg(long, env = "AUTHQ_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
 
     /// Threads that run argon2 [default: cores − 1, at least 1: leaves a core to the broker and
     /// to session checks].
@@ -356,6 +360,7 @@ impl ServeArgs {
         config.policy.hook_timeout = self.policy_hook_timeout;
         config.policy.fail_open = self.policy_fail_open;
         config.policy.on_register = self.policy_on_register;
+        config.redis_url = self.redis_url;
         config.hashing = hashing;
         config.sessions.idle_timeout = self.session_idle_timeout;
         config.sessions.max_lifetime = self.session_max_lifetime;

@@ -115,6 +115,10 @@ pub struct EventData {
     /// The refusing policy's own words (`auth.login.failed` with reason `policy_denied`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The user's session epoch after the change: every cached check result of the user with a
+    /// lower epoch is stale (events that end all of a user's sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_epoch: Option<u64>,
     /// How many sessions ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions_ended: Option<u64>,

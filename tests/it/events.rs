@@ -112,6 +112,9 @@ async fn a_walk_through_publishes_exactly_its_events_in_order() {
         .await
         .unwrap()
         .session;
+    // Two "end everything" changes so far (logout_all, the reset): a gateway caching checks
+    // sees the epoch in every check reply and in the events.
+    assert_eq!(c.check(s3.expose()).await.unwrap().session_epoch, 2);
     c.change_password(s3.expose(), "another good password", PW)
         .await
         .unwrap();
@@ -170,6 +173,15 @@ async fn a_walk_through_publishes_exactly_its_events_in_order() {
         Some(reset.token.expose())
     );
     assert_eq!(got[7].1.data.sessions_ended, Some(1));
+    let epochs: Vec<Option<u64>> = [5, 7, 9, 11, 12, 14]
+        .iter()
+        .map(|&i| got[i].1.data.session_epoch)
+        .collect();
+    assert_eq!(
+        epochs,
+        [None, Some(1), Some(2), Some(3), Some(4), Some(5)],
+        "logout ends one session only; every change that ends them all moves the epoch"
+    );
     // Nothing more: the outbox is empty once every event was confirmed.
     assert!(
         tokio::time::timeout(Duration::from_millis(500), events.next())
@@ -288,5 +300,73 @@ async fn the_deletion_cascade_times_out_naming_the_services_that_did_not_acknowl
     let status = env.client.deletion_status(&user).await.unwrap();
     assert!(status.completed_at.is_some());
     assert_eq!(status.pending, ["mailer"]);
+    env.stop().await;
+}
+
+/// Waits (bounded) until `user` is, or is not, in the Redis set `key`.
+async fn wait_membership(
+    conn: &redis::aio::MultiplexedConnection,
+    key: &str,
+    user: &str,
+    expected: bool,
+) {
+    for _ in 0..400 {
+        let is = redis::cmd("SISMEMBER")
+            .arg(key)
+            .arg(user)
+            .query_async::<bool>(&mut conn.clone())
+            .await
+            .unwrap();
+        if is == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "{user} never became {} the Redis set",
+        if expected { "part of" } else { "absent from" }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_set_of_suspended_users_follows_suspend_and_unsuspend() {
+    let redis_url = std::env::var("AUTHQ_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
+    let mut env = TestEnv::start_with(|c| c.redis_url = Some(redis_url.clone())).await;
+    let redis = redis::Client::open(redis_url.as_str()).unwrap();
+    let conn = redis
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis on 127.0.0.1:6379 (AUTHQ_TEST_REDIS_URL): is it running?");
+    let key = format!("{}:suspended", env.config.namespace);
+    let ann = env.active_user("ann@example.com", PW).await;
+    let bob = env.active_user("bob@example.com", PW).await;
+    let by_id = |id: &str| UserRef {
+        user_id: Some(id.to_owned()),
+        email: None,
+    };
+    env.client.suspend(by_id(&ann)).await.unwrap();
+    env.client.suspend(by_id(&bob)).await.unwrap();
+    wait_membership(&conn, &key, &ann, true).await;
+    wait_membership(&conn, &key, &bob, true).await;
+    env.client.unsuspend(by_id(&ann)).await.unwrap();
+    wait_membership(&conn, &key, &ann, false).await;
+    env.client.delete_user(by_id(&bob)).await.unwrap();
+    wait_membership(&conn, &key, &bob, false).await;
+    // A restarted worker rebuilds the set from the store: a stale member goes.
+    redis::cmd("SADD")
+        .arg(&key)
+        .arg("stale-id")
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
+    env.stop_worker().await;
+    env.restart_worker().await;
+    wait_membership(&conn, &key, "stale-id", false).await;
+    redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
     env.stop().await;
 }

@@ -36,6 +36,9 @@ pub struct Config {
     pub deletion: DeletionPolicy,
     /// The policies that may refuse a login (or a registration): deny-list and hook.
     pub policy: PolicyConfig,
+    /// A Redis server on which to keep the set `{namespace}:suspended` of suspended user ids
+    /// (see [`crate::suspended_set`]); its password is redacted in `Debug`.
+    pub redis_url: Option<String>,
     /// Which tube serves each operation. Operations missing here use their default tube.
     pub routes: BTreeMap<Operation, Tube>,
     /// The argon2 pool.
@@ -112,6 +115,7 @@ impl Default for Config {
             idempotency_window: Duration::from_secs(3600),
             deletion: DeletionPolicy::default(),
             policy: PolicyConfig::default(),
+            redis_url: None,
             routes: BTreeMap::new(),
             hashing,
             sessions: SessionPolicy::default(),
@@ -256,6 +260,7 @@ impl fmt::Debug for Config {
             .field("idempotency_window", &self.idempotency_window)
             .field("deletion", &self.deletion)
             .field("policy", &self.policy)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("routes", &self.routes)
             .field("hashing", &self.hashing)
             .field("sessions", &self.sessions)

@@ -15,6 +15,7 @@
 use crate::clock::Clock;
 use crate::keys::ServerKey;
 use crate::store::{Store, StoreError};
+use crate::suspended_set::SuspendedSet;
 use authq_protocol::Names;
 use authq_protocol::events::{EVENT_VERSION, Event, EventData, EventKind};
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -30,6 +31,9 @@ use tracing::{debug, info, warn};
 
 /// How long a relay's claim on a batch lasts before another relay may publish it again.
 const LEASE_MS: i64 = 10_000;
+
+/// How often the Redis set of suspended users is rebuilt from the store (besides on connect).
+const REBUILD_EVERY: Duration = Duration::from_secs(300);
 
 /// Events published per batch.
 const BATCH: u32 = 256;
@@ -122,6 +126,8 @@ pub struct Relay {
     pub names: Names,
     /// The broker.
     pub amqp_url: String,
+    /// The Redis set of suspended users to keep up to date, if configured.
+    pub suspended: Option<Arc<SuspendedSet>>,
     /// Tests hold the relay here to model a broker that goes down before it publishes.
     #[cfg(feature = "fault-injection")]
     pub faults: Arc<crate::faults::Faults>,
@@ -148,6 +154,27 @@ pub async fn relay(relay: Relay, cancel: CancellationToken) {
                 }
             }
         }
+    }
+}
+
+/// Rebuilds the Redis set of suspended users from the store (best effort: logged on failure).
+pub async fn rebuild_suspended_set(relay: &Relay) {
+    let Some(set) = &relay.suspended else {
+        return;
+    };
+    let store = Arc::clone(&relay.store);
+    let ids = match tokio::task::spawn_blocking(move || store.suspended_users()).await {
+        Ok(Ok(ids)) => ids,
+        Ok(Err(e)) => return warn!(error = %e, "cannot list suspended users"),
+        Err(e) => return warn!(error = %e, "cannot list suspended users"),
+    };
+    match set.rebuild(&ids).await {
+        Ok(()) => debug!(
+            suspended = ids.len(),
+            key = set.key(),
+            "Redis set of suspended users rebuilt"
+        ),
+        Err(e) => warn!(error = %e, "cannot rebuild the Redis set of suspended users"),
     }
 }
 
@@ -178,7 +205,13 @@ async fn publish_until_failure(
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     info!("event relay connected");
+    rebuild_suspended_set(relay).await;
+    let mut rebuilt = std::time::Instant::now();
     loop {
+        if rebuilt.elapsed() > REBUILD_EVERY {
+            rebuild_suspended_set(relay).await;
+            rebuilt = std::time::Instant::now();
+        }
         #[cfg(feature = "fault-injection")]
         while relay.faults.relay_held() {
             tokio::select! {
@@ -199,6 +232,7 @@ async fn publish_until_failure(
             continue;
         };
         let mut confirms = Vec::with_capacity(batch.len());
+        let mut suspensions = Vec::new();
         for row in &batch {
             let Ok(json) = relay.sink.open(&row.sealed) else {
                 warn!(
@@ -207,9 +241,13 @@ async fn publish_until_failure(
                 );
                 continue;
             };
-            let id = serde_json::from_slice::<Event>(&json)
-                .map(|e| e.id)
-                .unwrap_or_default();
+            let (id, kind, user) = match serde_json::from_slice::<Event>(&json) {
+                Ok(e) => (e.id, Some(e.kind), e.data.user_id),
+                Err(_) => (String::new(), None, None),
+            };
+            if let (Some(kind), Some(user)) = (kind, user) {
+                suspensions.push((kind, user));
+            }
             let properties = BasicProperties::default()
                 .with_content_type(authq_protocol::CONTENT_TYPE.into())
                 .with_delivery_mode(2)
@@ -229,6 +267,15 @@ async fn publish_until_failure(
         for confirm in confirms {
             if !confirm.await?.is_ack() {
                 return Err(RelayError::Nacked);
+            }
+        }
+        if let Some(set) = &relay.suspended {
+            for (kind, user) in &suspensions {
+                if let Err(e) = set.apply(*kind, user).await {
+                    // The next rebuild (reconnect or purge round) catches up.
+                    warn!(error = %e, "cannot update the Redis set of suspended users");
+                    break;
+                }
             }
         }
         let store = Arc::clone(&relay.store);

@@ -41,6 +41,7 @@ pub mod redact;
 pub mod reply;
 pub mod social;
 pub mod store;
+pub mod suspended_set;
 pub mod topology;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -135,6 +135,16 @@ impl WorkerHandle {
         // The first connection must work: a wrong URL or password is an operator's mistake to
         // report at once, not to retry forever. Later losses are retried (see `supervise`).
         let link = Link::open(&shared, &cancel, &tracker).await?;
+        let suspended = match &shared.ctx.config.redis_url {
+            Some(url) => Some(Arc::new(
+                crate::suspended_set::SuspendedSet::new(url, names.namespace()).map_err(|e| {
+                    WorkerError::Config(crate::config::ConfigError::Invalid(format!(
+                        "the Redis URL: {e}"
+                    )))
+                })?,
+            )),
+            None => None,
+        };
         let purge = tokio::spawn(purge_loop(Arc::clone(&shared), cancel.clone()));
         // The relay outlives the consumers: it publishes the events of the requests that finish
         // during shutdown too, then stops.
@@ -146,6 +156,7 @@ impl WorkerHandle {
                 clock: Arc::clone(&shared.ctx.clock),
                 names: shared.names.clone(),
                 amqp_url: shared.ctx.config.amqp_url.clone(),
+                suspended: suspended.clone(),
                 #[cfg(feature = "fault-injection")]
                 faults: Arc::clone(&shared.faults),
             },

@@ -51,6 +51,12 @@ pub struct CheckReply {
     pub expires_at: i64,
     /// Whether this check renewed the session (moved `expires_at` forward).
     pub renewed: bool,
+    /// The user's session epoch: it grows whenever all of the user's sessions end at once
+    /// (logout_all, password change or reset, suspension, deletion), and the events that end
+    /// them carry the new value. A gateway caching check results evicts every entry of the user
+    /// with a lower epoch.
+    #[serde(default)]
+    pub session_epoch: u64,
 }
 
 /// `logout`: the session to end.
@@ -130,8 +136,9 @@ mod tests {
                 user: ann(),
                 expires_at: 5,
                 renewed: true,
+                session_epoch: 3,
             },
-            r#"{"user":{"id":"u1","email":"ann@example.com","state":"active","profile":{}},"expires_at":5,"renewed":true}"#,
+            r#"{"user":{"id":"u1","email":"ann@example.com","state":"active","profile":{}},"expires_at":5,"renewed":true,"session_epoch":3}"#,
         );
     }
 

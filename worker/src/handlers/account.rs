@@ -171,6 +171,14 @@ pub async fn delete_user(
     let deadline = now.saturating_add(duration_ms(policy.deadline));
     ctx.commit(
         move |s| {
+            // The epoch moves before the row goes, so the event carries the final one.
+            let epoch = match target.key() {
+                UserKey::Id(id) => s.bump_session_epoch(id)?,
+                UserKey::EmailKey(key) => match s.credentials(key)? {
+                    Some(c) => s.bump_session_epoch(&c.user.id)?,
+                    None => 0,
+                },
+            };
             let deleted = s.delete_user(target.key())?;
             if let Some(user_id) = &deleted {
                 // The event is the deletion request to every service; the cascade tracks
@@ -180,6 +188,7 @@ pub async fn delete_user(
                 }
                 let data = EventData {
                     user_id: Some(user_id.clone()),
+                    session_epoch: Some(epoch),
                     services: Some(policy.services),
                     ..EventData::default()
                 };
@@ -206,6 +215,7 @@ pub async fn suspend(ctx: &Ctx, req: SuspendRequest) -> Result<UserStateReply, H
             let done = s.suspend(target.key(), now)?;
             if let Some((user, ended)) = &done {
                 let data = EventData {
+                    session_epoch: Some(s.bump_session_epoch(&user.id)?),
                     user_id: Some(user.id.clone()),
                     email: Some(user.email.clone()),
                     sessions_ended: Some(*ended),

@@ -236,6 +236,7 @@ pub async fn complete_reset(
                 let done = s.complete_reset(&r.user_id, &r.code, &r.hash, r.now)?;
                 if let Some((user, ended)) = &done {
                     let data = EventData {
+                        session_epoch: Some(s.bump_session_epoch(&user.id)?),
                         user_id: Some(user.id.clone()),
                         email: Some(user.email.clone()),
                         sessions_ended: Some(*ended),
@@ -300,6 +301,7 @@ pub async fn change_password(
             let ended = s.change_password(&user_id, &old_hash, &new_hash, &session, now)?;
             if let Some(ended) = ended {
                 let data = EventData {
+                    session_epoch: Some(s.bump_session_epoch(&user_id)?),
                     user_id: Some(user_id),
                     email: Some(email),
                     sessions_ended: Some(ended),

@@ -35,6 +35,7 @@ pub async fn check(ctx: &Ctx, req: CheckRequest) -> Result<CheckReply, HandlerEr
         user: session.user.into_info(),
         expires_at: session.expires_at,
         renewed: session.renewed,
+        session_epoch: session.session_epoch,
     })
 }
 
@@ -80,6 +81,7 @@ pub async fn logout_all(ctx: &Ctx, req: LogoutAllRequest) -> Result<LogoutAllRep
             let ended = s.end_all_sessions(&digest, now)?;
             if let (Some(n), Some(owner)) = (ended, owner) {
                 let data = EventData {
+                    session_epoch: Some(s.bump_session_epoch(&owner.user.id)?),
                     user_id: Some(owner.user.id),
                     sessions_ended: Some(n),
                     reason: Some("logout_all".into()),

@@ -125,6 +125,10 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX attempts_by_expiry ON attempts(expires_at);
     "#,
+    // 7: the per-user session epoch, which grows whenever all of a user's sessions end at once.
+    r#"
+    ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build brings a database to.

@@ -260,6 +260,8 @@ pub struct SessionInfo {
     pub expires_at: i64,
     /// Whether this call renewed the session.
     pub renewed: bool,
+    /// The user's session epoch: it grows whenever all of the user's sessions end at once.
+    pub session_epoch: u64,
 }
 
 /// Names a user for administrative operations.
@@ -662,6 +664,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The cascades still open whose deadline has passed.
     fn overdue_deletions(&self, now: i64) -> Result<Vec<DeletionRecord>, StoreError>;
+
+    /// Moves the user's session epoch forward (every session of the user ended at once);
+    /// returns the new epoch (0 for an unknown user).
+    fn bump_session_epoch(&self, user_id: &str) -> Result<u64, StoreError>;
+
+    /// The ids of every suspended user.
+    fn suspended_users(&self) -> Result<Vec<String>, StoreError>;
 
     /// Deletes outcomes recorded before `recorded_before`. Returns how many went.
     fn purge_outcomes(&self, recorded_before: i64) -> Result<u64, StoreError>;

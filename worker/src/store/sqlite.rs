@@ -347,8 +347,13 @@ fn end_user_sessions(conn: &Connection, user_id: &str) -> rusqlite::Result<u64> 
     Ok(n as u64)
 }
 
-const LIVE_SESSION: &str =
-    "s.token_digest = ?1 AND s.expires_at > ?2 AND s.absolute_expires_at > ?2";
+/// The condition that makes session `s` live (digest `?1`, now `?2`): a macro, so each query
+/// is one literal (no string is built per call).
+macro_rules! live_session {
+    () => {
+        "s.token_digest = ?1 AND s.expires_at > ?2 AND s.absolute_expires_at > ?2"
+    };
+}
 
 impl Store for SqliteStore {
     fn register(&self, new: &NewRegistration<'_>) -> Result<Registration, StoreError> {
@@ -532,22 +537,27 @@ impl Store for SqliteStore {
     ) -> Result<Option<SessionInfo>, StoreError> {
         let conn = self.conn()?;
         let found = conn
-            .prepare_cached(&format!(
-                "SELECT u.id, u.email, u.state, u.profile, s.expires_at, s.absolute_expires_at
+            .prepare_cached(concat!(
+                "SELECT u.id, u.email, u.state, u.profile, s.expires_at, s.absolute_expires_at,
+                        u.session_epoch
                  FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE {LIVE_SESSION}"
+                 WHERE ",
+                live_session!(),
+                ""
             ))?
             .query_row(params![&digest[..], now], |r| {
                 Ok((
                     user_from_row(r, 0)?,
                     r.get::<_, i64>(4)?,
                     r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
                 ))
             })
             .optional()?;
-        let Some((user, expires_at, absolute)) = found else {
+        let Some((user, expires_at, absolute, epoch)) = found else {
             return Ok(None);
         };
+        let session_epoch = u64::try_from(epoch).unwrap_or(0);
         let due = now >= expires_at.saturating_sub(renewal.renew_window_ms);
         let renewed_to = now.saturating_add(renewal.idle_timeout_ms).min(absolute);
         if user.state == UserState::Active && due && renewed_to > expires_at {
@@ -561,12 +571,14 @@ impl Store for SqliteStore {
                 user,
                 expires_at: renewed_to,
                 renewed: n == 1,
+                session_epoch,
             }));
         }
         Ok(Some(SessionInfo {
             user,
             expires_at,
             renewed: false,
+            session_epoch,
         }))
     }
 
@@ -577,10 +589,12 @@ impl Store for SqliteStore {
     ) -> Result<Option<Credentials>, StoreError> {
         let conn = self.conn()?;
         Ok(conn
-            .prepare_cached(&format!(
+            .prepare_cached(concat!(
                 "SELECT u.id, u.email, u.state, u.profile, u.password_hash
                  FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE {LIVE_SESSION}"
+                 WHERE ",
+                live_session!(),
+                ""
             ))?
             .query_row(params![&digest[..], now], |r| {
                 Ok(Credentials {
@@ -606,8 +620,10 @@ impl Store for SqliteStore {
         let mut conn = self.conn()?;
         let tx = begin(&mut conn)?;
         let user_id: Option<String> = tx
-            .prepare_cached(&format!(
-                "SELECT s.user_id FROM sessions s WHERE {LIVE_SESSION}"
+            .prepare_cached(concat!(
+                "SELECT s.user_id FROM sessions s WHERE ",
+                live_session!(),
+                ""
             ))?
             .query_row(params![&digest[..], now], |r| r.get(0))
             .optional()?;
@@ -1043,6 +1059,27 @@ impl Store for SqliteStore {
         Ok(overdue)
     }
 
+    fn bump_session_epoch(&self, user_id: &str) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let epoch: Option<i64> = conn
+            .prepare_cached(
+                "UPDATE users SET session_epoch = session_epoch + 1 WHERE id = ?1
+                 RETURNING session_epoch",
+            )?
+            .query_row([user_id], |r| r.get(0))
+            .optional()?;
+        Ok(epoch.map_or(0, |e| u64::try_from(e).unwrap_or(0)))
+    }
+
+    fn suspended_users(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        let ids = conn
+            .prepare_cached("SELECT id FROM users WHERE state = 'suspended'")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
     fn purge_outcomes(&self, recorded_before: i64) -> Result<u64, StoreError> {
         let conn = self.conn()?;
         let n = conn
@@ -1247,8 +1284,10 @@ impl Store for SqliteStore {
         let mut conn = self.conn()?;
         let tx = begin(&mut conn)?;
         let user_id: Option<String> = tx
-            .prepare_cached(&format!(
-                "SELECT s.user_id FROM sessions s WHERE {LIVE_SESSION}"
+            .prepare_cached(concat!(
+                "SELECT s.user_id FROM sessions s WHERE ",
+                live_session!(),
+                ""
             ))?
             .query_row(params![&link.session_digest[..], link.now], |r| r.get(0))
             .optional()?;
