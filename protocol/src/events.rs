@@ -112,6 +112,9 @@ pub struct EventData {
     /// Why (an error code for `auth.login.failed`, the operation for `session.ended`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Where the attempt came from, as the calling service said (`client_ip` of `login`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The refusing policy's own words (`auth.login.failed` with reason `policy_denied`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,

@@ -370,3 +370,42 @@ async fn the_redis_set_of_suspended_users_follows_suspend_and_unsuspend() {
         .unwrap();
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_name_their_source_and_a_lockout_is_an_event_too() {
+    let env = TestEnv::start_with(|c| c.limits.login_failures = 2).await;
+    let queue = format!("{}.test-events", env.config.namespace);
+    let mut events = subscribe(&env, &queue, &["auth.login.failed"]).await;
+    let user = env.active_user("kim@example.com", PW).await;
+    let attempt = authq_protocol::ops::LoginRequest {
+        email: "kim@example.com".into(),
+        password: "not the password".into(),
+        client_ip: Some("203.0.113.7".into()),
+    };
+    for _ in 0..2 {
+        crate::harness::assert_code(
+            env.client.call(&attempt).await,
+            authq::ErrorCode::InvalidCredentials,
+        );
+    }
+    crate::harness::assert_code(
+        env.client.call(&attempt).await,
+        authq::ErrorCode::TooManyAttempts,
+    );
+    for reason in [
+        "invalid_credentials",
+        "invalid_credentials",
+        "too_many_attempts",
+    ] {
+        let (_, e) = next_event(&mut events).await;
+        assert_eq!(e.data.reason.as_deref(), Some(reason));
+        assert_eq!(e.data.source.as_deref(), Some("203.0.113.7"));
+        let who = if reason == "too_many_attempts" {
+            None
+        } else {
+            Some(user.as_str())
+        };
+        assert_eq!(e.data.user_id.as_deref(), who, "a lockout looks nobody up");
+    }
+    env.stop().await;
+}

@@ -45,7 +45,14 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
     if let Some(source) = &source {
         claims.push((source.clone(), limits.source_failures, limits.login_window));
     }
-    ctx.claim(claims).await?;
+    let client_ip = req.client_ip.clone();
+    if let Err(refused) = ctx.claim(claims).await {
+        if let HandlerError::TooManyAttempts = refused {
+            // Not even a look-up: the event names the email only.
+            return login_failed(ctx, refused, None, email.address, client_ip).await;
+        }
+        return Err(refused);
+    }
 
     let password = normalize_password(&req.password);
     let key = email.key;
@@ -64,6 +71,7 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
                 HandlerError::InvalidCredentials,
                 user_id,
                 email.address,
+                client_ip,
             )
             .await;
         }
@@ -95,6 +103,7 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
             HandlerError::UserSuspended,
             Some(user.id),
             email.address,
+            client_ip,
         )
         .await;
     }
@@ -110,6 +119,7 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
             HandlerError::PolicyDenied(reason),
             Some(user.id),
             email.address,
+            client_ip,
         )
         .await;
     }
@@ -159,12 +169,14 @@ async fn login_failed<T>(
     error: HandlerError,
     user_id: Option<String>,
     email: String,
+    source: Option<String>,
 ) -> Result<T, HandlerError> {
     let (events, now) = (Arc::clone(&ctx.events), ctx.now());
     let data = EventData {
         user_id,
         email: Some(email),
         reason: Some(error.code().as_str().to_owned()),
+        source,
         detail: match &error {
             HandlerError::PolicyDenied(reason) => Some(reason.clone()),
             _ => None,
