@@ -675,3 +675,23 @@ async fn a_verified_social_login_completes_a_pending_registration() {
     );
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_policies_also_refuse_social_logins() {
+    let p = Provider::start().await;
+    let env = start(&p, "", &[("loop", "")], |c| {
+        c.policy.deny = vec!["@blocked.example".into()];
+    })
+    .await;
+    let (code, state) = round_trip(
+        &env,
+        &p,
+        "loop",
+        Person::verified("s-9", "mal@blocked.example", "Mal"),
+    )
+    .await;
+    let refused = social_login(&env, "loop", &code, &state).await.unwrap_err();
+    assert_eq!(refused.code(), Some(authq::ErrorCode::PolicyDenied));
+    assert_eq!(env.count("users"), 0, "no user was created");
+    env.stop().await;
+}

@@ -169,6 +169,18 @@ pub async fn social_login(
     let email = identity.email.as_deref().and_then(|e| Email::parse(e).ok());
     let link_verified_email = ctx.social.config().may_link_verified_email(provider);
     let patch = profile_patch(&identity);
+    // The policies have their say before any session is issued, social ones included.
+    if let Some(email) = &email {
+        let question = crate::policy::PolicyQuestion {
+            event: "login",
+            user_id: None,
+            email: email.address.clone(),
+        };
+        ctx.policy
+            .check(&question)
+            .await
+            .map_err(HandlerError::PolicyDenied)?;
+    }
 
     let (session, digest) = crypto::new_token()?;
     let now = ctx.now();
