@@ -201,7 +201,11 @@ async fn the_shipped_definitions_give_each_user_only_what_it_needs() {
     // …nor publish anywhere but the request exchange (e.g. fake dead letters or replies).
     for exchange in ["authq.dead-letter", ""] {
         let ch = conn.create_channel().await.unwrap();
-        let sent = ch
+        ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        // A refused publish closes the channel; the publish's confirmation carries why.
+        let sent = match ch
             .basic_publish(
                 exchange.into(),
                 own.as_str().into(),
@@ -209,16 +213,12 @@ async fn the_shipped_definitions_give_each_user_only_what_it_needs() {
                 b"{}",
                 BasicProperties::default(),
             )
-            .await;
-        // A refused publish closes the channel asynchronously: the next operation reports it.
-        let next = match sent {
+            .await
+        {
             Err(e) => Err(e),
-            Ok(_) => ch
-                .queue_declare(own.as_str().into(), opts, FieldTable::default())
-                .await
-                .map(|_| ()),
+            Ok(confirm) => confirm.await.map(|_| ()),
         };
-        assert!(refused(next), "publish to {exchange:?}");
+        assert!(refused(sent), "publish to {exchange:?}");
     }
 
     // Another service cannot read the first one's reply queue.
