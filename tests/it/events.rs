@@ -6,14 +6,14 @@ use crate::private_broker::PrivateBroker;
 use authq_protocol::events::{Event, EventKind};
 use authq_protocol::ops::UserRef;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use std::time::Duration;
 
 const PW: &str = "correct horse battery";
 
 /// A queue bound to the events exchange with `patterns`, and a consumer on it.
-async fn subscribe(env: &TestEnv, queue: &str, patterns: &[&str]) -> lapin::Consumer {
+pub(crate) async fn subscribe(env: &TestEnv, queue: &str, patterns: &[&str]) -> lapin::Consumer {
     let raw = env.raw().await;
     let mut expires = FieldTable::default();
     expires.insert(
@@ -43,24 +43,13 @@ async fn subscribe(env: &TestEnv, queue: &str, patterns: &[&str]) -> lapin::Cons
             .await
             .unwrap();
     }
-    let consumer = raw
-        .channel
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let consumer = raw.consume(queue).await;
     std::mem::forget(raw); // the consumer lives as long as the test
     consumer
 }
 
-async fn next_event(consumer: &mut lapin::Consumer) -> (String, Event) {
+/// The next event on `consumer` (bounded), with its routing key.
+pub(crate) async fn next_event(consumer: &mut lapin::Consumer) -> (String, Event) {
     let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
         .await
         .expect("an event within 30 s")

@@ -6,58 +6,20 @@ use authq::ErrorCode;
 use authq_protocol::events::{Event, EventKind};
 use futures_util::StreamExt;
 use lapin::BasicProperties;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use std::time::Duration;
 
 const PW: &str = "correct horse battery";
 
-/// The next `auth.login.failed` event of `env`, on a queue bound before the call.
+/// A consumer of `env`'s `auth.login.failed` events, bound before the calls.
 async fn failed_logins(env: &TestEnv) -> lapin::Consumer {
-    let raw = env.raw().await;
     let queue = format!("{}.test-failed", env.config.namespace);
-    let mut args = FieldTable::default();
-    args.insert("x-expires".into(), AMQPValue::LongLongInt(600_000));
-    raw.channel
-        .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
-        .await
-        .unwrap();
-    raw.channel
-        .queue_bind(
-            queue.as_str().into(),
-            format!("{}.events", env.config.namespace).as_str().into(),
-            "auth.login.failed".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let consumer = raw
-        .channel
-        .basic_consume(
-            queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    std::mem::forget(raw);
-    consumer
+    crate::events::subscribe(env, &queue, &["auth.login.failed"]).await
 }
 
 async fn next_event(consumer: &mut lapin::Consumer) -> Event {
-    let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
-        .await
-        .expect("an event within 30 s")
-        .unwrap()
-        .unwrap();
-    serde_json::from_slice(&d.data).unwrap()
+    crate::events::next_event(consumer).await.1
 }
 
 /// Serves the policy hook on `queue`: denies `bad@example.com` with a reason, allows others.
