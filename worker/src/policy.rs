@@ -46,14 +46,46 @@ struct HookAnswer {
 #[derive(Debug)]
 pub struct Policy {
     config: PolicyConfig,
+    /// The deny-list, lower-cased once.
+    deny: Vec<Denied>,
     hook: Mutex<Option<Arc<HookClient>>>,
+}
+
+/// One deny-list entry.
+#[derive(Debug)]
+enum Denied {
+    /// An exact email.
+    Email(String),
+    /// A domain and its subdomains (`@example.com`).
+    Domain(String),
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Email(e) => f.write_str(e),
+            Self::Domain(d) => write!(f, "@{d}"),
+        }
+    }
 }
 
 impl Policy {
     /// The chain `config` describes; the hook client is attached by each broker connection.
     pub fn new(config: PolicyConfig) -> Self {
+        let deny = config
+            .deny
+            .iter()
+            .map(|d| {
+                let d = d.to_lowercase();
+                match d.strip_prefix('@') {
+                    Some(domain) => Denied::Domain(domain.to_owned()),
+                    None => Denied::Email(d),
+                }
+            })
+            .collect();
         Self {
             config,
+            deny,
             hook: Mutex::new(None),
         }
     }
@@ -76,14 +108,16 @@ impl Policy {
     /// Runs the chain: `Err(reason)` if a policy refuses.
     pub async fn check(&self, question: &PolicyQuestion) -> Result<(), String> {
         let email = question.email.to_lowercase();
-        for denied in &self.config.deny {
-            let denied = denied.to_lowercase();
-            let hit = if let Some(domain) = denied.strip_prefix('@') {
-                email
-                    .rsplit_once('@')
-                    .is_some_and(|(_, d)| d == domain || d.ends_with(&format!(".{domain}")))
-            } else {
-                email == denied
+        let domain = email.rsplit_once('@').map_or("", |(_, d)| d);
+        for denied in &self.deny {
+            let hit = match denied {
+                Denied::Email(e) => email == *e,
+                Denied::Domain(d) => {
+                    domain == d
+                        || domain
+                            .strip_suffix(d.as_str())
+                            .is_some_and(|sub| sub.ends_with('.'))
+                }
             };
             if hit {
                 return Err(format!("denied by the deny-list ({denied})"));
