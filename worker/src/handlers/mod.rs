@@ -134,6 +134,23 @@ impl Ctx {
             .map_err(HandlerError::from)
     }
 
+    /// A read that may run right here on the executor: `now` is a store call that never waits
+    /// (an indexed point look-up on an idle inline reader, microseconds) and returns `None` when
+    /// it would have to; then `blocking` runs on the blocking pool as [`Ctx::read`] does. This
+    /// saves the hot path two thread hand-offs, which cost more than the look-up itself.
+    pub async fn read_now_or<T: Send + 'static>(
+        &self,
+        now: impl FnOnce(&dyn Store) -> Option<Result<T, StoreError>>,
+        blocking: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, HandlerError> {
+        let start = Instant::now();
+        if let Some(result) = now(&*self.store) {
+            self.metrics.stages.store.since(start);
+            return result.map_err(HandlerError::from);
+        }
+        self.read(blocking).await
+    }
+
     /// A handler's final write and its reply, in one store transaction: `effect` runs the store
     /// calls (and records the change's events, see [`crate::events`]), `reply` turns their result
     /// into the handler's result, and when the request is mutating and has a `message_id` the

@@ -17,12 +17,16 @@ pub async fn ping(_ctx: &Ctx, _req: PingRequest) -> Result<Empty, HandlerError> 
     Ok(Empty {})
 }
 
-/// `check`: the session's user; renews the session once it is past the renewal point.
+/// `check`: the session's user; renews the session once it is past the renewal point. The
+/// look-up runs on the executor when it need not wait (see [`Ctx::read_now_or`]).
 pub async fn check(ctx: &Ctx, req: CheckRequest) -> Result<CheckReply, HandlerError> {
     let digest = crypto::digest(req.session.expose());
     let (now, renewal) = (ctx.now(), ctx.renewal());
     let session = ctx
-        .read(move |s| s.check_session(&digest, now, renewal))
+        .read_now_or(
+            |s| s.check_session_now(&digest, now, renewal),
+            move |s| s.check_session(&digest, now, renewal),
+        )
         .await?
         .ok_or(HandlerError::SessionInvalid)?;
     record_user(&session.user.id);

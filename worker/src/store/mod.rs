@@ -473,6 +473,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         renewal: Renewal,
     ) -> Result<Option<SessionInfo>, StoreError>;
 
+    /// [`Store::check_session`] for the async executor: it never waits. `None` when it would
+    /// have to (no inline reader idle, the database busy) or when the session is due for
+    /// renewal (a write); the caller then runs `check_session` on the blocking pool.
+    fn check_session_now(
+        &self,
+        _digest: &Digest,
+        _now: i64,
+        _renewal: Renewal,
+    ) -> Option<Result<Option<SessionInfo>, StoreError>> {
+        None
+    }
+
     /// The live session's user with the password hash (whatever the user's state).
     fn session_credentials(
         &self,

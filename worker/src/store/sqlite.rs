@@ -25,6 +25,7 @@ use rusqlite::{
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a statement waits for SQLite's write lock before failing.
@@ -37,6 +38,39 @@ const STATEMENT_CACHE: usize = 64;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: Pool<Manager>,
+    inline_readers: Arc<InlineReaders>,
+}
+
+/// Read-only connections for [`Store::check_session_now`], which runs on the async executor:
+/// one per executor thread, taken without waiting, with no busy timeout (a busy database sends
+/// the call to the blocking pool instead of stalling the executor).
+#[derive(Debug, Default)]
+struct InlineReaders(Mutex<Vec<Connection>>);
+
+impl InlineReaders {
+    fn open(manager: &Manager, count: usize) -> Result<Self, rusqlite::Error> {
+        let mut readers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let conn = manager.connect()?;
+            conn.busy_timeout(Duration::ZERO)?;
+            conn.pragma_update(None, "query_only", true)?;
+            readers.push(conn);
+        }
+        Ok(Self(Mutex::new(readers)))
+    }
+
+    /// An idle reader, if one is free at once.
+    fn take(&self) -> Option<Connection> {
+        self.0.try_lock().ok()?.pop()
+    }
+
+    fn give_back(&self, conn: Connection) {
+        // Poisoning cannot happen (nothing panics while holding the lock); a reader that cannot
+        // be given back is simply closed.
+        if let Ok(mut readers) = self.0.lock() {
+            readers.push(conn);
+        }
+    }
 }
 
 /// Opens connections configured for authq.
@@ -102,11 +136,16 @@ impl SqliteStore {
         }
         migrations::apply(&mut first)?;
         drop(first);
+        let executor_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let inline_readers = Arc::new(InlineReaders::open(&manager, executor_threads)?);
         let pool = Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(30))
             .build(manager)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            inline_readers,
+        })
     }
 
     /// A connection: the one of the enclosing [`Store::with_outcome`] transaction when there is
@@ -371,6 +410,61 @@ const CHECK_SESSION: &str = concat!(
     ""
 );
 
+/// A live session as read, before any renewal.
+struct LiveSession {
+    user: UserRecord,
+    expires_at: i64,
+    absolute_expires_at: i64,
+    session_epoch: u64,
+}
+
+impl LiveSession {
+    /// The new idle expiry when the session is due for renewal at `now`, else `None`.
+    fn renewal(&self, now: i64, renewal: Renewal) -> Option<i64> {
+        let due = now >= self.expires_at.saturating_sub(renewal.renew_window_ms);
+        let renewed_to = now
+            .saturating_add(renewal.idle_timeout_ms)
+            .min(self.absolute_expires_at);
+        (self.user.state == UserState::Active && due && renewed_to > self.expires_at)
+            .then_some(renewed_to)
+    }
+
+    fn unrenewed(self) -> SessionInfo {
+        SessionInfo {
+            user: self.user,
+            expires_at: self.expires_at,
+            renewed: false,
+            session_epoch: self.session_epoch,
+        }
+    }
+}
+
+/// The live session with this digest at `now`, with its user.
+fn live_session(
+    conn: &Connection,
+    digest: &Digest,
+    now: i64,
+) -> Result<Option<LiveSession>, StoreError> {
+    Ok(conn
+        .prepare_cached(CHECK_SESSION)?
+        .query_row(params![&digest[..], now], |r| {
+            Ok(LiveSession {
+                user: user_from_row(r, 0)?,
+                expires_at: r.get(4)?,
+                absolute_expires_at: r.get(5)?,
+                session_epoch: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+            })
+        })
+        .optional()?)
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 impl Store for SqliteStore {
     fn register(&self, new: &NewRegistration<'_>) -> Result<Registration, StoreError> {
         let mut conn = self.conn()?;
@@ -552,43 +646,46 @@ impl Store for SqliteStore {
         renewal: Renewal,
     ) -> Result<Option<SessionInfo>, StoreError> {
         let conn = self.conn()?;
-        let found = conn
-            .prepare_cached(CHECK_SESSION)?
-            .query_row(params![&digest[..], now], |r| {
-                Ok((
-                    user_from_row(r, 0)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                ))
-            })
-            .optional()?;
-        let Some((user, expires_at, absolute, epoch)) = found else {
+        let Some(found) = live_session(&conn, digest, now)? else {
             return Ok(None);
         };
-        let session_epoch = u64::try_from(epoch).unwrap_or(0);
-        let due = now >= expires_at.saturating_sub(renewal.renew_window_ms);
-        let renewed_to = now.saturating_add(renewal.idle_timeout_ms).min(absolute);
-        if user.state == UserState::Active && due && renewed_to > expires_at {
-            // Conditional, so concurrent renewals only ever move the expiry forward.
-            let n = conn
-                .prepare_cached(
-                    "UPDATE sessions SET expires_at = ?2 WHERE token_digest = ?1 AND expires_at < ?2",
-                )?
-                .execute(params![&digest[..], renewed_to])?;
-            return Ok(Some(SessionInfo {
-                user,
-                expires_at: renewed_to,
-                renewed: n == 1,
-                session_epoch,
-            }));
+        match found.renewal(now, renewal) {
+            None => Ok(Some(found.unrenewed())),
+            Some(renewed_to) => {
+                // Conditional, so concurrent renewals only ever move the expiry forward.
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE sessions SET expires_at = ?2 WHERE token_digest = ?1 AND expires_at < ?2",
+                    )?
+                    .execute(params![&digest[..], renewed_to])?;
+                Ok(Some(SessionInfo {
+                    user: found.user,
+                    expires_at: renewed_to,
+                    renewed: n == 1,
+                    session_epoch: found.session_epoch,
+                }))
+            }
         }
-        Ok(Some(SessionInfo {
-            user,
-            expires_at,
-            renewed: false,
-            session_epoch,
-        }))
+    }
+
+    fn check_session_now(
+        &self,
+        digest: &Digest,
+        now: i64,
+        renewal: Renewal,
+    ) -> Option<Result<Option<SessionInfo>, StoreError>> {
+        let conn = self.inline_readers.take()?;
+        let found = live_session(&conn, digest, now);
+        self.inline_readers.give_back(conn);
+        match found {
+            // Busy (a writer is checkpointing, say): never wait on the executor.
+            Err(StoreError::Database(e)) if is_busy(&e) => None,
+            Err(e) => Some(Err(e)),
+            Ok(None) => Some(Ok(None)),
+            // A renewal is a write: the blocking pool does it (and reads again).
+            Ok(Some(found)) if found.renewal(now, renewal).is_some() => None,
+            Ok(Some(found)) => Some(Ok(Some(found.unrenewed()))),
+        }
     }
 
     fn session_credentials(
@@ -1417,6 +1514,53 @@ mod tests {
             0,
             "a new digest must not make SQLite parse and plan the query again"
         );
+    }
+
+    #[test]
+    fn the_executor_look_up_never_waits_and_never_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), 2).unwrap();
+        store
+            .pool
+            .get()
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO users (id, email, email_key, state, created_at, updated_at)
+                     VALUES ('u', 'a@b.c', 'a@b.c', 'active', 0, 0);
+                 INSERT INTO sessions VALUES (x'0101010101010101010101010101010101010101010101010101010101010101', 'u', 0, 1000, 5000);",
+            )
+            .unwrap();
+        let live = [1u8; 32];
+        let renewal = Renewal {
+            renew_window_ms: 100,
+            idle_timeout_ms: 1000,
+        };
+        // Live and not due: answered here, unrenewed.
+        let found = store
+            .check_session_now(&live, 10, renewal)
+            .unwrap()
+            .unwrap();
+        assert_eq!((found.unwrap().expires_at, false), (1000, false));
+        // Unknown: answered here too.
+        assert!(
+            store
+                .check_session_now(&[2; 32], 10, renewal)
+                .unwrap()
+                .unwrap()
+                .is_none()
+        );
+        // Due for renewal (a write): left to the blocking pool, which renews.
+        assert!(store.check_session_now(&live, 950, renewal).is_none());
+        let renewed = store.check_session(&live, 950, renewal).unwrap().unwrap();
+        assert_eq!((renewed.expires_at, renewed.renewed), (1950, true));
+        // Every inline reader taken: no wait, no answer.
+        let taken: Vec<_> = std::iter::from_fn(|| store.inline_readers.take()).collect();
+        assert!(!taken.is_empty());
+        assert!(store.check_session_now(&live, 10, renewal).is_none());
+        taken
+            .into_iter()
+            .for_each(|c| store.inline_readers.give_back(c));
+        assert!(store.check_session_now(&live, 10, renewal).is_some());
     }
 
     #[test]
