@@ -7,16 +7,15 @@
 
 use crate::config::{HashConfig, HashParams};
 use crate::metrics::Metrics;
-use argon2::password_hash::PasswordHasher;
-use argon2::password_hash::PasswordVerifier;
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use authq_protocol::Secret;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tracing::Span;
 
-type Job = Box<dyn FnOnce(&Argon2<'static>) + Send>;
+type Job = Box<dyn FnOnce(&mut ThreadHasher) + Send>;
 
 /// Hashing failed for a reason other than a wrong password.
 #[derive(Debug, thiserror::Error)]
@@ -67,10 +66,7 @@ impl HashPool {
         // against it costs exactly what verifying a real user's password costs.
         let (random, _) =
             crate::crypto::new_token().map_err(|e| HashError::Argon2(e.to_string()))?;
-        let dummy_hash = argon2
-            .hash_password(random.expose().as_bytes())
-            .map_err(|e| HashError::Argon2(e.to_string()))?
-            .to_string();
+        let dummy_hash = ThreadHasher::new(argon2.clone()).hash(random.expose().as_bytes())?;
 
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -79,7 +75,7 @@ impl HashPool {
             let argon2 = argon2.clone();
             std::thread::Builder::new()
                 .name(format!("authq-argon2-{i}"))
-                .spawn(move || hashing_thread(&rx, &argon2))?;
+                .spawn(move || hashing_thread(&rx, ThreadHasher::new(argon2)))?;
         }
         Ok(Self {
             jobs: tx,
@@ -92,13 +88,8 @@ impl HashPool {
 
     /// Hashes a password into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
     pub async fn hash(&self, password: Secret) -> Result<String, HashError> {
-        self.run(move |argon2| {
-            argon2
-                .hash_password(password.expose().as_bytes())
-                .map(|h| h.to_string())
-                .map_err(|e| HashError::Argon2(e.to_string()))
-        })
-        .await?
+        self.run(move |hasher| hasher.hash(password.expose().as_bytes()))
+            .await?
     }
 
     /// Verifies a password against a stored PHC string, with the parameters the string holds.
@@ -139,36 +130,30 @@ impl HashPool {
             None => false,
         };
         let dummy = Arc::clone(&self.dummy_hash);
-        self.run(move |argon2| {
+        self.run(move |hasher| {
             let known = stored.is_some();
             let phc = stored.as_deref().unwrap_or(&dummy);
-            match argon2.verify_password(password.expose().as_bytes(), phc) {
-                Ok(()) => Ok(Verified {
-                    ok: known,
-                    needs_rehash: known && needs_rehash,
-                }),
-                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(Verified {
-                    ok: false,
-                    needs_rehash: false,
-                }),
-                Err(e) => Err(HashError::StoredHash(e.to_string())),
-            }
+            let matches = hasher.verify(password.expose().as_bytes(), phc)?;
+            Ok(Verified {
+                ok: known && matches,
+                needs_rehash: known && matches && needs_rehash,
+            })
         })
         .await?
     }
 
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+        f: impl FnOnce(&mut ThreadHasher) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (tx, rx) = oneshot::channel();
         let span = Span::current();
         let metrics = Arc::clone(&self.metrics);
-        let job: Job = Box::new(move |argon2| {
+        let job: Job = Box::new(move |hasher| {
             let _entered = span.enter();
             metrics.argon2_runs.inc();
             let start = std::time::Instant::now();
-            let outcome = f(argon2);
+            let outcome = f(hasher);
             metrics.stages.hash.since(start);
             // The receiver is gone only if the request was abandoned; nothing to do then.
             let _ = tx.send(outcome);
@@ -178,7 +163,7 @@ impl HashPool {
     }
 }
 
-fn hashing_thread(rx: &Mutex<mpsc::Receiver<Job>>, argon2: &Argon2<'static>) {
+fn hashing_thread(rx: &Mutex<mpsc::Receiver<Job>>, mut hasher: ThreadHasher) {
     loop {
         // Hold the lock only to take one job; a poisoned lock means another hashing thread
         // panicked while taking a job, which cannot corrupt the receiver itself.
@@ -187,9 +172,84 @@ fn hashing_thread(rx: &Mutex<mpsc::Receiver<Job>>, argon2: &Argon2<'static>) {
             Err(poisoned) => poisoned.into_inner().recv(),
         };
         match job {
-            Ok(job) => job(argon2),
+            Ok(job) => job(&mut hasher),
             Err(_) => return, // every sender is gone: the worker is shutting down
         }
+    }
+}
+
+/// One hashing thread's argon2: the configured instance and one memory buffer that every run
+/// on the thread reuses. argon2id with OWASP's parameters needs 19 MiB per run; allocating it
+/// each time cost the kernel a page fault per 4 KiB (a third of the thread's CPU went to system
+/// time) and left glibc holding 150–250 MiB after a few logins. argon2 overwrites every block
+/// it reads, so the buffer needs no clearing between runs.
+struct ThreadHasher {
+    argon2: Argon2<'static>,
+    memory: Vec<Block>,
+}
+
+impl ThreadHasher {
+    fn new(argon2: Argon2<'static>) -> Self {
+        Self {
+            argon2,
+            memory: Vec::new(),
+        }
+    }
+
+    /// `blocks` blocks of the reused buffer, grown the first time they are needed (stored
+    /// hashes are bounded by [`HashConfig::max_params`] before they get here).
+    fn memory(&mut self, blocks: usize) -> &mut [Block] {
+        if self.memory.len() < blocks {
+            self.memory.resize(blocks, Block::default());
+        }
+        &mut self.memory[..blocks]
+    }
+
+    /// A PHC string of `password` with the configured parameters and a fresh random salt.
+    fn hash(&mut self, password: &[u8]) -> Result<String, HashError> {
+        let salt = argon2::password_hash::try_generate_salt()
+            .map_err(|e| HashError::Argon2(e.to_string()))?;
+        let argon2 = self.argon2.clone();
+        let params = argon2.params().clone();
+        let mut out = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
+        let memory = self.memory(params.block_count());
+        argon2
+            .hash_password_into_with_memory(password, &salt, &mut out, memory)
+            .map_err(|e| HashError::Argon2(e.to_string()))?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params)
+                .map_err(|e| HashError::Argon2(e.to_string()))?,
+            salt: Some(Salt::new(&salt).map_err(|e| HashError::Argon2(e.to_string()))?),
+            hash: Some(Output::new(&out).map_err(|e| HashError::Argon2(e.to_string()))?),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// Whether `password` matches the PHC string, with the algorithm, version and parameters
+    /// the string holds; the outputs are compared in constant time.
+    fn verify(&mut self, password: &[u8], phc: &str) -> Result<bool, HashError> {
+        let unreadable = |e: &dyn std::fmt::Display| HashError::StoredHash(e.to_string());
+        let hash = PasswordHash::new(phc).map_err(|e| unreadable(&e))?;
+        let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+            return Err(HashError::StoredHash("no salt or no hash".into()));
+        };
+        let algorithm = Algorithm::try_from(hash.algorithm.as_str()).map_err(|e| unreadable(&e))?;
+        let version = match hash.version {
+            Some(v) => Version::try_from(v).map_err(|e| unreadable(&e))?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&hash).map_err(|e| unreadable(&e))?;
+        let argon2 = Argon2::new(algorithm, version, params.clone());
+        let mut out = vec![0u8; expected.len()];
+        let memory = self.memory(params.block_count());
+        argon2
+            .hash_password_into_with_memory(password, salt.as_ref(), &mut out, memory)
+            .map_err(|e| unreadable(&e))?;
+        let computed = Output::new(&out).map_err(|e| unreadable(&e))?;
+        // `Output`'s equality is constant-time.
+        Ok(computed == *expected)
     }
 }
 
@@ -236,6 +296,56 @@ mod tests {
         );
         assert!(!pool.verify("wrong horse".into(), Some(phc)).await.unwrap());
         assert_eq!(metrics.argon2_runs.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn hashes_agree_with_the_argon2_crates_own_hasher_and_verifier() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let (pool, _) = pool();
+        let config = HashConfig::insecure_fast_for_tests();
+        let argon2 = argon2_for(&config.params).unwrap();
+        let ours = pool.hash("correct horse".into()).await.unwrap();
+        assert!(
+            argon2
+                .verify_password(b"correct horse", ours.as_str())
+                .is_ok()
+        );
+        assert!(
+            argon2
+                .verify_password(b"wrong horse", ours.as_str())
+                .is_err()
+        );
+        let theirs = argon2.hash_password(b"correct horse").unwrap().to_string();
+        assert!(
+            pool.verify("correct horse".into(), Some(theirs.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !pool
+                .verify("wrong horse".into(), Some(theirs))
+                .await
+                .unwrap()
+        );
+        // Another variant and version (argon2i v16), read from the string itself.
+        let params = Params::new(64, 1, 1, None).unwrap();
+        let old = Argon2::new(Algorithm::Argon2i, Version::V0x10, params)
+            .hash_password(b"correct horse")
+            .unwrap()
+            .to_string();
+        assert!(old.starts_with("$argon2i$v=16$"), "{old}");
+        let v = pool
+            .verify_for_login("correct horse".into(), Some(old.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: true
+            }
+        );
+        assert!(!pool.verify("wrong horse".into(), Some(old)).await.unwrap());
     }
 
     #[tokio::test]
