@@ -4,7 +4,9 @@
 
 use authq_protocol::names::DEFAULT_NAMESPACE;
 use authq_protocol::{Operation, Tube};
-use authq_worker::config::{Config, DEFAULT_AMQP_URL, HashConfig, HashParams, TubeConfig};
+use authq_worker::config::{
+    Config, DEFAULT_AMQP_URL, HashConfig, HashParams, HashPriority, TubeConfig,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -207,6 +209,11 @@ pub struct ServeArgs {
     /// to session checks].
     #[arg(long, env = "AUTHQ_HASH_THREADS")]
     pub hash_threads: Option<usize>,
+    /// OS scheduling class of the argon2 threads: `idle` runs argon2 only on CPU time nothing
+    /// else wants (a login flood never slows session checks; logins wait while the host's CPUs
+    /// are saturated), `normal` lets it compete like any thread.
+    #[arg(long, env = "AUTHQ_HASH_PRIORITY", value_enum, default_value_t = HashPriorityArg::Idle)]
+    pub hash_priority: HashPriorityArg,
     /// argon2id memory per hash, in KiB (never below OWASP's 19456).
     #[arg(long, env = "AUTHQ_ARGON2_MEMORY_KIB", default_value_t = HashParams::default().memory_kib)]
     pub argon2_memory_kib: u32,
@@ -307,6 +314,15 @@ fn parse_route(s: &str) -> Result<(Operation, Tube), String> {
     Ok((op, tube))
 }
 
+/// `--hash-priority`: the OS scheduling class of the argon2 threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HashPriorityArg {
+    /// `SCHED_IDLE`: only CPU time nothing else wants.
+    Idle,
+    /// The normal class.
+    Normal,
+}
+
 impl ServeArgs {
     /// The worker configuration these flags describe.
     pub fn into_config(self) -> Config {
@@ -315,6 +331,10 @@ impl ServeArgs {
         if let Some(threads) = self.hash_threads {
             hashing.threads = threads;
         }
+        hashing.priority = match self.hash_priority {
+            HashPriorityArg::Idle => HashPriority::Idle,
+            HashPriorityArg::Normal => HashPriority::Normal,
+        };
         hashing.params = HashParams {
             memory_kib: self.argon2_memory_kib,
             iterations: self.argon2_iterations,

@@ -375,3 +375,40 @@ impl WaitStdout for Child {
         panic!("authq events did not exit within 30 s");
     }
 }
+
+/// The scheduling policy (`/proc/<pid>/task/<tid>/stat`, field 41) of every argon2 thread of a
+/// running `authq serve`.
+fn argon2_thread_policies(pid: u32) -> Vec<u32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if !comm.starts_with("authq-argon2") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        policies.push(fields[41 - 3].parse().unwrap());
+    }
+    policies
+}
+
+#[test]
+fn argon2_threads_run_in_the_idle_class_unless_asked_otherwise() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    let serve = Serve::start_with(|c| {
+        c.args(["--hash-threads", "2"]);
+    });
+    assert_eq!(argon2_thread_policies(serve.child.id()), [SCHED_IDLE; 2]);
+    let (status, stderr) = serve.terminate();
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(!stderr.contains("cannot lower"), "{stderr}");
+
+    let serve = Serve::start_with(|c| {
+        c.args(["--hash-threads", "2", "--hash-priority", "normal"]);
+    });
+    assert_eq!(argon2_thread_policies(serve.child.id()), [SCHED_OTHER; 2]);
+    assert_eq!(serve.terminate().0, Some(0));
+}

@@ -2,7 +2,7 @@
 //! queue for the next worker.
 
 use crate::harness::TestEnv;
-use authq_worker::config::{HashConfig, HashParams};
+use authq_worker::config::{HashConfig, HashParams, HashPriority};
 use std::time::Duration;
 
 const PW: &str = "correct horse battery";
@@ -20,6 +20,7 @@ async fn shutdown_finishes_requests_in_flight_and_loses_none() {
             },
             allow_insecure_params: true,
             max_params: HashParams::MAX_DEFAULT,
+            priority: HashPriority::default(),
         };
     })
     .await;

@@ -401,6 +401,21 @@ pub struct HashConfig {
     /// The most expensive parameters a stored hash may have: a hash beyond them is refused
     /// without running argon2 (a planted hash with m = 4 GiB must not take a worker down).
     pub max_params: HashParams,
+    /// The OS scheduling class of the argon2 threads.
+    pub priority: HashPriority,
+}
+
+/// The OS scheduling class the argon2 threads run in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HashPriority {
+    /// Linux's `SCHED_IDLE`: argon2 runs on the CPU time that nothing else wants, so a login
+    /// flood never slows the session checks (nor the broker on the same host). The cost: while
+    /// the host's CPUs are saturated by other work, logins wait (in the broker, bounded by
+    /// their deadlines). The default, measured with `authq bench flood` (BENCHMARKS.md).
+    #[default]
+    Idle,
+    /// The normal class: argon2 competes for the CPU like every other thread.
+    Normal,
 }
 
 impl Default for HashConfig {
@@ -411,6 +426,7 @@ impl Default for HashConfig {
             params: HashParams::default(),
             allow_insecure_params: false,
             max_params: HashParams::MAX_DEFAULT,
+            priority: HashPriority::default(),
         }
     }
 }
@@ -428,6 +444,7 @@ impl HashConfig {
             },
             allow_insecure_params: true,
             max_params: HashParams::MAX_DEFAULT,
+            priority: HashPriority::default(),
         }
     }
 }

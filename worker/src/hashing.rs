@@ -5,7 +5,7 @@
 //! number of dedicated OS threads fed by a queue. The pool is the only place argon2 runs, so
 //! its size bounds the CPU a login flood can take: the rest of the flood waits in the broker.
 
-use crate::config::{HashConfig, HashParams};
+use crate::config::{HashConfig, HashParams, HashPriority};
 use crate::metrics::Metrics;
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -73,9 +73,13 @@ impl HashPool {
         for i in 0..config.threads {
             let rx = Arc::clone(&rx);
             let argon2 = argon2.clone();
+            let priority = config.priority;
             std::thread::Builder::new()
                 .name(format!("authq-argon2-{i}"))
-                .spawn(move || hashing_thread(&rx, ThreadHasher::new(argon2)))?;
+                .spawn(move || {
+                    set_priority(priority);
+                    hashing_thread(&rx, ThreadHasher::new(argon2));
+                })?;
         }
         Ok(Self {
             jobs: tx,
@@ -160,6 +164,28 @@ impl HashPool {
         });
         self.jobs.send(job).map_err(|_| HashError::PoolStopped)?;
         rx.await.map_err(|_| HashError::PoolStopped)
+    }
+}
+
+/// Puts the calling thread in the scheduling class `priority` names. A refusal (a sandbox that
+/// forbids `sched_setscheduler`) is logged and otherwise harmless: argon2 then runs at the
+/// normal priority.
+fn set_priority(priority: HashPriority) {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let policy = match priority {
+        HashPriority::Normal => return,
+        HashPriority::Idle => NormalThreadSchedulePolicy::Idle,
+    };
+    let set = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(policy),
+    );
+    if let Err(e) = set {
+        tracing::warn!(error = ?e, ?priority, "cannot lower the argon2 thread's priority");
     }
 }
 
