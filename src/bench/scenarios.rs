@@ -338,11 +338,17 @@ pub async fn run(args: &BenchArgs, scenario: Scenario) -> anyhow::Result<Scenari
             // Let the flood fill the password tube before measuring.
             tokio::time::sleep(Duration::from_millis(500)).await;
             let during = drive("check under flood", inflight, env.stop(10_000), true, check).await;
+            // The same flood under the raw echo: how much of the tail the machine and the
+            // broker add by themselves when argon2 runs beside them (no authq code on its path).
+            let echo_during = env.echo(env.stop(10_000)).await?;
             flag.store(true, Ordering::Relaxed);
             let flood = flood.await.map_err(|e| anyhow!("login flood: {e}"))?;
             let ceiling = echo.throughput();
             let p99 = |o: &Outcome| o.percentile(0.99).as_secs_f64();
             report.streams.push(Stream::load("echo ceiling", &echo));
+            report
+                .streams
+                .push(Stream::load("echo (flood)", &echo_during));
             report
                 .streams
                 .push(ceiling_stream(&argon2, args.hash_threads()));
@@ -359,6 +365,11 @@ pub async fn run(args: &BenchArgs, scenario: Scenario) -> anyhow::Result<Scenari
                 "check_p99_flood_over_alone",
                 p99(&during) / p99(&alone).max(1e-9),
                 "(target ≤ 2)",
+            );
+            report.figure(
+                "echo_p99_flood_over_alone",
+                p99(&echo_during) / p99(&echo).max(1e-9),
+                "(the raw echo's own ratio under the same flood: the floor for the one above)",
             );
         }
         Scenario::Backlog | Scenario::All => unreachable!("handled above"),

@@ -112,8 +112,10 @@ fn flood_measures_checks_alone_and_under_a_login_flood() {
     let seen = assert_counts_add_up(&report);
     assert_eq!(count_of(&seen, "check alone"), 40);
     assert_eq!(count_of(&seen, "check (flood)"), 40);
+    assert_eq!(count_of(&seen, "echo (flood)"), 40);
     assert!(count_of(&seen, "login (flood)") > 0);
     assert!(report["figures"]["check_p99_flood_over_alone"]["value"].is_number());
+    assert!(report["figures"]["echo_p99_flood_over_alone"]["value"].is_number());
 }
 
 #[test]
