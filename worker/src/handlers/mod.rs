@@ -82,17 +82,7 @@ impl Ctx {
     pub async fn claim(&self, limits: Vec<(String, u32, Duration)>) -> Result<(), HandlerError> {
         let now = self.now();
         let claimed = self
-            .write(move |s| {
-                let limits: Vec<AttemptLimit<'_>> = limits
-                    .iter()
-                    .map(|(key, max, window)| AttemptLimit {
-                        key,
-                        max: *max,
-                        window_ms: crate::clock::duration_ms(*window),
-                    })
-                    .collect();
-                s.claim_attempts(&limits, now)
-            })
+            .write(move |s| s.claim_attempts(&attempt_limits(&limits), now))
             .await?;
         if claimed {
             Ok(())
@@ -221,6 +211,18 @@ impl Ctx {
         self.metrics.store_writes.inc();
         self.read(f).await
     }
+}
+
+/// The store's view of attempt limits given as (key, most attempts, window).
+pub(crate) fn attempt_limits(limits: &[(String, u32, Duration)]) -> Vec<AttemptLimit<'_>> {
+    limits
+        .iter()
+        .map(|(key, max, window)| AttemptLimit {
+            key,
+            max: *max,
+            window_ms: crate::clock::duration_ms(*window),
+        })
+        .collect()
 }
 
 /// Refuses a session whose user is no longer active.

@@ -46,17 +46,25 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
         claims.push((source.clone(), limits.source_failures, limits.login_window));
     }
     let client_ip = req.client_ip.clone();
-    if let Err(refused) = ctx.claim(claims).await {
-        if let HandlerError::TooManyAttempts = refused {
-            // Not even a look-up: the event names the email only.
-            return login_failed(ctx, refused, None, email.address, client_ip).await;
-        }
-        return Err(refused);
-    }
+    // One store call: claim the attempts (committed before argon2 runs, so parallel requests
+    // cannot slip past the limit) and, if granted, read the credentials.
+    let (key, now) = (email.key, ctx.now());
+    let claimed = ctx
+        .write(move |s| {
+            if !s.claim_attempts(&super::attempt_limits(&claims), now)? {
+                return Ok(None);
+            }
+            s.credentials(&key).map(Some)
+        })
+        .await?;
+    let Some(credentials) = claimed else {
+        tracing::debug!("attempt limit reached");
+        // Not even a look-up: the event names the email only.
+        let refused = HandlerError::TooManyAttempts;
+        return login_failed(ctx, refused, None, email.address, client_ip).await;
+    };
 
     let password = normalize_password(&req.password);
-    let key = email.key;
-    let credentials = ctx.read(move |s| s.credentials(&key)).await?;
     let stored = credentials.as_ref().and_then(|c| c.password_hash.clone());
     let verified = ctx
         .hasher
@@ -77,13 +85,14 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
         }
     };
     record_user(&user.id);
-    ctx.write(move |s| {
+    // The password was right: the account's failures are cleared and the source's claim given
+    // back. In the session's own transaction below, or on its own when no session follows.
+    let settle = move |s: &dyn crate::store::Store| {
         s.settle_attempts(
             &[account_key.as_str()],
             &source.iter().map(String::as_str).collect::<Vec<_>>(),
         )
-    })
-    .await?;
+    };
     if verified.needs_rehash
         && let Some(old_hash) = stored
     {
@@ -97,6 +106,7 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
         tracing::debug!(replaced, "password hash remade with the current parameters");
     }
     if user.state == UserState::Suspended {
+        ctx.write(settle).await?;
         // Said only to someone who knows the password.
         return login_failed(
             ctx,
@@ -114,6 +124,7 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
         email: user.email.clone(),
     };
     if let Err(reason) = ctx.policy.check(&question).await {
+        ctx.write(settle).await?;
         return login_failed(
             ctx,
             HandlerError::PolicyDenied(reason),
@@ -132,6 +143,7 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
     let events = Arc::clone(&ctx.events);
     ctx.commit(
         move |s| {
+            settle(s)?;
             let user = s.create_session(&NewSession {
                 user_id: &user_id,
                 digest: &digest,
