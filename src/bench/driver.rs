@@ -91,6 +91,13 @@ impl Outcome {
         }
     }
 
+    /// Adds a later block of the same load: its calls, latencies and time.
+    pub fn absorb(&mut self, other: Self) {
+        self.elapsed += other.elapsed;
+        self.merge(other);
+        self.latencies_us.sort_unstable();
+    }
+
     fn merge(&mut self, other: Self) {
         self.requests += other.requests;
         self.replies += other.replies;
@@ -118,6 +125,19 @@ pub fn progress(label: &str, len: Option<u64>) -> ProgressBar {
     }
     bar.set_prefix(label.to_owned());
     bar
+}
+
+impl Stop {
+    /// Block `i` of `n` that share this stop: a count split as evenly as it goes (the blocks
+    /// add up to the count), a duration in equal parts. A flag stays a flag.
+    pub fn share(&self, i: u64, n: u64) -> Self {
+        let n = n.max(1);
+        match self {
+            Self::Count(c) => Self::Count(c / n + u64::from(i < c % n)),
+            Self::For(d) => Self::For(*d / u32::try_from(n).unwrap_or(u32::MAX)),
+            Self::Flag(f) => Self::Flag(Arc::clone(f)),
+        }
+    }
 }
 
 /// Runs `op` with `in_flight` calls at a time until `stop`.
