@@ -303,6 +303,21 @@ fn argon2_for(p: &HashParams) -> Result<Argon2<'static>, HashError> {
 mod tests {
     use super::*;
 
+    const RIGHT_AND_CURRENT: Verified = Verified {
+        ok: true,
+        needs_rehash: false,
+    };
+    const RIGHT_BUT_STALE: Verified = Verified {
+        ok: true,
+        needs_rehash: true,
+    };
+
+    async fn login_verify(pool: &HashPool, password: &str, stored: &str) -> Verified {
+        pool.verify_for_login(password.into(), Some(stored.to_owned()))
+            .await
+            .unwrap()
+    }
+
     fn pool() -> (HashPool, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
         let pool =
@@ -360,16 +375,9 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(old.starts_with("$argon2i$v=16$"), "{old}");
-        let v = pool
-            .verify_for_login("correct horse".into(), Some(old.clone()))
-            .await
-            .unwrap();
         assert_eq!(
-            v,
-            Verified {
-                ok: true,
-                needs_rehash: true
-            }
+            login_verify(&pool, "correct horse", &old).await,
+            RIGHT_BUT_STALE
         );
         assert!(!pool.verify("wrong horse".into(), Some(old)).await.unwrap());
     }
@@ -385,16 +393,9 @@ mod tests {
     async fn hashes_with_other_parameters_need_a_rehash_and_current_ones_do_not() {
         let (pool, _) = pool();
         let current = pool.hash("correct horse".into()).await.unwrap();
-        let v = pool
-            .verify_for_login("correct horse".into(), Some(current))
-            .await
-            .unwrap();
         assert_eq!(
-            v,
-            Verified {
-                ok: true,
-                needs_rehash: false
-            }
+            login_verify(&pool, "correct horse", &current).await,
+            RIGHT_AND_CURRENT
         );
 
         let mut stronger = HashConfig::insecure_fast_for_tests();
@@ -404,24 +405,13 @@ mod tests {
             (),
         );
         let old = pool.hash("correct horse".into()).await.unwrap();
-        let v = new_pool
-            .verify_for_login("correct horse".into(), Some(old.clone()))
-            .await
-            .unwrap();
         assert_eq!(
-            v,
-            Verified {
-                ok: true,
-                needs_rehash: true
-            }
+            login_verify(&new_pool, "correct horse", &old).await,
+            RIGHT_BUT_STALE
         );
         // A wrong password never asks for a rehash.
-        let v = new_pool
-            .verify_for_login("wrong horse".into(), Some(old))
-            .await
-            .unwrap();
         assert_eq!(
-            v,
+            login_verify(&new_pool, "wrong horse", &old).await,
             Verified {
                 ok: false,
                 needs_rehash: false
