@@ -84,6 +84,8 @@ async fn watch(args: EventsArgs) -> Result<(), ClientError> {
             FieldTable::default(),
         )
         .await?;
+    // Listening for SIGINT/SIGTERM before saying so, so a signal sent on that line is handled.
+    let shutdown = crate::shutdown_signal();
     // Tells a script (and the tests) that the bindings are in place.
     eprintln!(
         "authq events: listening on {} ({})",
@@ -91,7 +93,6 @@ async fn watch(args: EventsArgs) -> Result<(), ClientError> {
         patterns.join(", ")
     );
     let mut seen = 0u64;
-    let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -412,3 +412,15 @@ fn argon2_threads_run_in_the_idle_class_unless_asked_otherwise() {
     assert_eq!(argon2_thread_policies(serve.child.id()), [SCHED_OTHER; 2]);
     assert_eq!(serve.terminate().0, Some(0));
 }
+
+#[test]
+fn sigterm_the_moment_the_worker_answers_is_a_graceful_exit() {
+    // The signal handlers are installed before the pool starts consuming, so there is no
+    // moment when the worker answers requests but a SIGTERM would kill it outright.
+    for _ in 0..3 {
+        let serve = Serve::start();
+        let (status, stderr) = serve.terminate();
+        assert_eq!(status, Some(0), "{stderr}");
+        assert!(stderr.contains("shutdown requested"), "{stderr}");
+    }
+}
