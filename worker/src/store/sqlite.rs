@@ -42,8 +42,9 @@ pub struct SqliteStore {
 }
 
 /// Read-only connections for [`Store::check_session_now`], which runs on the async executor:
-/// one per executor thread, so one is free whenever an executor thread asks, with no busy timeout (a busy database sends
-/// the call to the blocking pool instead of stalling the executor).
+/// one per executor thread, so one is free whenever an executor thread asks, each with no busy
+/// timeout (a busy database sends the call to the blocking pool instead of stalling the
+/// executor).
 #[derive(Debug, Default)]
 struct InlineReaders(Mutex<Vec<Connection>>);
 
