@@ -170,6 +170,7 @@ impl HashPool {
 /// Puts the calling thread in the scheduling class `priority` names. A refusal (a sandbox that
 /// forbids `sched_setscheduler`) is logged and otherwise harmless: argon2 then runs at the
 /// normal priority.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn set_priority(priority: HashPriority) {
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
@@ -186,6 +187,16 @@ fn set_priority(priority: HashPriority) {
     );
     if let Err(e) = set {
         tracing::warn!(error = ?e, ?priority, "cannot lower the argon2 thread's priority");
+    }
+}
+
+/// `SCHED_IDLE` is Linux's: elsewhere argon2 runs at the normal priority, and says so.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_priority(priority: HashPriority) {
+    if priority == HashPriority::Idle {
+        tracing::warn!(
+            "the idle scheduling class exists only on Linux: argon2 runs at the normal priority"
+        );
     }
 }
 
