@@ -161,6 +161,10 @@ impl Link {
     }
 }
 
+/// How long one attempt to (re)connect may take: connect, declare the reply queue, open the
+/// channels.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a call with attempts left waits before trying to reconnect again.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 
@@ -224,7 +228,20 @@ impl Client {
         if !current.is_usable() {
             debug!("reconnecting to the broker");
             let inner = &*self.inner;
-            *current = Arc::new(Link::open(&inner.url, &inner.names, &inner.options).await?);
+            // A broker that is still starting can accept the connection and stall the
+            // handshake; every other call waits on this lock, so the attempt is bounded.
+            let open = Link::open(&inner.url, &inner.names, &inner.options);
+            let link = tokio::time::timeout(CONNECT_TIMEOUT, open)
+                .await
+                .map_err(|_| ClientError::Connect {
+                    url: redact_url(&inner.url),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no connection within {CONNECT_TIMEOUT:?}"),
+                    )
+                    .into(),
+                })??;
+            *current = Arc::new(link);
         }
         Ok(Arc::clone(&current))
     }

@@ -57,10 +57,7 @@ impl PrivateBroker {
             dist_port: free_port(),
             dir,
         };
-        let out = broker
-            .command("rabbitmq-server")
-            .arg("-detached")
-            .output()
+        let out = run(broker.command("rabbitmq-server").arg("-detached"))
             .expect("running rabbitmq-server");
         assert!(out.status.success(), "rabbitmq-server: {}", show(&out));
         broker.wait_running();
@@ -86,13 +83,12 @@ impl PrivateBroker {
 
     /// Runs `rabbitmqctl` against the node; panics if it fails.
     pub fn ctl(&self, args: &[&str]) -> String {
-        let out = self
+        let out = run(self
             .command("rabbitmqctl")
             .arg("-n")
             .arg(&self.node)
-            .args(args)
-            .output()
-            .expect("running rabbitmqctl");
+            .args(args))
+        .expect("running rabbitmqctl");
         assert!(out.status.success(), "rabbitmqctl {args:?}: {}", show(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -140,12 +136,24 @@ impl PrivateBroker {
 
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
-        let _ = self
+        let _ = run(self
             .command("rabbitmqctl")
             .arg("-n")
             .arg(&self.node)
-            .arg("stop")
-            .output();
+            .arg("stop"));
+    }
+}
+
+/// Runs a broker command to its end. The tests are async: the command's seconds (an Erlang VM
+/// starting) must not stall the executor thread that the worker and clients of the same test
+/// also run on, so the wait is moved off it.
+fn run(cmd: &mut Command) -> std::io::Result<Output> {
+    let on_multi_thread_runtime = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_multi_thread_runtime {
+        tokio::task::block_in_place(|| cmd.output())
+    } else {
+        cmd.output()
     }
 }
 

@@ -71,6 +71,10 @@ pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, deli
         tube = source.as_str(),
         user_id = field::Empty,
     );
+    #[cfg(feature = "fault-injection")]
+    while shared.faults.deliveries_held() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let start = Instant::now();
     run(&shared, &channel, source, &delivery)
         .instrument(span)

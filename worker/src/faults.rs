@@ -26,6 +26,7 @@ pub enum FaultPoint {
 pub struct Faults {
     armed: Mutex<Vec<(FaultPoint, Operation)>>,
     relay_held: std::sync::atomic::AtomicBool,
+    deliveries_held: std::sync::atomic::AtomicBool,
 }
 
 impl Faults {
@@ -38,6 +39,19 @@ impl Faults {
     /// Whether the relay is held.
     pub fn relay_held(&self) -> bool {
         self.relay_held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Holds (or releases) request processing: while held, each delivery waits before it is
+    /// looked at, so the consumers' prefetch fills and the rest stays queued in the broker.
+    pub fn hold_deliveries(&self, held: bool) {
+        self.deliveries_held
+            .store(held, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether request processing is held.
+    pub fn deliveries_held(&self) -> bool {
+        self.deliveries_held
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Arms `point` for the next request of `op`.

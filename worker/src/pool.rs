@@ -275,6 +275,9 @@ impl Link {
         let _ = setup.close(200, "topology declared".into()).await;
 
         let lost = cancel.child_token();
+        // If this future is dropped half-way (a reconnection attempt timed out), the consumers
+        // it already started stop with it.
+        let abandoned = lost.clone().drop_guard();
         let mut consumers = Vec::new();
         let sources = Tube::ALL
             .into_iter()
@@ -317,6 +320,7 @@ impl Link {
             hash_threads = config.hashing.threads,
             "worker consuming"
         );
+        abandoned.disarm();
         Ok(Self {
             connection,
             consumers,
@@ -477,31 +481,40 @@ async fn supervise(
     Ok(())
 }
 
+/// How long one reconnection attempt (connect, declare the topology, start the consumers) may
+/// take before it is abandoned and tried again.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Tries to open a new [`Link`] until it works or the worker is shut down (then `None`).
 async fn reconnect(
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Option<Link> {
+    // `backon`'s jitter adds up to the delay itself: 100 ms doubling to 5 s, so a broker that
+    // comes back is found again within 10 s.
     let mut delays = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(10))
+        .with_max_delay(Duration::from_secs(5))
         .with_jitter()
         .without_max_times()
         .build();
     loop {
-        let delay = delays.next().unwrap_or(Duration::from_secs(10));
+        let delay = delays.next().unwrap_or(Duration::from_secs(5));
         warn!(retry_in = ?delay, "broker connection lost; reconnecting");
         tokio::select! {
             () = cancel.cancelled() => return None,
             () = tokio::time::sleep(delay) => {}
         }
-        match Link::open(shared, cancel, tracker).await {
-            Ok(link) => {
+        // A broker that is still starting can accept the TCP connection and then stall the
+        // handshake or a declaration: an attempt that hangs is abandoned and tried again.
+        match tokio::time::timeout(OPEN_TIMEOUT, Link::open(shared, cancel, tracker)).await {
+            Ok(Ok(link)) => {
                 info!("reconnected to the broker");
                 return Some(link);
             }
-            Err(e) => warn!(error = %e, "reconnecting failed"),
+            Ok(Err(e)) => warn!(error = %e, "reconnecting failed"),
+            Err(_) => warn!(timeout = ?OPEN_TIMEOUT, "reconnecting timed out"),
         }
     }
 }
