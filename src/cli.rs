@@ -209,10 +209,12 @@ pub struct ServeArgs {
     /// to session checks].
     #[arg(long, env = "AUTHQ_HASH_THREADS")]
     pub hash_threads: Option<usize>,
-    /// OS scheduling class of the argon2 threads: `idle` runs argon2 only on CPU time nothing
-    /// else wants (a login flood never slows session checks; logins wait while the host's CPUs
-    /// are saturated), `normal` lets it compete like any thread.
-    #[arg(long, env = "AUTHQ_HASH_PRIORITY", value_enum, default_value_t = HashPriorityArg::Idle)]
+    /// OS scheduling class of the argon2 threads: `auto` runs argon2 in the idle class while
+    /// session checks are flowing (a login flood takes only the CPU they leave) and in the
+    /// normal class otherwise, and moves a login that has waited 250 ms to the normal class;
+    /// `idle` always runs it only on CPU time nothing else wants (logins wait while the host's
+    /// CPUs are saturated by anything); `normal` lets it compete like any thread.
+    #[arg(long, env = "AUTHQ_HASH_PRIORITY", value_enum, default_value_t = HashPriorityArg::Auto)]
     pub hash_priority: HashPriorityArg,
     /// argon2id memory per hash, in KiB (never below OWASP's 19456).
     #[arg(long, env = "AUTHQ_ARGON2_MEMORY_KIB", default_value_t = HashParams::default().memory_kib)]
@@ -317,6 +319,8 @@ fn parse_route(s: &str) -> Result<(Operation, Tube), String> {
 /// `--hash-priority`: the OS scheduling class of the argon2 threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum HashPriorityArg {
+    /// The idle class while session checks flow, the normal class otherwise.
+    Auto,
     /// `SCHED_IDLE`: only CPU time nothing else wants.
     Idle,
     /// The normal class.
@@ -332,6 +336,7 @@ impl ServeArgs {
             hashing.threads = threads;
         }
         hashing.priority = match self.hash_priority {
+            HashPriorityArg::Auto => HashPriority::Auto,
             HashPriorityArg::Idle => HashPriority::Idle,
             HashPriorityArg::Normal => HashPriority::Normal,
         };

@@ -194,8 +194,10 @@ impl<'a> Env<'a> {
 
     async fn close(self, report: &mut ScenarioReport) -> anyhow::Result<()> {
         let _ = self.client.close().await;
+        let names = self.names()?;
         if let Some(worker) = self.worker {
             report.worker = Some(worker.stop().await?);
+            super::spawn::delete_namespace(&self.args.broker.amqp_url, &names).await;
         }
         drop(self.dir);
         Ok(())
@@ -369,10 +371,34 @@ pub async fn run(args: &BenchArgs, scenario: Scenario) -> anyhow::Result<Scenari
             ));
             // Let the flood fill the password tube before measuring.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let during = drive("check under flood", inflight, env.stop(10_000), true, check).await;
+            let during = drive(
+                "check under flood",
+                inflight,
+                env.stop(10_000),
+                true,
+                Arc::clone(&check),
+            )
+            .await;
             // The same flood under the raw echo: how much of the tail the machine and the
             // broker add by themselves when argon2 runs beside them (no authq code on its path).
+            // A trickle of checks (ten a second) keeps the pool's argon2 in the class it had
+            // while checks flowed (`--hash-priority auto` follows the session traffic), so the
+            // echo meets the same flood as the checks did.
+            let trickle_done = Arc::new(AtomicBool::new(false));
+            let trickle = {
+                let (done, check) = (Arc::clone(&trickle_done), Arc::clone(&check));
+                tokio::spawn(async move {
+                    let mut i = 0;
+                    while !done.load(Ordering::Relaxed) {
+                        let _ = check(i).await;
+                        i += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                })
+            };
             let echo_during = env.echo(env.stop(10_000)).await?;
+            trickle_done.store(true, Ordering::Relaxed);
+            let _ = trickle.await;
             flag.store(true, Ordering::Relaxed);
             let flood = flood.await.map_err(|e| anyhow!("login flood: {e}"))?;
             let ceiling = echo.throughput();
@@ -520,6 +546,7 @@ async fn backlog(args: &BenchArgs, report: &mut ScenarioReport) -> anyhow::Resul
     drained.elapsed = drain_time;
     let _ = patient.close().await;
     report.worker = Some(second.stop().await?);
+    super::spawn::delete_namespace(url, &names).await;
     let _ = first_report;
 
     let steady_rate = steady.throughput();

@@ -4,6 +4,9 @@
 
 use anyhow::{Context as _, anyhow, bail};
 use authq::{Client, ClientOptions};
+use authq_protocol::{Names, Tube};
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -177,6 +180,40 @@ impl Drop for Spawned {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Deletes a spawned pool's queues and exchanges once the bench is done with them (best effort:
+/// they would expire after 10 minutes anyway). Each idle quorum queue keeps a Raft member ticking
+/// in the broker, so consecutive runs would otherwise measure a broker carrying the previous
+/// runs' queues.
+pub async fn delete_namespace(url: &str, names: &Names) {
+    let Ok(connection) = Connection::connect(url, ConnectionProperties::default()).await else {
+        return;
+    };
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    let queues = Tube::ALL
+        .into_iter()
+        .map(|t| names.tube(t))
+        .chain([names.unrouted(), names.dead_letter()]);
+    for queue in queues {
+        let _ = channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let exchanges = [
+        names.request_exchange(),
+        names.unrouted(),
+        names.dead_letter(),
+        names.events_exchange(),
+    ];
+    for exchange in exchanges {
+        let _ = channel
+            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = connection.close(200, "bench done".into()).await;
 }
 
 /// CPU time and memory of process `pid`, from `/proc/<pid>/stat` and `/proc/<pid>/status`.

@@ -16,11 +16,6 @@ fn bench(scenario: &str, extra: &[&str]) -> Value {
         .args(["bench", scenario, "--spawn", "--requests", "40"])
         .args(["--in-flight", "8", "--users", "2", "--flood-in-flight", "4"])
         .args(["--timeout", "30s"])
-        // The other tests keep both cores busy meanwhile. In the default idle scheduling class
-        // the spawned pool's argon2 would get almost none of them (by design, ARCHITECTURE.md:
-        // "The hashing threads run in Linux's SCHED_IDLE class") and a login could outlast
-        // the timeout. What is tested here is the counts, not the scheduling class.
-        .arg("--serve-arg=--hash-priority=normal")
         .arg("--json")
         .arg(&json)
         .args(extra)

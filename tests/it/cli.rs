@@ -377,8 +377,8 @@ impl WaitStdout for Child {
 }
 
 /// The scheduling policy (`/proc/<pid>/task/<tid>/stat`, field 41) of every argon2 thread of a
-/// running `authq serve`.
-fn argon2_thread_policies(pid: u32) -> Vec<u32> {
+/// running `authq serve`, by thread name.
+fn argon2_thread_policies(pid: u32) -> Vec<(String, u32)> {
     let mut policies = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let task = task.unwrap().path();
@@ -389,27 +389,58 @@ fn argon2_thread_policies(pid: u32) -> Vec<u32> {
         let stat = std::fs::read_to_string(task.join("stat")).unwrap();
         // Fields after the command name, which is in parentheses and may hold spaces.
         let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        policies.push(fields[41 - 3].parse().unwrap());
+        policies.push((comm.trim().to_owned(), fields[41 - 3].parse().unwrap()));
     }
+    policies.sort();
     policies
 }
 
 #[test]
-fn argon2_threads_run_in_the_idle_class_unless_asked_otherwise() {
+fn argon2_threads_run_in_both_classes_by_default_or_in_the_one_asked_for() {
     const SCHED_OTHER: u32 = 0;
     const SCHED_IDLE: u32 = 5;
+    let threads = |names: &[(&str, u32)]| -> Vec<(String, u32)> {
+        names.iter().map(|(n, p)| ((*n).to_owned(), *p)).collect()
+    };
+    // auto: a normal-class ("foreground") and an idle-class ("background") thread per slot.
     let serve = Serve::start_with(|c| {
         c.args(["--hash-threads", "2"]);
     });
-    assert_eq!(argon2_thread_policies(serve.child.id()), [SCHED_IDLE; 2]);
+    assert_eq!(
+        argon2_thread_policies(serve.child.id()),
+        threads(&[
+            ("authq-argon2-b0", SCHED_IDLE),
+            ("authq-argon2-b1", SCHED_IDLE),
+            ("authq-argon2-f0", SCHED_OTHER),
+            ("authq-argon2-f1", SCHED_OTHER),
+        ])
+    );
     let (status, stderr) = serve.terminate();
     assert_eq!(status, Some(0), "{stderr}");
     assert!(!stderr.contains("cannot lower"), "{stderr}");
 
     let serve = Serve::start_with(|c| {
+        c.args(["--hash-threads", "2", "--hash-priority", "idle"]);
+    });
+    assert_eq!(
+        argon2_thread_policies(serve.child.id()),
+        threads(&[
+            ("authq-argon2-b0", SCHED_IDLE),
+            ("authq-argon2-b1", SCHED_IDLE)
+        ])
+    );
+    assert_eq!(serve.terminate().0, Some(0));
+
+    let serve = Serve::start_with(|c| {
         c.args(["--hash-threads", "2", "--hash-priority", "normal"]);
     });
-    assert_eq!(argon2_thread_policies(serve.child.id()), [SCHED_OTHER; 2]);
+    assert_eq!(
+        argon2_thread_policies(serve.child.id()),
+        threads(&[
+            ("authq-argon2-f0", SCHED_OTHER),
+            ("authq-argon2-f1", SCHED_OTHER)
+        ])
+    );
     assert_eq!(serve.terminate().0, Some(0));
 }
 

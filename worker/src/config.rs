@@ -405,14 +405,19 @@ pub struct HashConfig {
     pub priority: HashPriority,
 }
 
-/// The OS scheduling class the argon2 threads run in.
+/// The OS scheduling class the argon2 threads run in ([`crate::hashing`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HashPriority {
-    /// Linux's `SCHED_IDLE`: argon2 runs on the CPU time that nothing else wants, so a login
-    /// flood never slows the session checks (nor the broker on the same host). The cost: while
-    /// the host's CPUs are saturated by other work, logins wait (in the broker, bounded by
-    /// their deadlines). The default, measured with `authq bench flood` (BENCHMARKS.md).
+    /// The class follows the load: while session-tube requests flow, argon2 runs in Linux's
+    /// `SCHED_IDLE` class, on the CPU time the checks (and the broker on the same host) leave,
+    /// so a login flood does not slow them; otherwise in the normal class, so logins alone run
+    /// at full speed and other work on the host cannot starve them. A login that has waited
+    /// [`crate::hashing::PATIENCE`] for an idle-class thread is taken by a normal one. The
+    /// default, measured with `authq bench login` and `authq bench flood` (BENCHMARKS.md).
     #[default]
+    Auto,
+    /// Always `SCHED_IDLE`: argon2 runs only on CPU time nothing else wants. While the host's
+    /// CPUs are saturated by anything, logins wait (in the broker, bounded by their deadlines).
     Idle,
     /// The normal class: argon2 competes for the CPU like every other thread.
     Normal,

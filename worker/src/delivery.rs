@@ -76,6 +76,9 @@ pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, deli
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let start = Instant::now();
+    if source == Source::Tube(Tube::Session) {
+        shared.ctx.hasher.note_session_traffic(start);
+    }
     run(&shared, &channel, source, &delivery)
         .instrument(span)
         .await;

@@ -4,18 +4,39 @@
 //! the async executor would stall every other request on that thread, so it runs on a fixed
 //! number of dedicated OS threads fed by a queue. The pool is the only place argon2 runs, so
 //! its size bounds the CPU a login flood can take: the rest of the flood waits in the broker.
+//!
+//! Which scheduling class a run gets ([`HashPriority`]): by default (`auto`) the pool has two
+//! sets of `threads` threads, one in the normal class ("foreground") and one in Linux's
+//! `SCHED_IDLE` ("background"). A job queued while session-tube requests are flowing (one seen
+//! within [`QUIET`]) goes to the background threads, so a login flood takes only the CPU the
+//! checks leave; any other job goes to the foreground threads, so logins alone run at full
+//! speed and a host kept busy by something other than checks cannot starve them. A background
+//! job that has waited [`PATIENCE`] without a background thread taking it (they are starved) is
+//! taken by a free foreground thread. Either way at most `threads` jobs are taken at a time
+//! from each set's queue.
 
 use crate::config::{HashConfig, HashParams, HashPriority};
 use crate::metrics::Metrics;
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use authq_protocol::Secret;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::Span;
 
 type Job = Box<dyn FnOnce(&mut ThreadHasher) + Send>;
+
+/// `auto`: how recently a session-tube request must have been seen for a new job to go to the
+/// background (idle-class) threads.
+pub const QUIET: Duration = Duration::from_secs(1);
+
+/// `auto`: how long a background job waits for a background thread before a foreground
+/// (normal-class) thread takes it: the most a busy host can hold a login back.
+pub const PATIENCE: Duration = Duration::from_millis(250);
 
 /// Hashing failed for a reason other than a wrong password.
 #[derive(Debug, thiserror::Error)]
@@ -37,14 +58,146 @@ pub enum HashError {
     Spawn(#[from] std::io::Error),
 }
 
-/// A handle to the argon2 pool; cheap to clone.
+/// A handle to the argon2 pool; cheap to clone. The threads stop when the last clone is gone.
 #[derive(Clone, Debug)]
 pub struct HashPool {
-    jobs: mpsc::Sender<Job>,
+    queues: Arc<Closer>,
     dummy_hash: Arc<str>,
     metrics: Arc<Metrics>,
     params: HashParams,
     max_params: HashParams,
+}
+
+/// The set of threads a job is queued for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Set {
+    /// Normal-class threads.
+    Foreground,
+    /// Idle-class threads.
+    Background,
+}
+
+/// A job waiting for a thread, with the moment it was queued.
+struct Queued {
+    job: Job,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Waiting {
+    foreground: VecDeque<Queued>,
+    background: VecDeque<Queued>,
+    closed: bool,
+}
+
+/// What the pool's threads and its handles share.
+struct Queues {
+    mode: HashPriority,
+    waiting: Mutex<Waiting>,
+    /// Signalled when a job is queued or the pool closes.
+    ready: Condvar,
+    /// When a session-tube request was last seen, in nanoseconds since `epoch`.
+    last_session: AtomicU64,
+    epoch: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Queues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queues").field("mode", &self.mode).finish()
+    }
+}
+
+/// Closes the queues when the last [`HashPool`] handle is dropped, which ends the threads.
+#[derive(Debug)]
+struct Closer(Arc<Queues>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.ready.notify_all();
+    }
+}
+
+impl Queues {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        // A job never runs under the lock, so a poisoned lock holds consistent queues.
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The set a job queued now goes to.
+    fn set_for_new_job(&self, now: Instant) -> Set {
+        match self.mode {
+            HashPriority::Normal => Set::Foreground,
+            HashPriority::Idle => Set::Background,
+            HashPriority::Auto => {
+                let last = self.last_session.load(Ordering::Relaxed);
+                let seen_at = self.epoch + Duration::from_nanos(last);
+                if last != 0 && now.saturating_duration_since(seen_at) < QUIET {
+                    Set::Background
+                } else {
+                    Set::Foreground
+                }
+            }
+        }
+    }
+
+    fn push(&self, job: Job) {
+        let since = Instant::now();
+        let set = self.set_for_new_job(since);
+        {
+            let mut waiting = self.lock();
+            let queued = Queued { job, since };
+            match set {
+                Set::Foreground => waiting.foreground.push_back(queued),
+                Set::Background => waiting.background.push_back(queued),
+            }
+        }
+        self.ready.notify_all();
+    }
+
+    /// The next job for a thread of `set`; `None` once the pool is closed and nothing waits.
+    fn take(&self, set: Set) -> Option<Job> {
+        let mut waiting = self.lock();
+        loop {
+            match set {
+                Set::Background => {
+                    if let Some(q) = waiting.background.pop_front() {
+                        self.metrics.argon2_background_runs.inc();
+                        return Some(q.job);
+                    }
+                }
+                Set::Foreground => {
+                    if let Some(q) = waiting.foreground.pop_front() {
+                        return Some(q.job);
+                    }
+                    // Background threads that leave a job waiting this long are starved.
+                    if self.mode == HashPriority::Auto
+                        && let Some(front) = waiting.background.front()
+                    {
+                        let waited = front.since.elapsed();
+                        if waited >= PATIENCE {
+                            let q = waiting.background.pop_front()?;
+                            self.metrics.argon2_rescued.inc();
+                            return Some(q.job);
+                        }
+                        if !waiting.closed {
+                            waiting = self
+                                .ready
+                                .wait_timeout(waiting, PATIENCE - waited)
+                                .unwrap_or_else(|p| p.into_inner())
+                                .0;
+                            continue;
+                        }
+                    }
+                }
+            }
+            if waiting.closed {
+                return None;
+            }
+            waiting = self.ready.wait(waiting).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// The outcome of a verification.
@@ -68,21 +221,38 @@ impl HashPool {
             crate::crypto::new_token().map_err(|e| HashError::Argon2(e.to_string()))?;
         let dummy_hash = ThreadHasher::new(argon2.clone()).hash(random.expose().as_bytes())?;
 
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..config.threads {
-            let rx = Arc::clone(&rx);
-            let argon2 = argon2.clone();
-            let priority = config.priority;
-            std::thread::Builder::new()
-                .name(format!("authq-argon2-{i}"))
-                .spawn(move || {
-                    set_priority(priority);
-                    hashing_thread(&rx, ThreadHasher::new(argon2));
+        let queues = Arc::new(Queues {
+            mode: config.priority,
+            waiting: Mutex::new(Waiting::default()),
+            ready: Condvar::new(),
+            last_session: AtomicU64::new(0),
+            epoch: Instant::now(),
+            metrics: Arc::clone(&metrics),
+        });
+        let sets: &[Set] = match config.priority {
+            HashPriority::Normal => &[Set::Foreground],
+            HashPriority::Idle => &[Set::Background],
+            HashPriority::Auto => &[Set::Foreground, Set::Background],
+        };
+        for &set in sets {
+            for i in 0..config.threads {
+                let queues = Arc::clone(&queues);
+                let argon2 = argon2.clone();
+                // At most 15 bytes: Linux truncates thread names beyond that.
+                let name = match set {
+                    Set::Foreground => format!("authq-argon2-f{i}"),
+                    Set::Background => format!("authq-argon2-b{i}"),
+                };
+                std::thread::Builder::new().name(name).spawn(move || {
+                    if set == Set::Background {
+                        enter_idle_class();
+                    }
+                    hashing_thread(&queues, set, ThreadHasher::new(argon2));
                 })?;
+            }
         }
         Ok(Self {
-            jobs: tx,
+            queues: Arc::new(Closer(queues)),
             dummy_hash: dummy_hash.into(),
             metrics,
             params: config.params,
@@ -146,6 +316,17 @@ impl HashPool {
         .await?
     }
 
+    /// Notes that a session-tube request (`check` and its kin) is being served at `at`: in
+    /// `auto`, jobs queued within [`QUIET`] of it go to the idle-class threads. One relaxed
+    /// atomic store.
+    pub fn note_session_traffic(&self, at: Instant) {
+        let queues = &self.queues.0;
+        let nanos = at.saturating_duration_since(queues.epoch).as_nanos();
+        // 0 means "never"; a request in the pool's first nanosecond counts as 1.
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX).max(1);
+        queues.last_session.store(nanos, Ordering::Relaxed);
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut ThreadHasher) -> T + Send + 'static,
@@ -162,55 +343,44 @@ impl HashPool {
             // The receiver is gone only if the request was abandoned; nothing to do then.
             let _ = tx.send(outcome);
         });
-        self.jobs.send(job).map_err(|_| HashError::PoolStopped)?;
+        self.queues.0.push(job);
         rx.await.map_err(|_| HashError::PoolStopped)
     }
 }
 
-/// Puts the calling thread in the scheduling class `priority` names. A refusal (a sandbox that
-/// forbids `sched_setscheduler`) is logged and otherwise harmless: argon2 then runs at the
-/// normal priority.
+/// Puts the calling thread in Linux's `SCHED_IDLE` class. A refusal (a sandbox that forbids
+/// `sched_setscheduler`) is logged and otherwise harmless: argon2 then runs at the normal
+/// priority.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn set_priority(priority: HashPriority) {
+fn enter_idle_class() {
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
         set_thread_priority_and_policy, thread_native_id,
     };
-    let policy = match priority {
-        HashPriority::Normal => return,
-        HashPriority::Idle => NormalThreadSchedulePolicy::Idle,
-    };
     let set = set_thread_priority_and_policy(
         thread_native_id(),
         ThreadPriority::Min,
-        ThreadSchedulePolicy::Normal(policy),
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
     );
     if let Err(e) = set {
-        tracing::warn!(error = ?e, ?priority, "cannot lower the argon2 thread's priority");
+        tracing::warn!(error = ?e, "cannot lower the argon2 thread's priority");
     }
 }
 
 /// `SCHED_IDLE` is Linux's: elsewhere argon2 runs at the normal priority, and says so.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn set_priority(priority: HashPriority) {
-    if priority == HashPriority::Idle {
-        tracing::warn!(
-            "the idle scheduling class exists only on Linux: argon2 runs at the normal priority"
-        );
-    }
+fn enter_idle_class() {
+    tracing::warn!(
+        "the idle scheduling class exists only on Linux: argon2 runs at the normal priority"
+    );
 }
 
-fn hashing_thread(rx: &Mutex<mpsc::Receiver<Job>>, mut hasher: ThreadHasher) {
-    loop {
-        // Hold the lock only to take one job; a poisoned lock means another hashing thread
-        // panicked while taking a job, which cannot corrupt the receiver itself.
-        let job = match rx.lock() {
-            Ok(guard) => guard.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
-        };
-        match job {
-            Ok(job) => job(&mut hasher),
-            Err(_) => return, // every sender is gone: the worker is shutting down
+fn hashing_thread(queues: &Queues, set: Set, mut hasher: ThreadHasher) {
+    while let Some(job) = queues.take(set) {
+        // A panicking job loses its own reply only (its caller gets `PoolStopped`), not the
+        // thread.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut hasher))).is_err() {
+            tracing::error!("an argon2 job panicked");
         }
     }
 }
@@ -448,6 +618,119 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, HashError::StoredHash(_)), "{err}");
         assert_eq!(metrics.argon2_runs.get(), before, "no argon2 run");
+    }
+
+    /// A pool of one thread per set with the given scheduling choice.
+    fn pool_in(priority: HashPriority) -> (HashPool, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let config = HashConfig {
+            threads: 1,
+            priority,
+            ..HashConfig::insecure_fast_for_tests()
+        };
+        (
+            HashPool::start(&config, Arc::clone(&metrics)).unwrap(),
+            metrics,
+        )
+    }
+
+    /// The name of the thread that runs the next job ("authq-argon2-f0": the normal-class set,
+    /// "authq-argon2-b0": the idle-class set).
+    async fn thread_of_next_job(pool: &HashPool) -> String {
+        pool.run(|_| std::thread::current().name().unwrap_or_default().to_owned())
+            .await
+            .unwrap()
+    }
+
+    /// Occupies the pool's only thread of the set the next job goes to until the returned
+    /// sender is dropped; returns it with the held job, which yields its thread's name.
+    async fn hold_a_thread(
+        pool: &HashPool,
+        metrics: &Metrics,
+        taken: impl Fn(&Metrics) -> bool,
+    ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<String>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let p = pool.clone();
+        let job = tokio::spawn(async move {
+            p.run(move |_| {
+                let _ = held.recv();
+                std::thread::current().name().unwrap_or_default().to_owned()
+            })
+            .await
+            .unwrap()
+        });
+        for _ in 0..500 {
+            if taken(metrics) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(taken(metrics), "the holding job started");
+        (release, job)
+    }
+
+    #[tokio::test]
+    async fn auto_hashes_in_the_normal_class_while_no_check_flows() {
+        let (pool, metrics) = pool_in(HashPriority::Auto);
+        assert_eq!(thread_of_next_job(&pool).await, "authq-argon2-f0");
+        assert_eq!(metrics.argon2_background_runs.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn auto_hashes_in_the_idle_class_while_checks_flow() {
+        let (pool, metrics) = pool_in(HashPriority::Auto);
+        pool.note_session_traffic(Instant::now());
+        assert_eq!(thread_of_next_job(&pool).await, "authq-argon2-b0");
+        assert_eq!(metrics.argon2_background_runs.get(), 1);
+        assert_eq!(metrics.argon2_rescued.get(), 0);
+        // Once the checks have stopped for a while, the normal class again.
+        tokio::time::sleep(QUIET * 2).await;
+        assert_eq!(thread_of_next_job(&pool).await, "authq-argon2-f0");
+    }
+
+    #[tokio::test]
+    async fn a_login_the_idle_class_leaves_waiting_is_taken_by_a_normal_thread() {
+        let (pool, metrics) = pool_in(HashPriority::Auto);
+        // Checks flow, and the only idle-class thread is taken (as a starved one would be).
+        pool.note_session_traffic(Instant::now());
+        let (release, held) =
+            hold_a_thread(&pool, &metrics, |m| m.argon2_background_runs.get() == 1).await;
+        pool.note_session_traffic(Instant::now());
+        assert_eq!(thread_of_next_job(&pool).await, "authq-argon2-f0");
+        assert_eq!(metrics.argon2_rescued.get(), 1);
+        drop(release);
+        assert_eq!(held.await.unwrap(), "authq-argon2-b0");
+    }
+
+    #[tokio::test]
+    async fn idle_never_moves_a_job_to_the_normal_class() {
+        let (pool, metrics) = pool_in(HashPriority::Idle);
+        let (release, held) =
+            hold_a_thread(&pool, &metrics, |m| m.argon2_background_runs.get() == 1).await;
+        let p = pool.clone();
+        let next = tokio::spawn(async move { thread_of_next_job(&p).await });
+        tokio::time::sleep(PATIENCE * 2).await;
+        assert!(!next.is_finished(), "no other thread takes it");
+        drop(release);
+        assert_eq!(held.await.unwrap(), "authq-argon2-b0");
+        assert_eq!(next.await.unwrap(), "authq-argon2-b0");
+        assert_eq!(metrics.argon2_rescued.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn normal_hashes_in_the_normal_class_even_while_checks_flow() {
+        let (pool, metrics) = pool_in(HashPriority::Normal);
+        pool.note_session_traffic(Instant::now());
+        assert_eq!(thread_of_next_job(&pool).await, "authq-argon2-f0");
+        assert_eq!(metrics.argon2_background_runs.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_costs_its_own_reply_not_the_thread() {
+        let (pool, _) = pool_in(HashPriority::Normal);
+        let lost = pool.run(|_| -> u8 { panic!("injected") }).await;
+        assert!(matches!(lost, Err(HashError::PoolStopped)), "{lost:?}");
+        assert_eq!(thread_of_next_job(&pool).await, "authq-argon2-f0");
     }
 
     #[tokio::test]

@@ -36,6 +36,11 @@ pub struct Metrics {
     pub dead_lettered: Counter,
     /// argon2 runs (hashes and verifications, including dummy verifications).
     pub argon2_runs: Counter,
+    /// argon2 runs taken by an idle-class thread ([`crate::hashing`]).
+    pub argon2_background_runs: Counter,
+    /// argon2 runs queued for the idle-class threads that a normal-class thread took after
+    /// they had waited [`crate::hashing::PATIENCE`] (the idle-class threads were starved).
+    pub argon2_rescued: Counter,
     /// Store transactions that wrote.
     pub store_writes: Counter,
     /// Mutating requests answered from their first outcome (a redelivery or a retry with the
@@ -170,6 +175,8 @@ impl Metrics {
             expired: self.expired.get(),
             dead_lettered: self.dead_lettered.get(),
             argon2_runs: self.argon2_runs.get(),
+            argon2_background_runs: self.argon2_background_runs.get(),
+            argon2_rescued: self.argon2_rescued.get(),
             store_writes: self.store_writes.get(),
             replayed: self.replayed.get(),
             requeued: self.requeued.get(),
@@ -194,6 +201,10 @@ pub struct MetricsSnapshot {
     pub dead_lettered: u64,
     /// See [`Metrics::argon2_runs`].
     pub argon2_runs: u64,
+    /// See [`Metrics::argon2_background_runs`].
+    pub argon2_background_runs: u64,
+    /// See [`Metrics::argon2_rescued`].
+    pub argon2_rescued: u64,
     /// See [`Metrics::store_writes`].
     pub store_writes: u64,
     /// See [`Metrics::replayed`].
