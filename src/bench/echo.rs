@@ -112,9 +112,18 @@ impl Echo {
     }
 }
 
+/// Acknowledges on the delivery's channel directly, as the worker does (`Acker::ack` would
+/// route the frame through lapin's internal RPC task first): the ceiling gets the cheapest
+/// acknowledgement lapin offers, not a handicap.
+async fn ack(channel: &Channel, delivery: &Delivery) {
+    let _ = channel
+        .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
+        .await;
+}
+
 async fn echo(channel: Channel, delivery: Delivery) {
     let Some(reply_to) = delivery.properties.reply_to().clone() else {
-        let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        ack(&channel, &delivery).await;
         return;
     };
     let mut properties = BasicProperties::default().with_content_type(CONTENT_TYPE.into());
@@ -131,6 +140,6 @@ async fn echo(channel: Channel, delivery: Delivery) {
         )
         .await;
     if published.is_ok() {
-        let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        ack(&channel, &delivery).await;
     }
 }

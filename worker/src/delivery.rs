@@ -96,7 +96,7 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
     {
         metrics.expired.inc();
         debug!(deadline, "deadline passed: dropped");
-        ack(delivery).await;
+        ack(channel, delivery).await;
         return;
     }
 
@@ -212,7 +212,7 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
             .await => {}
         Ok(()) => {
             let start = Instant::now();
-            ack(delivery).await;
+            ack(channel, delivery).await;
             metrics.stages.ack.since(start);
         }
         Err(e) => error!(error = %e, "cannot publish the reply; the request will be redelivered"),
@@ -334,14 +334,19 @@ async fn dead_letter_and_ack(
     match reply::dead_letter(channel, &shared.names, delivery, reason).await {
         Ok(()) => {
             shared.ctx.metrics.dead_lettered.inc();
-            ack(delivery).await;
+            ack(channel, delivery).await;
         }
         Err(e) => error!(error = %e, "cannot dead-letter; leaving the message unacknowledged"),
     }
 }
 
-async fn ack(delivery: &Delivery) {
-    if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+/// Acknowledges `delivery` on its own channel, directly: `Acker::ack` would hand the ack to
+/// lapin's internal RPC task first, one more task wake-up per request for the same frame.
+async fn ack(channel: &Channel, delivery: &Delivery) {
+    let acked = channel
+        .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
+        .await;
+    if let Err(e) = acked {
         error!(error = %e, "cannot acknowledge; the request will be redelivered");
     }
 }

@@ -295,13 +295,22 @@ fn describe_decode_error<T: DeserializeOwned>(
 
 /// Decodes, handles and encodes one request of operation `op`.
 pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, HandlerError> {
+    // The hot operations' futures are inlined into the delivery's task; every other one is
+    // boxed, so a `check` task does not carry (and copy into the executor at spawn) the state
+    // of the biggest handler.
     macro_rules! route {
-        ($handler:path) => {{
+        ($handler:path) => {
+            route!(@ $handler, |f| f)
+        };
+        (boxed $handler:path) => {
+            route!(@ $handler, Box::pin)
+        };
+        (@ $handler:path, $wrap:expr) => {{
             let stages = &ctx.metrics.stages;
             let start = Instant::now();
             let request = decode(body);
             stages.decode.since(start);
-            let reply = $handler(ctx, request?).await?;
+            let reply = ($wrap)($handler(ctx, request?)).await?;
             let start = Instant::now();
             let encoded = authq_protocol::encode_ok(&reply)
                 .map_err(|e| HandlerError::from(InternalError::from(e)));
@@ -312,24 +321,24 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
     match op {
         Operation::Ping => route!(session::ping),
         Operation::Check => route!(session::check),
-        Operation::Logout => route!(session::logout),
-        Operation::LogoutAll => route!(session::logout_all),
-        Operation::GetProfile => route!(session::get_profile),
-        Operation::Login => route!(password::login),
-        Operation::ConfirmRegistration => route!(password::confirm_registration),
-        Operation::ChangePassword => route!(password::change_password),
-        Operation::CompleteReset => route!(password::complete_reset),
-        Operation::Register => route!(account::register),
-        Operation::StartReset => route!(account::start_reset),
-        Operation::SetProfile => route!(account::set_profile),
-        Operation::DeleteUser => route!(account::delete_user),
-        Operation::Suspend => route!(account::suspend),
-        Operation::Unsuspend => route!(account::unsuspend),
-        Operation::SocialUrl => route!(social::social_url),
-        Operation::SocialLogin => route!(social::social_login),
-        Operation::LinkSocial => route!(social::link_social),
-        Operation::DeletionDone => route!(deletion::deletion_done),
-        Operation::DeletionStatus => route!(deletion::deletion_status),
+        Operation::Logout => route!(boxed session::logout),
+        Operation::LogoutAll => route!(boxed session::logout_all),
+        Operation::GetProfile => route!(boxed session::get_profile),
+        Operation::Login => route!(boxed password::login),
+        Operation::ConfirmRegistration => route!(boxed password::confirm_registration),
+        Operation::ChangePassword => route!(boxed password::change_password),
+        Operation::CompleteReset => route!(boxed password::complete_reset),
+        Operation::Register => route!(boxed account::register),
+        Operation::StartReset => route!(boxed account::start_reset),
+        Operation::SetProfile => route!(boxed account::set_profile),
+        Operation::DeleteUser => route!(boxed account::delete_user),
+        Operation::Suspend => route!(boxed account::suspend),
+        Operation::Unsuspend => route!(boxed account::unsuspend),
+        Operation::SocialUrl => route!(boxed social::social_url),
+        Operation::SocialLogin => route!(boxed social::social_login),
+        Operation::LinkSocial => route!(boxed social::link_social),
+        Operation::DeletionDone => route!(boxed deletion::deletion_done),
+        Operation::DeletionStatus => route!(boxed deletion::deletion_status),
     }
 }
 
