@@ -51,6 +51,28 @@ pub enum Command {
     /// Print auth events as they happen, one JSON object per line (binds a temporary queue to
     /// the deployment's events exchange; secret-bearing events only with `--bind 'secret.#'`).
     Events(EventsArgs),
+    /// The echo ceiling `authq bench` starts as a process of its own (not for direct use).
+    #[command(hide = true)]
+    BenchEcho(BenchEchoArgs),
+}
+
+/// `authq bench-echo` (hidden): the bench's echo consumer, until its stdin closes.
+#[derive(Debug, Args)]
+pub struct BenchEchoArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// The routing key its queue is bound with on the deployment's request exchange.
+    #[arg(long)]
+    pub routing_key: String,
+    /// Consumers, each on its own channel.
+    #[arg(long)]
+    pub consumers: u16,
+    /// Prefetch per consumer.
+    #[arg(long)]
+    pub prefetch: u16,
+    /// A classic queue instead of a quorum queue.
+    #[arg(long)]
+    pub classic: bool,
 }
 
 /// `authq events`.

@@ -18,7 +18,9 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         // `call` reports its own failures on stderr; lapin's logs would repeat them.
-        Command::Call(_) | Command::Bench(_) | Command::Events(_) => "warn,lapin=off",
+        Command::Call(_) | Command::Bench(_) | Command::Events(_) | Command::BenchEcho(_) => {
+            "warn,lapin=off"
+        }
     };
     init_logging(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -42,6 +44,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Events(args) => runtime.block_on(events::run(args)),
+        Command::BenchEcho(args) => match runtime.block_on(bench::echo_serve(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("authq bench-echo: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => match runtime.block_on(serve(*args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -2,10 +2,18 @@
 //!
 //! It binds a queue of the tubes' type (quorum by default) to the deployment's own request
 //! exchange under a routing key of its own, so the bench drives it through the same client,
-//! exchange, reply path and persistence as authq itself. It has the session tube's shape: the same number of consumers,
-//! each on its own channel with the same prefetch, a task per delivery, reply then ack on the
-//! delivery's channel. It sends the request body back as the reply.
+//! exchange, reply path and persistence as authq itself. It has the session tube's shape: the
+//! same number of consumers, each on its own channel with the same prefetch, a task per
+//! delivery, reply then ack on the delivery's channel. It sends the request body back as the
+//! reply.
+//!
+//! By default it runs as a process of its own (`authq bench-echo`, a hidden subcommand of this
+//! binary), like the pool: client, consumer and broker are then three processes in both
+//! measurements, and the ratio measures authq's code rather than the cost of one more process
+//! on the path. `--echo-in-process` runs it inside the bench instead (the measurement of
+//! sessions 1–3).
 
+use anyhow::{Context as _, bail};
 use authq_protocol::{CONTENT_TYPE, Names};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -15,6 +23,121 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The echo consumers' shape: the session tube's.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Consumers, each on its own channel.
+    pub consumers: u16,
+    /// Prefetch per consumer.
+    pub prefetch: u16,
+    /// A classic queue instead of a quorum queue.
+    pub classic: bool,
+}
+
+/// The echo ceiling, wherever it runs.
+#[derive(Debug)]
+pub enum Ceiling {
+    /// Inside the bench process.
+    InProcess(Echo),
+    /// As an `authq bench-echo` child process.
+    Child {
+        /// The child; it deletes its queue and exits when its stdin closes.
+        child: tokio::process::Child,
+        /// The routing key that reaches it.
+        routing_key: String,
+    },
+}
+
+impl Ceiling {
+    /// Starts the echo with a fresh routing key, in this process or as a child process.
+    pub async fn start(
+        url: &str,
+        names: &Names,
+        shape: Shape,
+        in_process: bool,
+    ) -> anyhow::Result<Self> {
+        let routing_key = format!("bench-echo-{}", uuid::Uuid::new_v4().simple());
+        if in_process {
+            return Ok(Self::InProcess(
+                Echo::start(url, names, &routing_key, shape).await?,
+            ));
+        }
+        let exe = std::env::current_exe().context("cannot find the authq binary")?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("bench-echo")
+            .args([
+                "--namespace",
+                names.namespace(),
+                "--routing-key",
+                &routing_key,
+            ])
+            .args(["--consumers", &shape.consumers.to_string()])
+            .args(["--prefetch", &shape.prefetch.to_string()])
+            .env("AUTHQ_AMQP_URL", url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if shape.classic {
+            cmd.arg("--classic");
+        }
+        let mut child = cmd.spawn().context("cannot start authq bench-echo")?;
+        let stdout = child.stdout.take().context("bench-echo's stdout")?;
+        let mut ready = String::new();
+        let mut stdout = BufReader::new(stdout);
+        let read = stdout.read_line(&mut ready);
+        match tokio::time::timeout(std::time::Duration::from_secs(30), read).await {
+            Ok(Ok(_)) if ready.trim() == "ready" => Ok(Self::Child { child, routing_key }),
+            _ => bail!("authq bench-echo did not start (it said {ready:?})"),
+        }
+    }
+
+    /// The routing key (the "operation") that reaches the echo consumer.
+    pub fn routing_key(&self) -> &str {
+        match self {
+            Self::InProcess(echo) => echo.routing_key(),
+            Self::Child { routing_key, .. } => routing_key,
+        }
+    }
+
+    /// Stops it; its queue is deleted.
+    pub async fn stop(self) {
+        match self {
+            Self::InProcess(echo) => echo.stop().await,
+            Self::Child { mut child, .. } => {
+                // Closing its stdin asks it to delete its queue and exit.
+                drop(child.stdin.take());
+                let waited =
+                    tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await;
+                if !matches!(waited, Ok(Ok(_))) {
+                    let _ = child.kill().await;
+                }
+            }
+        }
+    }
+}
+
+/// `authq bench-echo`: runs the echo consumer until its stdin closes (the bench that started it
+/// is done, or gone), saying `ready` on stdout once it consumes.
+pub async fn serve(
+    url: &str,
+    names: &Names,
+    routing_key: &str,
+    shape: Shape,
+) -> anyhow::Result<()> {
+    let echo = Echo::start(url, names, routing_key, shape).await?;
+    println!("ready");
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut line = String::new();
+    while stdin.read_line(&mut line).await.unwrap_or(0) > 0 {
+        line.clear();
+    }
+    echo.stop().await;
+    Ok(())
+}
 
 /// A running echo consumer.
 #[derive(Debug)]
@@ -26,20 +149,26 @@ pub struct Echo {
 }
 
 impl Echo {
-    /// Starts `consumers` echo consumers with `prefetch` each on the request exchange of `names`.
+    /// Starts `consumers` echo consumers with `prefetch` each on the request exchange of `names`,
+    /// in this process, reached with `routing_key`.
     pub async fn start(
         url: &str,
         names: &Names,
-        consumers: u16,
-        prefetch: u16,
-        queue_type: &str,
+        routing_key: &str,
+        shape: Shape,
     ) -> anyhow::Result<Self> {
+        let Shape {
+            consumers,
+            prefetch,
+            classic,
+        } = shape;
+        let queue_type = if classic { "classic" } else { "quorum" };
         let connection = Connection::connect(
             url,
             ConnectionProperties::default().with_connection_name("authq-bench-echo".into()),
         )
         .await?;
-        let routing_key = format!("bench-echo-{}", uuid::Uuid::new_v4().simple());
+        let routing_key = routing_key.to_owned();
         let queue_name = format!("{}.{routing_key}", names.namespace());
         let setup = connection.create_channel().await?;
         // The tubes' persistence: a durable queue of the same type. It expires if the bench

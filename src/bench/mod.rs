@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// `--classic-tube session`); quorum otherwise, like the tubes by default.
     #[arg(long)]
     pub classic_echo: bool,
+    /// Run the echo ceiling inside the bench process instead of as a process of its own (the
+    /// pool is one; BENCHMARKS.md, "Where the echo runs").
+    #[arg(long)]
+    pub echo_in_process: bool,
     /// Any other `authq serve` flag for a spawned pool, e.g. `--serve-arg=--session-prefetch=32`.
     /// Repeatable.
     #[arg(long = "serve-arg", value_name = "FLAG", allow_hyphen_values = true)]
@@ -167,6 +171,18 @@ impl BenchArgs {
             .map_err(|e| anyhow::anyhow!(e.report()))
             .with_context(|| format!("cannot reach the authq deployment {namespace:?}"))
     }
+}
+
+/// Runs `authq bench-echo`: the echo ceiling as a process of its own.
+pub async fn echo_serve(args: crate::cli::BenchEchoArgs) -> anyhow::Result<()> {
+    let names =
+        authq_protocol::Names::new(&args.broker.namespace).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shape = echo::Shape {
+        consumers: args.consumers,
+        prefetch: args.prefetch,
+        classic: args.classic,
+    };
+    echo::serve(&args.broker.amqp_url, &names, &args.routing_key, shape).await
 }
 
 /// Runs `authq bench`.

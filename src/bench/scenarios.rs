@@ -2,7 +2,7 @@
 
 use super::argon2 as argon2_ceiling;
 use super::driver::{Op, Outcome, Stop, drive, progress};
-use super::echo::Echo;
+use super::echo::{Ceiling, Shape};
 use super::report::{ScenarioReport, Stream};
 use super::spawn::{Spawned, proc_stats};
 use super::{BenchArgs, Scenario};
@@ -105,18 +105,18 @@ impl<'a> Env<'a> {
 
     /// Starts the echo ceiling's consumer with the session tube's consumers and prefetch, and
     /// warms its queue up; returns it with the call that reaches it.
-    async fn start_echo(&self) -> anyhow::Result<(Echo, Op)> {
+    async fn start_echo(&self) -> anyhow::Result<(Ceiling, Op)> {
         let session: TubeConfig = authq_worker::Config::default().tube(Tube::Session);
-        let echo = Echo::start(
+        let shape = Shape {
+            consumers: session.consumers,
+            prefetch: session.prefetch,
+            classic: self.args.classic_echo,
+        };
+        let echo = Ceiling::start(
             &self.args.broker.amqp_url,
             &self.names()?,
-            session.consumers,
-            session.prefetch,
-            if self.args.classic_echo {
-                "classic"
-            } else {
-                "quorum"
-            },
+            shape,
+            self.args.echo_in_process,
         )
         .await
         .context("starting the echo consumer")?;

@@ -81,6 +81,15 @@ fn ping_runs_against_the_echo_ceiling() {
 }
 
 #[test]
+fn ping_also_runs_against_an_echo_inside_the_bench() {
+    // The default echo is a process of its own, like the pool; this is the other placement.
+    let report = bench("ping", &["--echo-in-process"]);
+    let seen = assert_counts_add_up(&report);
+    assert_eq!(count_of(&seen, "echo ceiling"), 40);
+    assert_eq!(count_of(&seen, "ping"), 40);
+}
+
+#[test]
 fn check_runs_against_the_echo_ceiling() {
     let seen = assert_counts_add_up(&bench("check", &[]));
     assert_eq!(count_of(&seen, "check"), 40);
