@@ -62,6 +62,7 @@ pub enum HashError {
 #[derive(Clone, Debug)]
 pub struct HashPool {
     queues: Arc<Closer>,
+    buffers: Arc<Buffers>,
     dummy_hash: Arc<str>,
     metrics: Arc<Metrics>,
     params: HashParams,
@@ -219,7 +220,9 @@ impl HashPool {
         // against it costs exactly what verifying a real user's password costs.
         let (random, _) =
             crate::crypto::new_token().map_err(|e| HashError::Argon2(e.to_string()))?;
-        let dummy_hash = ThreadHasher::new(argon2.clone()).hash(random.expose().as_bytes())?;
+        let buffers = Arc::new(Buffers::default());
+        let dummy_hash = ThreadHasher::new(argon2.clone(), Arc::clone(&buffers))
+            .hash(random.expose().as_bytes())?;
 
         let queues = Arc::new(Queues {
             mode: config.priority,
@@ -237,7 +240,7 @@ impl HashPool {
         for &set in sets {
             for i in 0..config.threads {
                 let queues = Arc::clone(&queues);
-                let argon2 = argon2.clone();
+                let hasher = ThreadHasher::new(argon2.clone(), Arc::clone(&buffers));
                 // At most 15 bytes: Linux truncates thread names beyond that.
                 let name = match set {
                     Set::Foreground => format!("authq-argon2-f{i}"),
@@ -247,12 +250,13 @@ impl HashPool {
                     if set == Set::Background {
                         enter_idle_class();
                     }
-                    hashing_thread(&queues, set, ThreadHasher::new(argon2));
+                    hashing_thread(&queues, set, hasher);
                 })?;
             }
         }
         Ok(Self {
             queues: Arc::new(Closer(queues)),
+            buffers,
             dummy_hash: dummy_hash.into(),
             metrics,
             params: config.params,
@@ -327,6 +331,12 @@ impl HashPool {
         queues.last_session.store(nanos, Ordering::Relaxed);
     }
 
+    /// The argon2 memory buffers the pool holds: as many as ran at once, at most (19 MiB each
+    /// with OWASP's parameters).
+    pub fn buffers_held(&self) -> usize {
+        self.buffers.lock().len()
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut ThreadHasher) -> T + Send + 'static,
@@ -385,31 +395,54 @@ fn hashing_thread(queues: &Queues, set: Set, mut hasher: ThreadHasher) {
     }
 }
 
-/// One hashing thread's argon2: the configured instance and one memory buffer that every run
-/// on the thread reuses. argon2id with OWASP's parameters needs 19 MiB per run; allocating it
-/// each time cost the kernel a page fault per 4 KiB (a third of the thread's CPU went to system
-/// time) and left glibc holding 150–250 MiB after a few logins. argon2 overwrites every block
-/// it reads, so the buffer needs no clearing between runs.
-struct ThreadHasher {
-    argon2: Argon2<'static>,
+/// argon2's memory buffers, shared by the pool's threads: a run leases one and gives it back.
+/// argon2id with OWASP's parameters needs 19 MiB per run; allocating it each time cost the
+/// kernel a page fault per 4 KiB (a third of the thread's CPU went to system time) and left
+/// glibc holding 150–250 MiB after a few logins. One buffer per thread would hold two per slot
+/// under `auto` (its normal-class and idle-class threads); leasing holds as many as ran at once,
+/// normally `threads`. argon2 overwrites every block it reads, so a buffer needs no clearing
+/// between runs.
+#[derive(Debug, Default)]
+struct Buffers(Mutex<Vec<Vec<Block>>>);
+
+impl Buffers {
+    /// A buffer of at least `blocks` blocks (stored hashes are bounded by
+    /// [`HashConfig::max_params`] before they get here), returned to the pool when dropped.
+    fn lease(&self, blocks: usize) -> Lease<'_> {
+        let mut memory = self.lock().pop().unwrap_or_default();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        Lease { pool: self, memory }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Vec<Block>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A leased buffer.
+struct Lease<'a> {
+    pool: &'a Buffers,
     memory: Vec<Block>,
 }
 
-impl ThreadHasher {
-    fn new(argon2: Argon2<'static>) -> Self {
-        Self {
-            argon2,
-            memory: Vec::new(),
-        }
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let memory = std::mem::take(&mut self.memory);
+        self.pool.lock().push(memory);
     }
+}
 
-    /// `blocks` blocks of the reused buffer, grown the first time they are needed (stored
-    /// hashes are bounded by [`HashConfig::max_params`] before they get here).
-    fn memory(&mut self, blocks: usize) -> &mut [Block] {
-        if self.memory.len() < blocks {
-            self.memory.resize(blocks, Block::default());
-        }
-        &mut self.memory[..blocks]
+/// A hashing thread's argon2: the configured instance and the pool's buffers.
+struct ThreadHasher {
+    argon2: Argon2<'static>,
+    buffers: Arc<Buffers>,
+}
+
+impl ThreadHasher {
+    fn new(argon2: Argon2<'static>, buffers: Arc<Buffers>) -> Self {
+        Self { argon2, buffers }
     }
 
     /// A PHC string of `password` with the configured parameters and a fresh random salt.
@@ -419,9 +452,10 @@ impl ThreadHasher {
         let argon2 = self.argon2.clone();
         let params = argon2.params().clone();
         let mut out = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
-        let memory = self.memory(params.block_count());
+        let blocks = params.block_count();
+        let mut lease = self.buffers.lease(blocks);
         argon2
-            .hash_password_into_with_memory(password, &salt, &mut out, memory)
+            .hash_password_into_with_memory(password, &salt, &mut out, &mut lease.memory[..blocks])
             .map_err(|e| HashError::Argon2(e.to_string()))?;
         let phc = PasswordHash {
             algorithm: Algorithm::Argon2id.ident(),
@@ -450,9 +484,15 @@ impl ThreadHasher {
         let params = Params::try_from(&hash).map_err(|e| unreadable(&e))?;
         let argon2 = Argon2::new(algorithm, version, params.clone());
         let mut out = vec![0u8; expected.len()];
-        let memory = self.memory(params.block_count());
+        let blocks = params.block_count();
+        let mut lease = self.buffers.lease(blocks);
         argon2
-            .hash_password_into_with_memory(password, salt.as_ref(), &mut out, memory)
+            .hash_password_into_with_memory(
+                password,
+                salt.as_ref(),
+                &mut out,
+                &mut lease.memory[..blocks],
+            )
             .map_err(|e| unreadable(&e))?;
         let computed = Output::new(&out).map_err(|e| unreadable(&e))?;
         // `Output`'s equality is constant-time.
@@ -723,6 +763,15 @@ mod tests {
         pool.note_session_traffic(Instant::now());
         assert_eq!(thread_of_next_job(&pool).await, "authq-argon2-f0");
         assert_eq!(metrics.argon2_background_runs.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn both_classes_share_the_buffers() {
+        let (pool, _) = pool_in(HashPriority::Auto);
+        pool.hash("correct horse".into()).await.unwrap();
+        pool.note_session_traffic(Instant::now());
+        pool.hash("correct horse".into()).await.unwrap();
+        assert_eq!(pool.buffers_held(), 1, "one run at a time, one buffer");
     }
 
     #[tokio::test]
