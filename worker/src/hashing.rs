@@ -220,9 +220,11 @@ impl HashPool {
         // against it costs exactly what verifying a real user's password costs.
         let (random, _) =
             crate::crypto::new_token().map_err(|e| HashError::Argon2(e.to_string()))?;
-        let buffers = Arc::new(Buffers::default());
-        let dummy_hash = ThreadHasher::new(argon2.clone(), Arc::clone(&buffers))
+        // Its buffer is freed at once: a worker that never logs anyone in (a pool serving only
+        // checks) holds no argon2 memory.
+        let dummy_hash = ThreadHasher::new(argon2.clone(), Arc::default())
             .hash(random.expose().as_bytes())?;
+        let buffers = Arc::new(Buffers::default());
 
         let queues = Arc::new(Queues {
             mode: config.priority,
