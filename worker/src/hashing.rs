@@ -222,8 +222,8 @@ impl HashPool {
             crate::crypto::new_token().map_err(|e| HashError::Argon2(e.to_string()))?;
         // Its buffer is freed at once: a worker that never logs anyone in (a pool serving only
         // checks) holds no argon2 memory.
-        let dummy_hash = ThreadHasher::new(argon2.clone(), Arc::default())
-            .hash(random.expose().as_bytes())?;
+        let dummy_hash =
+            ThreadHasher::new(argon2.clone(), Arc::default()).hash(random.expose().as_bytes())?;
         let buffers = Arc::new(Buffers::default());
 
         let queues = Arc::new(Queues {
