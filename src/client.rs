@@ -101,7 +101,29 @@ struct Link {
 }
 
 impl Link {
+    /// Connects and sets up the channels and reply queue, within [`CONNECT_TIMEOUT`]: a broker
+    /// that is still starting can accept the connection and stall the handshake, and every
+    /// call waits on the lock of the one reconnecting.
     async fn open(url: &str, names: &Names, options: &ClientOptions) -> Result<Self, ClientError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, Self::open_unbounded(url, names, options))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Connect {
+                    url: redact_url(url),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no connection within {CONNECT_TIMEOUT:?}"),
+                    )
+                    .into(),
+                })
+            })
+    }
+
+    async fn open_unbounded(
+        url: &str,
+        names: &Names,
+        options: &ClientOptions,
+    ) -> Result<Self, ClientError> {
         let connection = Connection::connect(
             url,
             ConnectionProperties::default()
@@ -228,20 +250,7 @@ impl Client {
         if !current.is_usable() {
             debug!("reconnecting to the broker");
             let inner = &*self.inner;
-            // A broker that is still starting can accept the connection and stall the
-            // handshake; every other call waits on this lock, so the attempt is bounded.
-            let open = Link::open(&inner.url, &inner.names, &inner.options);
-            let link = tokio::time::timeout(CONNECT_TIMEOUT, open)
-                .await
-                .map_err(|_| ClientError::Connect {
-                    url: redact_url(&inner.url),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no connection within {CONNECT_TIMEOUT:?}"),
-                    )
-                    .into(),
-                })??;
-            *current = Arc::new(link);
+            *current = Arc::new(Link::open(&inner.url, &inner.names, &inner.options).await?);
         }
         Ok(Arc::clone(&current))
     }

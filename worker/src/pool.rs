@@ -241,8 +241,31 @@ struct Link {
 }
 
 impl Link {
-    /// Connects, declares the topology and starts the consumers of every queue.
+    /// Connects, declares the topology and starts the consumers of every queue, within
+    /// [`OPEN_TIMEOUT`]: a broker that is still starting can accept the TCP connection and then
+    /// stall the handshake or a declaration, and an attempt that hangs would hold the worker
+    /// (at start-up, or reconnecting) for good. The consumers a half-done attempt had started
+    /// stop with it.
     async fn open(
+        shared: &Arc<Shared>,
+        cancel: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Self, WorkerError> {
+        tokio::time::timeout(OPEN_TIMEOUT, Self::open_unbounded(shared, cancel, tracker))
+            .await
+            .unwrap_or_else(|_| {
+                Err(WorkerError::Connect {
+                    url: redact_url(&shared.ctx.config.amqp_url),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no connection and topology within {OPEN_TIMEOUT:?}"),
+                    )
+                    .into(),
+                })
+            })
+    }
+
+    async fn open_unbounded(
         shared: &Arc<Shared>,
         cancel: &CancellationToken,
         tracker: &TaskTracker,
@@ -275,8 +298,8 @@ impl Link {
         let _ = setup.close(200, "topology declared".into()).await;
 
         let lost = cancel.child_token();
-        // If this future is dropped half-way (a reconnection attempt timed out), the consumers
-        // it already started stop with it.
+        // If this future is dropped half-way (the attempt timed out), the consumers it already
+        // started stop with it.
         let abandoned = lost.clone().drop_guard();
         let mut consumers = Vec::new();
         let sources = Tube::ALL
@@ -506,15 +529,12 @@ async fn reconnect(
             () = cancel.cancelled() => return None,
             () = tokio::time::sleep(delay) => {}
         }
-        // A broker that is still starting can accept the TCP connection and then stall the
-        // handshake or a declaration: an attempt that hangs is abandoned and tried again.
-        match tokio::time::timeout(OPEN_TIMEOUT, Link::open(shared, cancel, tracker)).await {
-            Ok(Ok(link)) => {
+        match Link::open(shared, cancel, tracker).await {
+            Ok(link) => {
                 info!("reconnected to the broker");
                 return Some(link);
             }
-            Ok(Err(e)) => warn!(error = %e, "reconnecting failed"),
-            Err(_) => warn!(timeout = ?OPEN_TIMEOUT, "reconnecting timed out"),
+            Err(e) => warn!(error = %e, "reconnecting failed"),
         }
     }
 }
