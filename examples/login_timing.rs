@@ -25,7 +25,7 @@ async fn main() {
     let config = Config {
         amqp_url: url.clone(),
         namespace: format!("authq-timing-{}", uuid::Uuid::new_v4().simple()),
-        database: dir.path().join("authq.db"),
+        database: dir.path().join("authq.db").into(),
         queue_expires: Some(Duration::from_secs(300)),
         // Lockout off the measurement's path: every attempt must reach argon2.
         limits: authq_worker::config::Limits {

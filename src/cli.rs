@@ -7,6 +7,7 @@ use authq_protocol::{Operation, Tube};
 use authq_worker::config::{
     Config, DEFAULT_AMQP_URL, HashConfig, HashParams, HashPriority, TubeConfig,
 };
+use authq_worker::store::StoreLocation;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -136,13 +137,16 @@ pub struct CallArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
-    /// SQLite database file (created, and migrated, at start-up).
+    /// The store: a SQLite file path or `sqlite://PATH` (one host; created and migrated at
+    /// start-up), or `postgres://user:password@host/db` (workers on several hosts; migrated
+    /// at start-up, one worker at a time).
     #[arg(long, env = "AUTHQ_DATABASE", default_value = "authq.db")]
-    pub database: PathBuf,
+    pub database: StoreLocation,
     /// The server key file (32 random bytes, created with mode 0600 on first start), which
     /// seals the recorded outcomes of requests and from which the key one-time codes are
-    /// stored under is derived; keep it out of database backups. Default: the
-    /// database path with `.key` appended.
+    /// stored under is derived; keep it out of database backups. Default: the SQLite
+    /// database path with `.key` appended. Required with PostgreSQL: copy one key file to
+    /// every host.
     #[arg(long, env = "AUTHQ_KEY_FILE")]
     pub key_file: Option<PathBuf>,
     /// TOML configuration file: social login providers and their secrets (`[social]`, see

@@ -95,7 +95,8 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
         c.social = social;
     })
     .await;
-    let server = authq_worker::keys::ServerKey::load_or_create(&env.config.key_path()).unwrap();
+    let server =
+        authq_worker::keys::ServerKey::load_or_create(&env.config.key_path().unwrap()).unwrap();
     let key = authq_worker::crypto::CodeKey::from_server_key(&server)
         .expose()
         .to_vec();

@@ -11,7 +11,7 @@ use authq_worker::keys::ServerKey;
 use authq_worker::social::Social;
 use authq_worker::handlers::{self, Ctx};
 use authq_worker::hashing::HashPool;
-use authq_worker::store::{Renewal, SqliteStore, Store};
+use authq_worker::store::{Renewal, Store, StoreLocation};
 use authq_worker::{ManualClock, Metrics};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
@@ -32,11 +32,11 @@ fn world() -> &'static World {
         };
         let metrics = Arc::new(Metrics::default());
         let server = ServerKey::from_bytes([7; 32]);
-        let store = SqliteStore::open(&dir.path().join("authq.db"), 2).unwrap();
+        let store = Store::open(&StoreLocation::Sqlite(dir.path().join("authq.db")), 2).unwrap();
         let hasher = HashPool::start(&config.hashing, Arc::clone(&metrics)).unwrap();
         World {
             ctx: Ctx {
-                store: Arc::new(store) as Arc<dyn Store>,
+                store: Arc::new(store),
                 hasher,
                 clock: Arc::new(ManualClock::new()),
                 metrics,
@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let op = Operation::ALL[usize::from(pick) % Operation::ALL.len()];
     let w = world();
-    if let Err(e) = w.runtime.block_on(handlers::dispatch(&w.ctx, op, body)) {
+    if let Err(e) = w.runtime.block_on(handlers::dispatch(&w.ctx, op, body, None)) {
         let code = e.code();
         assert!(ErrorCode::ALL.contains(&code) && code != ErrorCode::Internal, "{op}: {e}");
     }

@@ -1,7 +1,12 @@
-//! `TestEnv`: a worker in-process on its own namespace and SQLite file, and a client for it.
+//! `TestEnv`: a worker in-process on its own namespace and store, and a client for it.
+//!
+//! The store is a SQLite file in a temporary directory, or, with `AUTHQ_TEST_STORE=postgres`,
+//! a PostgreSQL database of its own (`authq_test_…` on `AUTHQ_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), created for the test and dropped after it.
 
 use authq::{Client, ClientOptions};
 use authq_worker::config::{Config, HashConfig};
+use authq_worker::store::{Store, StoreError, StoreLocation, Tx};
 use authq_worker::{ManualClock, MetricsSnapshot, WorkerHandle};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
@@ -49,13 +54,70 @@ fn init_logging() {
     });
 }
 
-/// A worker configuration for tests: its own namespace and database, cheap argon2, queues
+/// Whether the tests run on PostgreSQL (`AUTHQ_TEST_STORE=postgres`) rather than SQLite.
+pub fn on_postgres() -> bool {
+    match std::env::var("AUTHQ_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("AUTHQ_TEST_STORE must be sqlite or postgres, not {other:?}"),
+    }
+}
+
+/// The PostgreSQL server the tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("AUTHQ_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Runs `f` on a thread of its own (the synchronous PostgreSQL driver must not block an async
+/// executor thread).
+fn off_executor<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| s.spawn(f).join().expect("the database thread panicked"))
+}
+
+/// A new PostgreSQL database for one test; returns its URL. Fails loudly when PostgreSQL is
+/// not reachable.
+pub fn create_postgres_database(name: &str) -> String {
+    let admin = postgres_admin_url();
+    off_executor(|| {
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is not reachable: {e}"));
+        c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+    });
+    let mut url = url::Url::parse(&admin).expect("a PostgreSQL URL");
+    url.set_path(name);
+    url.to_string()
+}
+
+/// Drops a test's PostgreSQL database (and any connection still on it).
+pub fn drop_postgres_database(name: &str) {
+    let admin = postgres_admin_url();
+    off_executor(|| {
+        if let Ok(mut c) = postgres::Client::connect(&admin, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+        }
+    });
+}
+
+/// A worker configuration for tests: its own namespace and store, cheap argon2, queues
 /// that expire if a test dies without cleaning up.
 pub fn test_config(dir: &TempDir) -> Config {
+    let namespace = unique_namespace();
+    let (database, key_file) = if on_postgres() {
+        let url = create_postgres_database(&namespace.replace('-', "_"));
+        (
+            StoreLocation::Postgres(url),
+            Some(dir.path().join("authq.key")),
+        )
+    } else {
+        (StoreLocation::Sqlite(dir.path().join("authq.db")), None)
+    };
     Config {
         amqp_url: amqp_url(),
-        namespace: unique_namespace(),
-        database: dir.path().join("authq.db"),
+        namespace,
+        database,
+        key_file,
         hashing: HashConfig::insecure_fast_for_tests(),
         admin_callers: vec![amqp_user()],
         queue_expires: Some(Duration::from_secs(600)),
@@ -141,17 +203,21 @@ impl TestEnv {
         panic!("the counters never got there: {:?}", self.metrics());
     }
 
-    /// Counts rows of the worker's SQLite database (`SELECT count(*) FROM {from_where}`).
+    /// Counts rows of the worker's store (`SELECT count(*) FROM {from_where}`).
     pub fn count(&self, from_where: &str) -> i64 {
-        let db = rusqlite::Connection::open_with_flags(
-            &self.config.database,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("the worker's database opens");
-        db.query_row(&format!("SELECT count(*) FROM {from_where}"), [], |r| {
-            r.get(0)
+        let sql = leak(format!("SELECT count(*) FROM {from_where}"));
+        self.db(|tx| tx.query_value::<i64>(sql, &[]))
+            .expect("a count")
+    }
+
+    /// Runs `f` in one transaction on the worker's store, through a connection of its own
+    /// (on either engine), off the async executor.
+    pub fn db<R: Send>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R, StoreError> + Send) -> R {
+        let location = self.config.database.clone();
+        off_executor(move || {
+            let store = Store::open(&location, 1).expect("the worker's store opens");
+            store.write(f).expect("the statement runs")
         })
-        .expect("a count")
     }
 
     /// The worker.
@@ -200,6 +266,18 @@ impl TestEnv {
         metrics.snapshot()
     }
 
+    /// Starts a second worker pool on the same namespace, store and clocks: the two consume
+    /// the same tubes, so requests race across workers. The caller shuts it down.
+    pub async fn second_worker(&self) -> WorkerHandle {
+        WorkerHandle::start_with_clocks(
+            self.config.clone(),
+            Arc::new(self.clock.clone()),
+            Arc::new(self.deadline_clock.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the second worker did not start: {e}"))
+    }
+
     /// Starts a new worker on the same namespace, database and clock.
     pub async fn restart_worker(&mut self) {
         assert!(self.worker.is_none(), "stop the worker first");
@@ -222,6 +300,20 @@ impl TestEnv {
             worker.shutdown().await.expect("the worker stops cleanly");
         }
         delete_namespace(&self.config.amqp_url, &self.config.namespace).await;
+    }
+}
+
+/// A statement text for [`TestEnv::db`], which takes `&'static str` (the store caches prepared
+/// statements by their text's address); tests build few.
+pub fn leak(sql: String) -> &'static str {
+    Box::leak(sql.into_boxed_str())
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let StoreLocation::Postgres(_) = &self.config.database {
+            drop_postgres_database(&self.config.namespace.replace('-', "_"));
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod bench;
 mod broker;
 mod callers;
 mod cli;
+mod concurrency;
 mod events;
 mod faults;
 mod flood;

@@ -44,9 +44,8 @@ async fn raising_argon2_parameters_rehashes_at_the_next_login_and_only_then() {
         2,
         "verify with the old parameters, then rehash"
     );
-    let db = rusqlite::Connection::open(&env.config.database).unwrap();
-    let hash: String = db
-        .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
+    let hash: String = env
+        .db(|tx| tx.query_value("SELECT password_hash FROM users", &[]))
         .unwrap();
     assert!(hash.starts_with("$argon2id$v=19$m=128,t=1,p=1$"), "{hash}");
     env.login("ann@example.com", PW).await;
@@ -58,13 +57,13 @@ async fn raising_argon2_parameters_rehashes_at_the_next_login_and_only_then() {
 async fn a_stored_hash_beyond_the_bound_is_refused_without_running_argon2() {
     let env = TestEnv::start().await;
     env.active_user("ann@example.com", PW).await;
-    let db = rusqlite::Connection::open(&env.config.database).unwrap();
     // A planted hash that would take 4 GiB and a thousand passes to verify.
-    db.execute(
-        "UPDATE users SET password_hash = replace(replace(password_hash, 'm=64,', 'm=4194304,'), 't=1,', 't=1000,')",
-        [],
-    )
-    .unwrap();
+    env.db(|tx| {
+        tx.execute(
+            "UPDATE users SET password_hash = replace(replace(password_hash, 'm=64,', 'm=4194304,'), 't=1,', 't=1000,')",
+            &[],
+        )
+    });
     let before = env.metrics().argon2_runs;
     assert_code(
         env.client.login("ann@example.com", PW).await,
@@ -231,9 +230,8 @@ async fn a_locked_account_reads_the_same_as_a_locked_unknown_email() {
 async fn a_database_dump_holds_only_keyed_digests_of_codes() {
     let env = TestEnv::start().await;
     let reg = env.client.register("ann@example.com").await.unwrap();
-    let db = rusqlite::Connection::open(&env.config.database).unwrap();
-    let stored: Vec<u8> = db
-        .query_row("SELECT digest FROM codes", [], |r| r.get(0))
+    let stored: Vec<u8> = env
+        .db(|tx| tx.query_value("SELECT digest FROM codes", &[]))
         .unwrap();
     let code = reg.code.expose();
     // Not the code, not its plain SHA-256 (which a dump could be searched against: 10^8 codes).
@@ -241,7 +239,8 @@ async fn a_database_dump_holds_only_keyed_digests_of_codes() {
     assert_ne!(stored, authq_worker::crypto::digest(code).to_vec());
     // It is the HMAC under the key that lives outside the database…
     // The code key derives from the server key, in its own file next to (not in) the database.
-    let server = authq_worker::keys::ServerKey::load_or_create(&env.config.key_path()).unwrap();
+    let server =
+        authq_worker::keys::ServerKey::load_or_create(&env.config.key_path().unwrap()).unwrap();
     let code_key = authq_worker::crypto::CodeKey::from_server_key(&server);
     let key = code_key.expose();
     let keyed = authq_worker::crypto::code_digest(key, "confirm", "ann@example.com", code);
@@ -250,15 +249,13 @@ async fn a_database_dump_holds_only_keyed_digests_of_codes() {
     let other = authq_worker::crypto::code_digest(&[0u8; 32], "confirm", "ann@example.com", code);
     assert_ne!(stored, other.to_vec());
     // The key is in no table of the database.
-    let dump: Vec<Vec<u8>> = {
-        let mut st = db
-            .prepare("SELECT digest FROM codes UNION ALL SELECT token_digest FROM sessions")
-            .unwrap();
-        st.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let dump: Vec<Vec<u8>> = env.db(|tx| {
+        tx.query_all(
+            "SELECT digest FROM codes UNION ALL SELECT token_digest FROM sessions",
+            &[],
+            |r| r.get(0),
+        )
+    });
     assert!(dump.iter().all(|d| d.as_slice() != key));
     env.stop().await;
 }

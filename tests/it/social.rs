@@ -596,11 +596,8 @@ async fn provider_tokens_are_kept_sealed_or_not_at_all() {
         )
         .await;
         social_login(&env, "loop", &code, &state).await.unwrap();
-        let db = rusqlite::Connection::open(&env.config.database).unwrap();
-        let sealed: Option<Vec<u8>> = db
-            .query_row("SELECT tokens_sealed FROM social_sessions", [], |r| {
-                r.get(0)
-            })
+        let sealed: Option<Vec<u8>> = env
+            .db(|tx| tx.query_value("SELECT tokens_sealed FROM social_sessions", &[]))
             .unwrap();
         assert_eq!(sealed.is_some(), kept, "recheck_interval = {recheck}");
         if let Some(sealed) = sealed {
@@ -613,11 +610,7 @@ async fn provider_tokens_are_kept_sealed_or_not_at_all() {
                 "no token in clear"
             );
         }
-        let states: i64 = db
-            .query_row("SELECT count(*) FROM oauth_states", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(states, 0, "the used state is gone");
-        drop(db);
+        assert_eq!(env.count("oauth_states"), 0, "the used state is gone");
         env.stop().await;
     }
 }

@@ -4,6 +4,7 @@
 //! build it directly. [`Config::validate`] refuses combinations that cannot work.
 
 use crate::social::SocialConfig;
+use crate::store::StoreLocation;
 use authq_protocol::{Names, Operation, Tube, names::DEFAULT_NAMESPACE, redact_url};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,10 +19,12 @@ pub struct Config {
     pub amqp_url: String,
     /// Prefix of every exchange and queue name (see [`Names`]).
     pub namespace: String,
-    /// Path of the SQLite database file (created if missing).
-    pub database: PathBuf,
-    /// The server key file (see [`crate::keys`]); `None`: the database path with `.key`
-    /// appended. Created on first start.
+    /// The store: a SQLite file (created if missing), or a PostgreSQL database (see
+    /// [`StoreLocation`]).
+    pub database: StoreLocation,
+    /// The server key file (see [`crate::keys`]); `None`: the SQLite database's path with
+    /// `.key` appended (a PostgreSQL store needs it set: every worker on every host must use
+    /// the same key). Created on first start.
     pub key_file: Option<PathBuf>,
     /// Consumers and prefetch of each tube.
     pub tubes: BTreeMap<Tube, TubeConfig>,
@@ -104,7 +107,7 @@ impl Default for Config {
         Self {
             amqp_url: DEFAULT_AMQP_URL.to_owned(),
             namespace: DEFAULT_NAMESPACE.to_owned(),
-            database: PathBuf::from("authq.db"),
+            database: StoreLocation::Sqlite(PathBuf::from("authq.db")),
             key_file: None,
             tubes,
             unrouted: TubeConfig {
@@ -146,12 +149,13 @@ impl Config {
             .unwrap_or_else(|| op.default_tube())
     }
 
-    /// Where the server key lives.
-    pub fn key_path(&self) -> PathBuf {
-        self.key_file.clone().unwrap_or_else(|| {
-            let mut path = self.database.clone().into_os_string();
+    /// Where the server key lives: `None` only when it is not set and the store is not a
+    /// SQLite file (which [`Config::validate`] refuses).
+    pub fn key_path(&self) -> Option<PathBuf> {
+        self.key_file.clone().or_else(|| {
+            let mut path = self.database.sqlite_path()?.as_os_str().to_owned();
             path.push(".key");
-            PathBuf::from(path)
+            Some(PathBuf::from(path))
         })
     }
 
@@ -167,6 +171,13 @@ impl Config {
     pub fn validate(&self) -> Result<Names, ConfigError> {
         let names =
             Names::new(&self.namespace).map_err(|e| ConfigError::Namespace(e.to_string()))?;
+        if self.key_path().is_none() {
+            return Err(ConfigError::Invalid(
+                "a PostgreSQL store needs the key file set (--key-file): every worker on every \
+                 host must use the same server key"
+                    .into(),
+            ));
+        }
         for tube in Tube::ALL {
             let t = self.tube(tube);
             if t.consumers == 0 || t.prefetch == 0 {

@@ -15,7 +15,7 @@
 use crate::caller;
 use crate::error::{HandlerError, InternalError};
 use crate::handlers::{self, Ctx};
-use crate::idempotency::{OUTCOME, OutcomeScope};
+use crate::idempotency::OutcomeScope;
 use crate::reply;
 use authq_protocol::names::DeadLetterReason;
 use authq_protocol::{ErrorCode, Names, Operation, Tube, encode_error};
@@ -249,7 +249,7 @@ async fn answer(
     scope: Option<OutcomeScope>,
 ) -> Result<Vec<u8>, HandlerError> {
     let Some(scope) = scope else {
-        return handlers::dispatch(ctx, op, body).await;
+        return handlers::dispatch(ctx, op, body, None).await;
     };
     let (caller, id) = (scope.key.caller.clone(), scope.key.message_id.clone());
     let since = ctx.outcomes_since();
@@ -263,9 +263,7 @@ async fn answer(
         let reply = scope.open(&first.sealed).map_err(InternalError::from)?;
         return Err(HandlerError::Replayed(reply));
     }
-    OUTCOME
-        .scope(scope, handlers::dispatch(ctx, op, body))
-        .await
+    handlers::dispatch(ctx, op, body, Some(scope)).await
 }
 
 /// A fault hook: when `point` is armed for this request's operation, "crashes" here: the

@@ -14,7 +14,7 @@
 
 use crate::clock::Clock;
 use crate::keys::ServerKey;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Tx};
 use crate::suspended_set::SuspendedSet;
 use authq_protocol::Names;
 use authq_protocol::events::{EVENT_VERSION, Event, EventData, EventKind};
@@ -65,10 +65,10 @@ impl EventSink {
         }
     }
 
-    /// Writes an event to the outbox through `store` (inside the caller's transaction).
+    /// Writes an event to the outbox, in the caller's transaction `tx`.
     pub fn record(
         &self,
-        store: &dyn Store,
+        tx: &mut Tx<'_>,
         kind: EventKind,
         data: EventData,
         now: i64,
@@ -82,7 +82,7 @@ impl EventSink {
         };
         let json = serde_json::to_vec(&event)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode an event: {e}")))?;
-        store.enqueue_event(&kind.routing_key(), &self.seal(&json)?, now)
+        tx.enqueue_event(&kind.routing_key(), &self.seal(&json)?, now)
     }
 
     /// Tells the relay that events were committed.
@@ -117,7 +117,7 @@ impl EventSink {
 #[derive(Debug)]
 pub struct Relay {
     /// The outbox.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Store>,
     /// The sink (for opening rows and being woken).
     pub sink: Arc<EventSink>,
     /// Time for claims.
@@ -163,7 +163,8 @@ pub async fn rebuild_suspended_set(relay: &Relay) {
         return;
     };
     let store = Arc::clone(&relay.store);
-    let ids = match tokio::task::spawn_blocking(move || store.suspended_users()).await {
+    let ids = match tokio::task::spawn_blocking(move || store.read(|tx| tx.suspended_users())).await
+    {
         Ok(Ok(ids)) => ids,
         Ok(Err(e)) => return warn!(error = %e, "cannot list suspended users"),
         Err(e) => return warn!(error = %e, "cannot list suspended users"),
@@ -220,9 +221,11 @@ async fn publish_until_failure(
             }
         }
         let (store, now) = (Arc::clone(&relay.store), relay.clock.now_ms());
-        let batch = tokio::task::spawn_blocking(move || store.claim_events(now, LEASE_MS, BATCH))
-            .await
-            .map_err(|_| RelayError::Join)??;
+        let batch = tokio::task::spawn_blocking(move || {
+            store.write(|tx| tx.claim_events(now, LEASE_MS, BATCH))
+        })
+        .await
+        .map_err(|_| RelayError::Join)??;
         let Some(last) = batch.last().map(|e| e.seq) else {
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
@@ -279,7 +282,7 @@ async fn publish_until_failure(
             }
         }
         let store = Arc::clone(&relay.store);
-        tokio::task::spawn_blocking(move || store.delete_events(last))
+        tokio::task::spawn_blocking(move || store.read(|tx| tx.delete_events(last)))
             .await
             .map_err(|_| RelayError::Join)??;
         debug!(published = batch.len(), "event relay: batch confirmed");

@@ -35,8 +35,24 @@ pub struct OutcomeKey {
     pub request_digest: [u8; 32],
 }
 
-/// What the handlers of one mutating request need to record its outcome: set by the delivery
-/// path for the duration of the request (a task-local), read by [`crate::handlers::Ctx::commit`].
+impl OutcomeKey {
+    /// The key's advisory-lock number: the first 8 bytes of SHA-256(caller, 0, message id).
+    /// Two keys that collide merely wait for each other.
+    pub fn lock_key(&self) -> i64 {
+        let mut h = Sha256::new();
+        h.update(self.caller.as_bytes());
+        h.update([0]);
+        h.update(self.message_id.as_bytes());
+        let d = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&d[..8]);
+        i64::from_be_bytes(first)
+    }
+}
+
+/// What the handlers of one mutating request need to record its outcome: made by the delivery
+/// path, passed to the handler in its [`crate::handlers::Call`], used by
+/// [`crate::handlers::Call::commit`].
 #[derive(Clone)]
 pub struct OutcomeScope {
     /// Where the outcome goes.
@@ -51,12 +67,6 @@ impl std::fmt::Debug for OutcomeScope {
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
-}
-
-tokio::task_local! {
-    /// The outcome scope of the request the current task is handling, if it is mutating and
-    /// carries a `message_id`.
-    pub static OUTCOME: OutcomeScope;
 }
 
 /// The key material outcomes are sealed with.

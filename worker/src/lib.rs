@@ -15,7 +15,7 @@
 //! - [`pool`] — consumers per tube, prefetch, shutdown.
 //! - [`delivery`], [`reply`]: one message's path and what goes back on the wire.
 //! - [`handlers`] — the operations, grouped by their default tube.
-//! - [`store`] — the store interface and its SQLite implementation.
+//! - [`store`] — the user store on SQLite or PostgreSQL, one module per thing it keeps.
 //! - [`crypto`], [`hashing`], [`domain`]: tokens and digests, argon2, input validation.
 //! - [`social`] — social login: providers, the OAuth2 / OIDC client, sealing.
 //! - [`clock`], [`metrics`], [`error`]: time, counters, error types.

@@ -20,7 +20,7 @@ use crate::hashing::HashPool;
 use crate::idempotency::Sealing;
 use crate::keys::ServerKey;
 use crate::metrics::Metrics;
-use crate::store::{Renewal, SqliteStore, Store};
+use crate::store::{Renewal, Store};
 use crate::topology;
 use authq_protocol::redact_url;
 use authq_protocol::{Names, Tube};
@@ -84,15 +84,16 @@ impl WorkerHandle {
         let metrics = Arc::new(Metrics::default());
 
         let store = {
-            let (path, size) = (config.database.clone(), config.store_pool_size);
-            tokio::task::spawn_blocking(move || SqliteStore::open(&path, size))
+            let (location, size) = (config.database.clone(), config.store_pool_size);
+            tokio::task::spawn_blocking(move || Store::open(&location, size))
                 .await
                 .map_err(|e| {
                     WorkerError::Store(crate::store::StoreError::Corrupt(e.to_string()))
                 })??
         };
         let server_key = {
-            let path = config.key_path();
+            // `validate` refused a configuration without one.
+            let path = config.key_path().unwrap_or_default();
             tokio::task::spawn_blocking(move || ServerKey::load_or_create(&path))
                 .await
                 .map_err(|e| WorkerError::Key(crate::keys::KeyError::Random(e.to_string())))??
@@ -109,7 +110,7 @@ impl WorkerHandle {
 
         let shared = Arc::new(Shared {
             ctx: Ctx {
-                store: Arc::new(store) as Arc<dyn Store>,
+                store: Arc::new(store),
                 hasher,
                 clock,
                 metrics: Arc::clone(&metrics),
@@ -554,18 +555,13 @@ async fn purge_loop(shared: Arc<Shared>, cancel: CancellationToken) {
         let events = Arc::clone(&shared.ctx.events);
         let purge = move || {
             // Deletion cascades past their deadline complete with their events, atomically.
-            let mut completed = 0;
-            store.with_outcome(None, now, 0, &mut |s| {
-                completed = crate::handlers::deletion::complete_overdue(s, &events, now)?;
-                Ok(Vec::new())
-            })?;
+            let completed =
+                store.write(|tx| crate::handlers::deletion::complete_overdue(tx, &events, now))?;
             if completed > 0 {
                 events.wake();
                 info!(completed, "deletion cascades past their deadline completed");
             }
-            Ok::<_, crate::store::StoreError>(
-                store.purge_expired(now)? + store.purge_outcomes(since)?,
-            )
+            store.write(|tx| Ok(tx.purge_expired(now)? + tx.purge_outcomes(since)?))
         };
         match tokio::task::spawn_blocking(purge).await {
             Ok(Ok(0)) => {}

@@ -15,7 +15,7 @@ use authq_worker::hashing::HashPool;
 use authq_worker::idempotency::Sealing;
 use authq_worker::keys::ServerKey;
 use authq_worker::social::Social;
-use authq_worker::store::{Renewal, SqliteStore, Store};
+use authq_worker::store::{Renewal, Store, StoreLocation};
 use authq_worker::{ManualClock, Metrics};
 use proptest::prelude::*;
 use std::sync::{Arc, OnceLock};
@@ -37,10 +37,10 @@ fn world() -> &'static World {
         };
         let metrics = Arc::new(Metrics::default());
         let server = ServerKey::from_bytes([7; 32]);
-        let store = SqliteStore::open(&dir.path().join("authq.db"), 4).unwrap();
+        let store = Store::open(&StoreLocation::Sqlite(dir.path().join("authq.db")), 4).unwrap();
         let hasher = HashPool::start(&config.hashing, Arc::clone(&metrics)).unwrap();
         let ctx = Ctx {
-            store: Arc::new(store) as Arc<dyn Store>,
+            store: Arc::new(store),
             hasher,
             clock: Arc::new(ManualClock::new()),
             metrics,
@@ -71,7 +71,7 @@ fn check(op: Operation, body: &[u8], secret: Option<&str>) -> Result<(), TestCas
     let w = world();
     let outcome = w
         .runtime
-        .block_on(async { handlers::dispatch(&w.ctx, op, body).await });
+        .block_on(async { handlers::dispatch(&w.ctx, op, body, None).await });
     if let Err(e) = outcome {
         let code = e.code();
         prop_assert!(

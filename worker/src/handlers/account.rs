@@ -1,7 +1,7 @@
 //! Account administration (default tube `account`): `register`, `start_reset`,
 //! `set_profile`, `delete_user`, `suspend`, `unsuspend`.
 
-use super::{Ctx, record_user, session};
+use super::{Call, record_user, session};
 use crate::clock::duration_ms;
 use crate::crypto;
 use crate::domain::Email;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// `register`: a pending user and a fresh confirmation code (replacing any earlier code of a
 /// still pending email); `user_exists` for an email that is active or suspended.
-pub async fn register(ctx: &Ctx, req: RegisterRequest) -> Result<RegisterReply, HandlerError> {
+pub async fn register(ctx: &Call<'_>, req: RegisterRequest) -> Result<RegisterReply, HandlerError> {
     let email = Email::parse(&req.email)?;
     if ctx.policy.covers_registration() {
         let question = crate::policy::PolicyQuestion {
@@ -96,7 +96,7 @@ pub async fn register(ctx: &Ctx, req: RegisterRequest) -> Result<RegisterReply, 
 /// `start_reset`: a reset token for an active user. The reply has the same shape whether or
 /// not the email belongs to one: for an unknown email the token is random and stored nowhere.
 pub async fn start_reset(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     req: StartResetRequest,
 ) -> Result<StartResetReply, HandlerError> {
     let email = Email::parse(&req.email)?;
@@ -132,7 +132,10 @@ pub async fn start_reset(
 }
 
 /// `set_profile`: merges (RFC 7396) or replaces the profile of the session's user.
-pub async fn set_profile(ctx: &Ctx, req: SetProfileRequest) -> Result<ProfileReply, HandlerError> {
+pub async fn set_profile(
+    ctx: &Call<'_>,
+    req: SetProfileRequest,
+) -> Result<ProfileReply, HandlerError> {
     let checked = session::check(
         ctx,
         CheckRequest {
@@ -162,7 +165,7 @@ pub async fn set_profile(ctx: &Ctx, req: SetProfileRequest) -> Result<ProfileRep
 
 /// `delete_user`: the user, every session and every code, gone.
 pub async fn delete_user(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     req: DeleteUserRequest,
 ) -> Result<DeleteUserReply, HandlerError> {
     let target = Target::parse(&req.user)?;
@@ -206,7 +209,7 @@ pub async fn delete_user(
 }
 
 /// `suspend`: the user can no longer log in, and every session ends at once.
-pub async fn suspend(ctx: &Ctx, req: SuspendRequest) -> Result<UserStateReply, HandlerError> {
+pub async fn suspend(ctx: &Call<'_>, req: SuspendRequest) -> Result<UserStateReply, HandlerError> {
     let target = Target::parse(&req.user)?;
     let now = ctx.now();
     let events = Arc::clone(&ctx.events);
@@ -238,7 +241,10 @@ pub async fn suspend(ctx: &Ctx, req: SuspendRequest) -> Result<UserStateReply, H
 }
 
 /// `unsuspend`: lifts a suspension.
-pub async fn unsuspend(ctx: &Ctx, req: UnsuspendRequest) -> Result<UserStateReply, HandlerError> {
+pub async fn unsuspend(
+    ctx: &Call<'_>,
+    req: UnsuspendRequest,
+) -> Result<UserStateReply, HandlerError> {
     let target = Target::parse(&req.user)?;
     let now = ctx.now();
     let events = Arc::clone(&ctx.events);

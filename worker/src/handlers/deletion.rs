@@ -6,17 +6,17 @@
 //! when all have, or when the deadline passes, `user.deletion_completed` follows, naming the
 //! services that never acknowledged.
 
-use super::Ctx;
+use super::Call;
 use crate::error::HandlerError;
 use crate::events::EventSink;
-use crate::store::{DeletionAck, DeletionRecord, Store, StoreError};
+use crate::store::{DeletionAck, DeletionRecord, StoreError, Tx};
 use authq_protocol::events::{EventData, EventKind};
 use authq_protocol::ops::{DeletionDoneRequest, DeletionStatusReply, DeletionStatusRequest};
 use std::sync::Arc;
 
 /// `deletion_done`: records a service's receipt; completes the cascade when it was the last.
 pub async fn deletion_done(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     req: DeletionDoneRequest,
 ) -> Result<DeletionStatusReply, HandlerError> {
     let (events, now) = (Arc::clone(&ctx.events), ctx.now());
@@ -48,7 +48,7 @@ pub async fn deletion_done(
 
 /// `deletion_status`: which services have acknowledged a user's deletion.
 pub async fn deletion_status(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     req: DeletionStatusRequest,
 ) -> Result<DeletionStatusReply, HandlerError> {
     let record = ctx
@@ -61,31 +61,31 @@ pub async fn deletion_status(
 /// Completes every cascade whose deadline passed, naming the services that did not
 /// acknowledge. Returns how many it completed.
 pub fn complete_overdue(
-    store: &dyn Store,
+    tx: &mut Tx<'_>,
     events: &EventSink,
     now: i64,
 ) -> Result<usize, StoreError> {
-    let overdue = store.overdue_deletions(now)?;
+    let overdue = tx.overdue_deletions(now)?;
     for record in &overdue {
-        complete(store, events, record, now)?;
+        complete(tx, events, record, now)?;
     }
     Ok(overdue.len())
 }
 
 fn complete(
-    store: &dyn Store,
+    tx: &mut Tx<'_>,
     events: &EventSink,
     record: &DeletionRecord,
     now: i64,
 ) -> Result<(), StoreError> {
-    if store.complete_deletion(&record.user_id, now)? {
+    if tx.complete_deletion(&record.user_id, now)? {
         let data = EventData {
             user_id: Some(record.user_id.clone()),
             services: Some(record.acknowledged.clone()),
             missing: Some(record.pending.clone()),
             ..EventData::default()
         };
-        events.record(store, EventKind::UserDeletionCompleted, data, now)?;
+        events.record(tx, EventKind::UserDeletionCompleted, data, now)?;
     }
     Ok(())
 }

@@ -1,8 +1,11 @@
 //! The auth logic: one async function per operation, behind a single dispatching `match`.
 //!
-//! Handlers take a decoded request and return a reply or a [`HandlerError`]. They never touch
-//! the broker. Store calls run on tokio's blocking pool ([`Ctx::read`], [`Ctx::write`]) and
-//! argon2 on its own pool ([`HashPool`]); a handler itself only awaits.
+//! Handlers take a [`Call`] (the shared [`Ctx`] and what is particular to this request: where
+//! its outcome is recorded) and a decoded request, and return a reply or a [`HandlerError`].
+//! They never touch the broker. Store work runs on tokio's blocking pool, each call in the
+//! transaction its name says ([`Ctx::read`]: autocommit, [`Ctx::write`]: one transaction,
+//! [`Call::commit`]: one transaction with the request's outcome), and argon2 on its own pool
+//! ([`HashPool`]); a handler itself only awaits.
 //!
 //! Files follow the default tubes: [`session`] (cheap, hot), [`password`] (argon2),
 //! [`account`] (administration).
@@ -19,10 +22,10 @@ use crate::crypto::Digest;
 use crate::error::{HandlerError, InternalError};
 use crate::events::EventSink;
 use crate::hashing::HashPool;
-use crate::idempotency::{OUTCOME, OutcomeScope, Sealing, encode_outcome};
+use crate::idempotency::{OutcomeScope, Sealing, encode_outcome};
 use crate::metrics::Metrics;
 use crate::social::Social;
-use crate::store::{AttemptLimit, CodePurpose, Renewal, Store, StoreError, UserRecord};
+use crate::store::{AttemptLimit, CodePurpose, Renewal, Store, StoreError, Tx, UserRecord};
 use authq_protocol::Operation;
 use authq_protocol::ops::UserState;
 use serde::Serialize;
@@ -38,7 +41,7 @@ use tracing::Span;
 #[derive(Debug)]
 pub struct Ctx {
     /// The user store.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Store>,
     /// The argon2 pool.
     pub hasher: HashPool,
     /// The clock expiries are computed with.
@@ -103,10 +106,29 @@ impl Ctx {
         self.renewal
     }
 
-    /// Runs a reading store call on the blocking pool, in the current span.
+    /// Runs store work on the blocking pool, in the current span, on a connection in
+    /// autocommit mode ([`Store::read`]): look-ups, and single-statement writes.
     pub async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, HandlerError> {
+        self.on_store(move |store| store.read(f)).await
+    }
+
+    /// Like [`Ctx::read`], in one write transaction ([`Store::write`]), counted in
+    /// [`Metrics::store_writes`].
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, HandlerError> {
+        self.metrics.store_writes.inc();
+        self.on_store(move |store| store.write(f)).await
+    }
+
+    /// Runs `f` on the blocking pool once a store permit is free.
+    async fn on_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, HandlerError> {
         let store = Arc::clone(&self.store);
         let span = Span::current();
@@ -116,7 +138,7 @@ impl Ctx {
             .acquire()
             .await
             .map_err(|e| InternalError::Join(e.to_string()))?;
-        let outcome = tokio::task::spawn_blocking(move || span.in_scope(|| f(&*store))).await;
+        let outcome = tokio::task::spawn_blocking(move || span.in_scope(|| f(&store))).await;
         drop(permit);
         self.metrics.stages.store.since(start);
         outcome
@@ -130,86 +152,94 @@ impl Ctx {
     /// saves the hot path two thread hand-offs, which cost more than the look-up itself.
     pub async fn read_now_or<T: Send + 'static>(
         &self,
-        now: impl FnOnce(&dyn Store) -> Option<Result<T, StoreError>>,
-        blocking: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+        now: impl FnOnce(&Store) -> Option<Result<T, StoreError>>,
+        blocking: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, HandlerError> {
         let start = Instant::now();
-        if let Some(result) = now(&*self.store) {
+        if let Some(result) = now(&self.store) {
             self.metrics.stages.store.since(start);
             return result.map_err(HandlerError::from);
         }
         self.read(blocking).await
     }
+}
 
-    /// A handler's final write and its reply, in one store transaction: `effect` runs the store
-    /// calls (and records the change's events, see [`crate::events`]), `reply` turns their result
-    /// into the handler's result, and when the request is mutating and has a `message_id` the
-    /// encoded reply is recorded as its outcome in the same transaction (see
-    /// [`crate::idempotency`]).
+/// One request as its handler sees it: the shared [`Ctx`] (through `Deref`) and where the
+/// request's outcome is recorded, if it is mutating and carries a `message_id`.
+#[derive(Debug)]
+pub struct Call<'a> {
+    ctx: &'a Ctx,
+    outcome: Option<OutcomeScope>,
+}
+
+impl std::ops::Deref for Call<'_> {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        self.ctx
+    }
+}
+
+impl<'a> Call<'a> {
+    /// A request handled with `ctx`, whose outcome (if any) is recorded under `outcome`.
+    pub fn new(ctx: &'a Ctx, outcome: Option<OutcomeScope>) -> Self {
+        Self { ctx, outcome }
+    }
+
+    /// A handler's final write and its reply, in one store transaction ([`Store::write`]):
+    /// 1. with an outcome key, wait for any other delivery of the same request and answer with
+    ///    its outcome if it committed one ([`Tx::begin_outcome`]);
+    /// 2. `effect` runs the store calls (and records the change's events, see
+    ///    [`crate::events`]);
+    /// 3. `reply` turns their result into the handler's result;
+    /// 4. with an outcome key, the encoded reply is recorded as the request's outcome
+    ///    ([`Tx::record_outcome`]), sealed (see [`crate::idempotency`]);
+    /// 5. the transaction commits: effect, events and outcome together or not at all.
     pub async fn commit<T, R>(
         &self,
-        effect: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+        effect: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
         reply: impl FnOnce(T) -> Result<R, HandlerError> + Send + 'static,
     ) -> Result<R, HandlerError>
     where
         T: Send + 'static,
         R: Serialize + Send + 'static,
     {
-        let scope = OUTCOME.try_with(OutcomeScope::clone).ok();
-        self.metrics.store_writes.inc();
-        let store = Arc::clone(&self.store);
+        let scope = self.outcome.clone();
         let events = Arc::clone(&self.events);
         let now = self.now();
         let since = self.outcomes_since();
-        let span = Span::current();
-        tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                let mut effect = Some(effect);
-                let mut reply = Some(reply);
-                let mut result = None;
-                let key = scope.as_ref().map(|s| &s.key);
-                let existing = store.with_outcome(key, now, since, &mut |s| {
-                    let (Some(effect), Some(reply)) = (effect.take(), reply.take()) else {
-                        return Err(StoreError::Corrupt("outcome work run twice".into()));
-                    };
-                    let r = reply(effect(s)?);
-                    let sealed = match &scope {
-                        Some(scope) => scope.seal(&encode_outcome(&r)),
-                        None => Vec::new(),
-                    };
-                    result = Some(r);
-                    Ok(sealed)
-                })?;
-                match (existing, result, &scope) {
-                    (None, Some(r), _) => {
-                        events.wake();
-                        r
-                    }
-                    (Some(first), _, Some(scope))
-                        if first.request_digest == scope.key.request_digest =>
-                    {
-                        Err(HandlerError::Replayed(
-                            scope.open(&first.sealed).map_err(InternalError::from)?,
-                        ))
-                    }
-                    (Some(_), _, _) => Err(HandlerError::IdempotencyConflict),
-                    (None, None, _) => {
-                        Err(StoreError::Corrupt("outcome work never ran".into()).into())
-                    }
+        /// What the transaction found or did.
+        enum Committed<R> {
+            Done(Result<R, HandlerError>),
+            Recorded(crate::store::RecordedOutcome),
+        }
+        let committed = self
+            .write(move |tx| {
+                if let Some(scope) = &scope
+                    && let Some(first) = tx.begin_outcome(&scope.key, since)?
+                {
+                    return Ok(Committed::Recorded(first));
                 }
+                let result = reply(effect(tx)?);
+                if let Some(scope) = &scope {
+                    tx.record_outcome(&scope.key, &scope.seal(&encode_outcome(&result)), now)?;
+                }
+                Ok(Committed::Done(result))
             })
-        })
-        .await
-        .map_err(|e| InternalError::Join(e.to_string()))?
-    }
-
-    /// Like [`Ctx::read`], for calls that write (counted in [`Metrics::store_writes`]).
-    pub async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, HandlerError> {
-        self.metrics.store_writes.inc();
-        self.read(f).await
+            .await?;
+        match (committed, &self.outcome) {
+            (Committed::Done(result), _) => {
+                events.wake();
+                result
+            }
+            (Committed::Recorded(first), Some(scope))
+                if first.request_digest == scope.key.request_digest =>
+            {
+                Err(HandlerError::Replayed(
+                    scope.open(&first.sealed).map_err(InternalError::from)?,
+                ))
+            }
+            (Committed::Recorded(_), _) => Err(HandlerError::IdempotencyConflict),
+        }
     }
 }
 
@@ -293,8 +323,16 @@ fn describe_decode_error<T: DeserializeOwned>(
     }
 }
 
-/// Decodes, handles and encodes one request of operation `op`.
-pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, HandlerError> {
+/// Decodes, handles and encodes one request of operation `op`; a mutating request's outcome is
+/// recorded under `outcome` (see [`Call::commit`]).
+pub async fn dispatch(
+    ctx: &Ctx,
+    op: Operation,
+    body: &[u8],
+    outcome: Option<OutcomeScope>,
+) -> Result<Vec<u8>, HandlerError> {
+    let call = Call::new(ctx, outcome);
+    let ctx = &call;
     // The hot operations' futures are inlined into the delivery's task; every other one is
     // boxed, so a `check` task does not carry (and copy into the executor at spawn) the state
     // of the biggest handler.

@@ -4,7 +4,7 @@
 //! Each checks everything cheap first (input, codes, sessions), so a wrong code or an unknown
 //! session costs no argon2 run; `login` alone always runs exactly one, known user or not.
 
-use super::{Ctx, record_user, require_active};
+use super::{Call, record_user, require_active};
 use crate::clock::duration_ms;
 use crate::crypto::{self, Digest};
 use crate::domain::{Email, check_new_password, normalize_password, too_long};
@@ -28,7 +28,7 @@ use std::sync::Arc;
 /// reached, attempts are refused with `too_many_attempts` without running argon2 until the
 /// window ends — for unknown emails exactly as for known ones. A successful login gives the
 /// claim back.
-pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerError> {
+pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, HandlerError> {
     let email = Email::parse(&req.email)?;
     let source = req.client_ip.as_deref().map(source_key).transpose()?;
     if too_long(&ctx.config.passwords, &req.password) {
@@ -87,7 +87,7 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
     record_user(&user.id);
     // The password was right: the account's failures are cleared and the source's claim given
     // back. In the session's own transaction below, or on its own when no session follows.
-    let settle = move |s: &dyn crate::store::Store| {
+    let settle = move |s: &mut crate::store::Tx<'_>| {
         s.settle_attempts(
             &[account_key.as_str()],
             &source.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -177,7 +177,7 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
 /// Records an `auth.login.failed` event (with the user when the email belongs to one) and
 /// returns `error`. The event is written on its own: the failure changed nothing else.
 async fn login_failed<T>(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     error: HandlerError,
     user_id: Option<String>,
     email: String,
@@ -203,7 +203,7 @@ async fn login_failed<T>(
 
 /// `confirm_registration`: checks the code, hashes the password, activates the user.
 pub async fn confirm_registration(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     req: ConfirmRegistrationRequest,
 ) -> Result<ConfirmRegistrationReply, HandlerError> {
     let r = redeem(
@@ -241,7 +241,7 @@ pub async fn confirm_registration(
 
 /// `complete_reset`: checks the token, sets the new password, ends every session.
 pub async fn complete_reset(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     req: CompleteResetRequest,
 ) -> Result<CompleteResetReply, HandlerError> {
     let r = redeem(
@@ -289,7 +289,7 @@ pub async fn complete_reset(
 
 /// `change_password`: verifies the old password, sets the new one, ends the other sessions.
 pub async fn change_password(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     req: ChangePasswordRequest,
 ) -> Result<ChangePasswordReply, HandlerError> {
     let session = crypto::digest(req.session.expose());
@@ -359,7 +359,7 @@ struct Redeemed {
 /// and the new password, verifies the code (no argon2 for a wrong one), then hashes the
 /// password.
 async fn redeem(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     email: &str,
     purpose: CodePurpose,
     presented: &Secret,
@@ -383,7 +383,7 @@ async fn redeem(
 /// presented one. A wrong guess counts against the code (which dies after the configured
 /// number of wrong guesses). Returns the code and the presented digest.
 async fn verify_code(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     email: &Email,
     purpose: CodePurpose,
     presented: &Secret,

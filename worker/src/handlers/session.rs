@@ -2,7 +2,7 @@
 //! `get_profile`. None of them runs argon2; each is one indexed look-up by token digest (plus,
 //! when social login re-checks are on, one for the session's provider side).
 
-use super::{Ctx, record_user, require_active};
+use super::{Call, record_user, require_active};
 use crate::crypto;
 use crate::error::HandlerError;
 use authq_protocol::events::{EventData, EventKind};
@@ -13,13 +13,13 @@ use authq_protocol::ops::{
 use std::sync::Arc;
 
 /// `ping`: replies at once.
-pub async fn ping(_ctx: &Ctx, _req: PingRequest) -> Result<Empty, HandlerError> {
+pub async fn ping(_ctx: &Call<'_>, _req: PingRequest) -> Result<Empty, HandlerError> {
     Ok(Empty {})
 }
 
 /// `check`: the session's user; renews the session once it is past the renewal point. The
 /// look-up runs on the executor when it need not wait (see [`Ctx::read_now_or`]).
-pub async fn check(ctx: &Ctx, req: CheckRequest) -> Result<CheckReply, HandlerError> {
+pub async fn check(ctx: &Call<'_>, req: CheckRequest) -> Result<CheckReply, HandlerError> {
     let digest = crypto::digest(req.session.expose());
     let (now, renewal) = (ctx.now(), ctx.renewal());
     let session = ctx
@@ -44,7 +44,7 @@ pub async fn check(ctx: &Ctx, req: CheckRequest) -> Result<CheckReply, HandlerEr
 }
 
 /// `logout`: ends the session.
-pub async fn logout(ctx: &Ctx, req: LogoutRequest) -> Result<Empty, HandlerError> {
+pub async fn logout(ctx: &Call<'_>, req: LogoutRequest) -> Result<Empty, HandlerError> {
     let digest = crypto::digest(req.session.expose());
     let now = ctx.now();
     let events = Arc::clone(&ctx.events);
@@ -75,7 +75,10 @@ pub async fn logout(ctx: &Ctx, req: LogoutRequest) -> Result<Empty, HandlerError
 }
 
 /// `logout_all`: ends every session of the session's user.
-pub async fn logout_all(ctx: &Ctx, req: LogoutAllRequest) -> Result<LogoutAllReply, HandlerError> {
+pub async fn logout_all(
+    ctx: &Call<'_>,
+    req: LogoutAllRequest,
+) -> Result<LogoutAllReply, HandlerError> {
     let digest = crypto::digest(req.session.expose());
     let now = ctx.now();
     let events = Arc::clone(&ctx.events);
@@ -104,7 +107,10 @@ pub async fn logout_all(ctx: &Ctx, req: LogoutAllRequest) -> Result<LogoutAllRep
 }
 
 /// `get_profile`: the session's user with the profile (a use of the session: it may renew).
-pub async fn get_profile(ctx: &Ctx, req: GetProfileRequest) -> Result<ProfileReply, HandlerError> {
+pub async fn get_profile(
+    ctx: &Call<'_>,
+    req: GetProfileRequest,
+) -> Result<ProfileReply, HandlerError> {
     let reply = check(
         ctx,
         CheckRequest {

@@ -7,7 +7,7 @@
 //! when the provider then fails), exchanges the code, fetches the profile, and lets the store
 //! find, link or create the user and open a session in one transaction.
 
-use super::{Ctx, record_user, require_active};
+use super::{Call, record_user, require_active};
 use crate::clock::duration_ms;
 use crate::crypto::{self, Digest};
 use crate::domain::Email;
@@ -28,7 +28,10 @@ use zeroize::Zeroize;
 
 /// `social_url`: a fresh single-use `state` (with a sealed PKCE verifier) and the provider's
 /// authorization URL carrying it.
-pub async fn social_url(ctx: &Ctx, req: SocialUrlRequest) -> Result<SocialUrlReply, HandlerError> {
+pub async fn social_url(
+    ctx: &Call<'_>,
+    req: SocialUrlRequest,
+) -> Result<SocialUrlReply, HandlerError> {
     let (provider, _, sealer) = ctx
         .social
         .provider(&req.provider)
@@ -74,7 +77,7 @@ pub async fn social_url(ctx: &Ctx, req: SocialUrlRequest) -> Result<SocialUrlRep
 
 /// Consumes the state, exchanges the code and fetches the profile.
 async fn authorize<'c>(
-    ctx: &'c Ctx,
+    ctx: &'c super::Ctx,
     provider_name: &str,
     code: &Secret,
     state: &Secret,
@@ -141,7 +144,7 @@ fn profile_patch(identity: &Identity) -> String {
 
 /// Seals the provider tokens for re-checks, bound to the session.
 fn seal_tokens(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     provider_name: &str,
     tokens: &Tokens,
     session: &Digest,
@@ -162,7 +165,7 @@ fn seal_tokens(
 
 /// `social_login`: `code` and `state` to a session; creates, links or updates the user.
 pub async fn social_login(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     req: SocialLoginRequest,
 ) -> Result<SocialLoginReply, HandlerError> {
     let (provider, identity, tokens) = authorize(ctx, &req.provider, &req.code, &req.state).await?;
@@ -244,7 +247,7 @@ pub async fn social_login(
 /// `link_social`: links the provider account of a fresh `social_url` round trip to the user of
 /// a live session (how a `link_required` login is completed).
 pub async fn link_social(
-    ctx: &Ctx,
+    ctx: &Call<'_>,
     req: LinkSocialRequest,
 ) -> Result<LinkSocialReply, HandlerError> {
     // The session first: a dead one costs no provider call and leaves the state unused.
@@ -303,7 +306,7 @@ enum Verdict {
 /// for a live session). A refusal ends the session (`session_invalid`); a provider that cannot
 /// answer leaves it valid and postpones the re-check; when the provider calls are at their
 /// bound the re-check is skipped and a later `check` does it.
-pub(crate) async fn recheck(ctx: &Ctx, digest: Digest) -> Result<(), HandlerError> {
+pub(crate) async fn recheck(ctx: &Call<'_>, digest: Digest) -> Result<(), HandlerError> {
     let Some(interval) = ctx.social.config().recheck_interval else {
         return Ok(());
     };

@@ -1,14 +1,21 @@
-//! Versioned schema migrations, applied at start-up.
+//! Versioned schema migrations, applied at start-up, one list per engine.
 //!
-//! The database's `user_version` pragma records how many migrations it has. Each migration runs
-//! in its own immediate transaction that re-reads the version first, so several workers starting
-//! on one file at once apply each migration exactly once. Migrations are only ever appended.
+//! Migration `i` of each list brings that engine's schema to version `i + 1`; the two lists
+//! grow together (the same version means the same tables on both). Migrations are only ever
+//! appended.
+//!
+//! - SQLite: the `user_version` pragma records the version. Each migration runs in its own
+//!   immediate transaction that re-reads the version first, so several workers starting on one
+//!   file at once apply each migration exactly once.
+//! - PostgreSQL: the table `authq_schema` records it. A starting worker takes a session-level
+//!   advisory lock first, so workers starting at once on several hosts apply migrations one at a
+//!   time; each migration commits with its version in one transaction.
 
 use super::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
-/// The migrations, in order. Migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
+/// The SQLite migrations, in order.
+const SQLITE: &[&str] = &[
     // 1: users, sessions, one-time codes.
     r#"
     CREATE TABLE users (
@@ -131,11 +138,173 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
-/// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+/// The PostgreSQL migrations: the same tables as [`SQLITE`], version for version.
+const POSTGRES: &[&str] = &[
+    // 1: users, sessions, one-time codes.
+    r#"
+    CREATE TABLE users (
+        id            TEXT PRIMARY KEY,
+        email         TEXT NOT NULL,
+        email_key     TEXT NOT NULL UNIQUE,
+        password_hash TEXT,
+        profile       TEXT NOT NULL DEFAULT '{}',
+        state         TEXT NOT NULL CHECK (state IN ('pending', 'active', 'suspended')),
+        created_at    BIGINT NOT NULL,
+        updated_at    BIGINT NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_digest        BYTEA PRIMARY KEY,
+        user_id             TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at          BIGINT NOT NULL,
+        expires_at          BIGINT NOT NULL,
+        absolute_expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX sessions_by_user ON sessions(user_id);
+    CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+    CREATE TABLE codes (
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        purpose    TEXT NOT NULL CHECK (purpose IN ('confirm', 'reset')),
+        digest     BYTEA NOT NULL,
+        expires_at BIGINT NOT NULL,
+        attempts   BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (user_id, purpose)
+    );
+    CREATE INDEX codes_by_expiry ON codes(expires_at);
+    "#,
+    // 2: outcomes.
+    r#"
+    CREATE TABLE outcomes (
+        caller         TEXT NOT NULL,
+        message_id     TEXT NOT NULL,
+        request_digest BYTEA NOT NULL,
+        sealed         BYTEA NOT NULL,
+        recorded_at    BIGINT NOT NULL,
+        PRIMARY KEY (caller, message_id)
+    );
+    CREATE INDEX outcomes_by_age ON outcomes(recorded_at);
+    "#,
+    // 3: social login.
+    r#"
+    CREATE TABLE oauth_states (
+        state_digest    BYTEA PRIMARY KEY,
+        provider        TEXT NOT NULL,
+        redirect_uri    TEXT NOT NULL,
+        verifier_sealed BYTEA NOT NULL,
+        expires_at      BIGINT NOT NULL,
+        created_at      BIGINT NOT NULL
+    );
+    CREATE INDEX oauth_states_by_expiry ON oauth_states(expires_at);
+    CREATE TABLE social_accounts (
+        provider   TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        email      TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (provider, subject)
+    );
+    CREATE INDEX social_accounts_by_user ON social_accounts(user_id);
+    CREATE TABLE social_sessions (
+        token_digest  BYTEA PRIMARY KEY REFERENCES sessions(token_digest) ON DELETE CASCADE,
+        provider      TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        verified_at   BIGINT NOT NULL,
+        recheck_at    BIGINT,
+        tokens_sealed BYTEA
+    );
+    "#,
+    // 4: the outbox.
+    r#"
+    CREATE TABLE outbox (
+        seq           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        routing_key   TEXT NOT NULL,
+        sealed        BYTEA NOT NULL,
+        claimed_until BIGINT NOT NULL DEFAULT 0,
+        created_at    BIGINT NOT NULL
+    );
+    "#,
+    // 5: the deletion cascade.
+    r#"
+    CREATE TABLE deletions (
+        user_id      TEXT PRIMARY KEY,
+        requested_at BIGINT NOT NULL,
+        deadline     BIGINT NOT NULL,
+        completed_at BIGINT
+    );
+    CREATE INDEX deletions_open ON deletions(deadline) WHERE completed_at IS NULL;
+    CREATE TABLE deletion_services (
+        user_id         TEXT NOT NULL REFERENCES deletions(user_id) ON DELETE CASCADE,
+        service         TEXT NOT NULL,
+        acknowledged_at BIGINT,
+        PRIMARY KEY (user_id, service)
+    );
+    "#,
+    // 6: attempt limits.
+    r#"
+    CREATE TABLE attempts (
+        key        TEXT PRIMARY KEY,
+        count      BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX attempts_by_expiry ON attempts(expires_at);
+    "#,
+    // 7: the per-user session epoch.
+    r#"
+    ALTER TABLE users ADD COLUMN session_epoch BIGINT NOT NULL DEFAULT 0;
+    "#,
+];
 
-/// Brings the database to [`SCHEMA_VERSION`]. Returns the version it found.
-pub fn apply(conn: &mut Connection) -> Result<u32, StoreError> {
+/// The schema version this build brings a database to.
+pub const SCHEMA_VERSION: u32 = SQLITE.len() as u32;
+
+const _: () = assert!(
+    SQLITE.len() == POSTGRES.len(),
+    "one migration per version on each engine"
+);
+
+/// The advisory lock PostgreSQL migrations run under.
+const MIGRATION_LOCK: i64 = 0x6175_7468_7100;
+
+/// Brings a PostgreSQL database to [`SCHEMA_VERSION`]. Returns the version it found.
+pub fn apply_postgres(client: &mut postgres::Client) -> Result<u32, StoreError> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+    let applied = apply_postgres_locked(client);
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    let found = applied?;
+    unlocked?;
+    Ok(found)
+}
+
+fn apply_postgres_locked(client: &mut postgres::Client) -> Result<u32, StoreError> {
+    client.batch_execute("CREATE TABLE IF NOT EXISTS authq_schema (version BIGINT NOT NULL)")?;
+    let version = |c: &mut postgres::Client| -> Result<u32, StoreError> {
+        let v: Option<i64> = c
+            .query_opt("SELECT max(version) FROM authq_schema", &[])?
+            .and_then(|r| r.get(0));
+        Ok(u32::try_from(v.unwrap_or(0)).unwrap_or(u32::MAX))
+    };
+    let found = version(client)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in POSTGRES.iter().enumerate().skip(found as usize) {
+        let target = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        let mut tx = client.transaction()?;
+        tx.batch_execute(sql)?;
+        tx.execute("DELETE FROM authq_schema", &[])?;
+        tx.execute("INSERT INTO authq_schema (version) VALUES ($1)", &[&target])?;
+        tx.commit()?;
+        tracing::info!(version = target, "applied database migration");
+    }
+    Ok(found)
+}
+
+/// Brings a SQLite database to [`SCHEMA_VERSION`]. Returns the version it found.
+pub fn apply_sqlite(conn: &mut Connection) -> Result<u32, StoreError> {
     let found = version(conn)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
@@ -143,7 +312,7 @@ pub fn apply(conn: &mut Connection) -> Result<u32, StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
+    for (i, sql) in SQLITE.iter().enumerate() {
         let target = i as u32 + 1;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if version(&tx)? >= target {
@@ -168,12 +337,12 @@ mod tests {
     #[test]
     fn migrations_apply_once_and_refuse_newer_schemas() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(apply(&mut conn).unwrap(), 0);
-        assert_eq!(apply(&mut conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(apply_sqlite(&mut conn).unwrap(), 0);
+        assert_eq!(apply_sqlite(&mut conn).unwrap(), SCHEMA_VERSION);
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         assert!(matches!(
-            apply(&mut conn),
+            apply_sqlite(&mut conn),
             Err(StoreError::SchemaTooNew { .. })
         ));
     }

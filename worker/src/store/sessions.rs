@@ -1,0 +1,253 @@
+//! Sessions: created at login, looked up (and renewed) by `check`, ended singly or all at once.
+//! Stored by the token's digest only.
+
+use super::StoreError;
+use super::query::{Tx, args};
+use super::users::{Credentials, UserRecord};
+use crate::crypto::Digest;
+use authq_protocol::ops::UserState;
+
+/// A new session.
+#[derive(Debug)]
+pub struct NewSession<'a> {
+    /// The user.
+    pub user_id: &'a str,
+    /// The token's digest.
+    pub digest: &'a Digest,
+    /// Now (Unix ms).
+    pub now: i64,
+    /// The first idle expiry (Unix ms).
+    pub expires_at: i64,
+    /// The absolute expiry (Unix ms); renewals never pass it.
+    pub absolute_expires_at: i64,
+}
+
+/// When `check_session` renews a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renewal {
+    /// Renew once `now` reaches `expires_at - renew_window_ms`.
+    pub renew_window_ms: i64,
+    /// A renewed session expires at `now + idle_timeout_ms` (capped by its absolute expiry).
+    pub idle_timeout_ms: i64,
+}
+
+impl Renewal {
+    /// The rule a session policy describes: renew once `renew_after` of the idle window has
+    /// passed, i.e. once the remaining time falls below `(1 - renew_after) * idle_timeout`.
+    pub fn from_policy(policy: &crate::config::SessionPolicy) -> Self {
+        let idle = crate::clock::duration_ms(policy.idle_timeout);
+        let renew_after = policy.renew_after.clamp(0.0, 1.0);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        let window = ((1.0 - renew_after) * idle as f64) as i64;
+        Self {
+            renew_window_ms: window,
+            idle_timeout_ms: idle,
+        }
+    }
+}
+
+/// A live session and its user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionInfo {
+    /// The user.
+    pub user: UserRecord,
+    /// The (possibly renewed) idle expiry (Unix ms).
+    pub expires_at: i64,
+    /// Whether this call renewed the session.
+    pub renewed: bool,
+    /// The user's session epoch: it grows whenever all of the user's sessions end at once.
+    pub session_epoch: u64,
+}
+
+/// The condition that makes session `s` live (digest `?1`, now `?2`): a macro, so each query
+/// is one literal (no string is built per call).
+macro_rules! live_session {
+    () => {
+        "s.token_digest = ?1 AND s.expires_at > ?2 AND s.absolute_expires_at > ?2"
+    };
+}
+
+/// `check`'s look-up: the live session by digest, with its user.
+pub(super) const CHECK_SESSION: &str = concat!(
+    "SELECT u.id, u.email, u.state, u.profile, s.expires_at, s.absolute_expires_at,
+            u.session_epoch
+     FROM sessions s JOIN users u ON u.id = s.user_id
+     WHERE ",
+    live_session!(),
+    ""
+);
+
+/// A live session as read, before any renewal.
+pub(super) struct LiveSession {
+    user: UserRecord,
+    expires_at: i64,
+    absolute_expires_at: i64,
+    session_epoch: u64,
+}
+
+impl LiveSession {
+    /// The new idle expiry when the session is due for renewal at `now`, else `None`.
+    pub(super) fn renewal(&self, now: i64, renewal: Renewal) -> Option<i64> {
+        let due = now >= self.expires_at.saturating_sub(renewal.renew_window_ms);
+        let renewed_to = now
+            .saturating_add(renewal.idle_timeout_ms)
+            .min(self.absolute_expires_at);
+        (self.user.state == UserState::Active && due && renewed_to > self.expires_at)
+            .then_some(renewed_to)
+    }
+
+    pub(super) fn unrenewed(self) -> SessionInfo {
+        SessionInfo {
+            user: self.user,
+            expires_at: self.expires_at,
+            renewed: false,
+            session_epoch: self.session_epoch,
+        }
+    }
+}
+
+impl Tx<'_> {
+    /// The live session with this digest at `now`, with its user.
+    pub(super) fn live_session(
+        &mut self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<LiveSession>, StoreError> {
+        self.query_opt(CHECK_SESSION, args![digest, now], |r| {
+            Ok(LiveSession {
+                user: UserRecord::from_row(r, 0)?,
+                expires_at: r.get(4)?,
+                absolute_expires_at: r.get(5)?,
+                session_epoch: u64::try_from(r.get::<i64>(6)?).unwrap_or(0),
+            })
+        })
+    }
+
+    /// Creates a session, only if the user is (still) active. `None` otherwise.
+    pub fn create_session(
+        &mut self,
+        new: &NewSession<'_>,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let user = self.query_opt(
+            self.dialect(
+                "SELECT id, email, state, profile FROM users WHERE id = ?1",
+                // The row lock makes a concurrent suspension wait for this session (which it
+                // then ends), or this login see the suspension.
+                "SELECT id, email, state, profile FROM users WHERE id = ?1 FOR SHARE",
+            ),
+            args![new.user_id],
+            |r| UserRecord::from_row(r, 0),
+        )?;
+        let Some(user) = user.filter(|u| u.state == UserState::Active) else {
+            return Ok(None);
+        };
+        self.execute(
+            "INSERT INTO sessions (token_digest, user_id, created_at, expires_at, absolute_expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            args![
+                new.digest,
+                new.user_id,
+                new.now,
+                new.expires_at,
+                new.absolute_expires_at
+            ],
+        )?;
+        Ok(Some(user))
+    }
+
+    /// The session with this digest if it is live at `now`, renewing it when due. A session of
+    /// a user who is no longer active is returned with that user's state: the caller refuses it.
+    pub fn check_session(
+        &mut self,
+        digest: &Digest,
+        now: i64,
+        renewal: Renewal,
+    ) -> Result<Option<SessionInfo>, StoreError> {
+        let Some(found) = self.live_session(digest, now)? else {
+            return Ok(None);
+        };
+        match found.renewal(now, renewal) {
+            None => Ok(Some(found.unrenewed())),
+            Some(renewed_to) => {
+                // Conditional, so concurrent renewals only ever move the expiry forward.
+                let n = self.execute(
+                    "UPDATE sessions SET expires_at = ?2 WHERE token_digest = ?1 AND expires_at < ?2",
+                    args![digest, renewed_to],
+                )?;
+                Ok(Some(SessionInfo {
+                    user: found.user,
+                    expires_at: renewed_to,
+                    renewed: n == 1,
+                    session_epoch: found.session_epoch,
+                }))
+            }
+        }
+    }
+
+    /// The live session's user with the password hash (whatever the user's state).
+    pub fn session_credentials(
+        &mut self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<Credentials>, StoreError> {
+        self.query_opt(
+            concat!(
+                "SELECT u.id, u.email, u.state, u.profile, u.password_hash
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE ",
+                live_session!(),
+                ""
+            ),
+            args![digest, now],
+            |r| {
+                Ok(Credentials {
+                    user: UserRecord::from_row(r, 0)?,
+                    password_hash: r.get(4)?,
+                })
+            },
+        )
+    }
+
+    /// The user of the live session with this digest.
+    pub fn session_user_id(
+        &mut self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.query_value(
+            concat!(
+                "SELECT s.user_id FROM sessions s WHERE ",
+                live_session!(),
+                ""
+            ),
+            args![digest, now],
+        )
+    }
+
+    /// Ends the live session with this digest. `false` if there was none.
+    pub fn end_session(&mut self, digest: &Digest, now: i64) -> Result<bool, StoreError> {
+        let n = self.execute(
+            "DELETE FROM sessions
+             WHERE token_digest = ?1 AND expires_at > ?2 AND absolute_expires_at > ?2",
+            args![digest, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Ends every session of the live session's user. `None` if the session was not live.
+    pub fn end_all_sessions(
+        &mut self,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(user_id) = self.session_user_id(digest, now)? else {
+            return Ok(None);
+        };
+        self.end_user_sessions(&user_id).map(Some)
+    }
+
+    /// Ends every session of the user; returns how many.
+    pub fn end_user_sessions(&mut self, user_id: &str) -> Result<u64, StoreError> {
+        self.execute("DELETE FROM sessions WHERE user_id = ?1", args![user_id])
+    }
+}
