@@ -36,6 +36,16 @@ pub struct BenchArgs {
     /// peak memory and per-stage timings to the report. `backlog` needs it.
     #[arg(long)]
     pub spawn: bool,
+    /// With `--spawn`: the store of the spawned pool, as `authq serve --database` takes it
+    /// (`postgres://…` to measure PostgreSQL; a key file is made in the run's temporary
+    /// directory) [default: a temporary SQLite file].
+    #[arg(long, requires = "spawn")]
+    pub database: Option<String>,
+    /// With `--spawn`: how many `authq serve` processes to start on the one namespace and
+    /// store (they share the tubes, as workers on several hosts would). CPU time, memory and
+    /// stage timings are the first one's.
+    #[arg(long, default_value_t = 1, requires = "spawn", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
     /// Calls in flight at once.
     #[arg(long, default_value_t = 128)]
     pub in_flight: usize,

@@ -14,10 +14,25 @@ use futures_util::FutureExt;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// The `authq serve` flags naming a spawned pool's store: `--database` as given (with a key
+/// file in `dir` for PostgreSQL, which needs one), or a SQLite file in `dir`.
+fn store_flags(database: Option<&str>, dir: &std::path::Path) -> Vec<String> {
+    let in_dir = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    match database {
+        Some(db) if db.starts_with("postgres://") || db.starts_with("postgresql://") => vec![
+            "--database".into(),
+            db.to_owned(),
+            "--key-file".into(),
+            in_dir("authq.key"),
+        ],
+        Some(db) => vec!["--database".into(), db.to_owned()],
+        None => vec!["--database".into(), in_dir("authq.db")],
+    }
+}
 
 /// The password every bench user has.
 const PASSWORD: &str = "correct horse battery staple";
@@ -28,7 +43,10 @@ struct Env<'a> {
     namespace: String,
     client: Client,
     worker: Option<Spawned>,
-    database: Option<PathBuf>,
+    /// The spawned pool's other processes (`--workers`).
+    more_workers: Vec<Spawned>,
+    /// The `authq serve` flags naming the spawned pool's store.
+    database: Option<Vec<String>>,
     dir: Option<tempfile::TempDir>,
     run_id: String,
 }
@@ -36,10 +54,11 @@ struct Env<'a> {
 impl<'a> Env<'a> {
     async fn open(args: &'a BenchArgs) -> anyhow::Result<Self> {
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let mut more_workers = Vec::new();
         let (namespace, worker, database, dir) = if args.spawn {
             let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
             let namespace = format!("authq-bench-{run_id}");
-            let database = dir.path().join("authq.db");
+            let database = store_flags(args.database.as_deref(), dir.path());
             let worker = Spawned::start(
                 &args.broker.amqp_url,
                 &namespace,
@@ -49,8 +68,23 @@ impl<'a> Env<'a> {
                 true,
             )
             .await?;
+            for _ in 1..args.workers {
+                more_workers.push(
+                    Spawned::start(
+                        &args.broker.amqp_url,
+                        &namespace,
+                        &database,
+                        dir.path(),
+                        &args.serve_flags(),
+                        true,
+                    )
+                    .await?,
+                );
+            }
             if let Some(nice) = args.hash_nice {
-                worker.renice_hashing_threads(nice)?;
+                for w in std::iter::once(&worker).chain(&more_workers) {
+                    w.renice_hashing_threads(nice)?;
+                }
             }
             (namespace, Some(worker), Some(database), Some(dir))
         } else {
@@ -62,6 +96,7 @@ impl<'a> Env<'a> {
             namespace,
             client,
             worker,
+            more_workers,
             database,
             dir,
             run_id,
@@ -197,6 +232,9 @@ impl<'a> Env<'a> {
         let names = self.names()?;
         if let Some(worker) = self.worker {
             report.worker = Some(worker.stop().await?);
+            for w in self.more_workers {
+                w.stop().await?;
+            }
             super::spawn::delete_namespace(&self.args.broker.amqp_url, &names).await;
         }
         drop(self.dir);
@@ -444,6 +482,9 @@ async fn backlog(args: &BenchArgs, report: &mut ScenarioReport) -> anyhow::Resul
     }
     let env = Env::open(args).await?;
     let url = &args.broker.amqp_url;
+    if !env.more_workers.is_empty() {
+        bail!("backlog restarts one worker: run it with --workers 1");
+    }
     let first = env.worker.as_ref().context("a spawned worker")?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = first.stats();

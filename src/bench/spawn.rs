@@ -40,12 +40,12 @@ pub struct WorkerReport {
 }
 
 impl Spawned {
-    /// Starts `authq serve` (this very binary) on `namespace` with the SQLite file `database`,
-    /// and, with `wait_for_ping`, waits until it answers `ping`.
+    /// Starts `authq serve` (this very binary) on `namespace` with the store named by the
+    /// `store` flags (`--database …`), and, with `wait_for_ping`, waits until it answers `ping`.
     pub async fn start(
         url: &str,
         namespace: &str,
-        database: &Path,
+        store: &[String],
         dir: &Path,
         extra: &[String],
         wait_for_ping: bool,
@@ -59,8 +59,7 @@ impl Spawned {
             .arg("serve")
             .args(["--namespace", namespace, "--queue-expires", "10m"])
             .args(["--shutdown-grace", "10s"])
-            .arg("--database")
-            .arg(database)
+            .args(store)
             .arg("--metrics-file")
             .arg(&metrics_file)
             .args(extra)

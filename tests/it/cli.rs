@@ -1,7 +1,7 @@
 //! The built `authq` binary: `authq serve` as a child process, the README's walk-through with
 //! `authq call`, exit statuses, and a clean exit on SIGTERM.
 
-use crate::harness::{amqp_url, unique_namespace};
+use crate::harness::{TestStore, amqp_url, unique_namespace};
 use serde_json::Value;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -11,6 +11,7 @@ const AUTHQ: &str = env!("CARGO_BIN_EXE_authq");
 struct Serve {
     child: Child,
     namespace: String,
+    _store: TestStore,
     _dir: tempfile::TempDir,
 }
 
@@ -23,10 +24,10 @@ impl Serve {
         let dir = tempfile::tempdir().unwrap();
         let namespace = unique_namespace();
         let mut command = Command::new(AUTHQ);
+        let store = TestStore::new(dir.path());
         command
             .args(["serve", "--namespace", &namespace, "--queue-expires", "10m"])
-            .arg("--database")
-            .arg(dir.path().join("authq.db"))
+            .args(&store.args)
             .env("AUTHQ_AMQP_URL", amqp_url());
         adjust(&mut command);
         let child = command
@@ -38,6 +39,7 @@ impl Serve {
         let serve = Self {
             child,
             namespace,
+            _store: store,
             _dir: dir,
         };
         for _ in 0..60 {

@@ -169,3 +169,35 @@ async fn concurrent_registrations_of_one_address_and_its_case_variants_make_one_
     second.shutdown().await.unwrap();
     env.stop().await;
 }
+
+#[test]
+fn workers_starting_at_once_on_a_new_store_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::harness::TestStore::new(dir.path());
+    let opened: Vec<_> = std::thread::scope(|s| {
+        let starts: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| authq_worker::store::Store::open(&store.location, 2)))
+            .collect();
+        starts.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for o in &opened {
+        assert!(o.is_ok(), "{:?}", o.as_ref().err());
+    }
+    // Every table is there once, at the current version: a raced migration would have failed
+    // one of the openings above (a table created twice) or left the version behind.
+    let version: i64 = crate::harness::run_on(&store.location, |tx| {
+        tx.query_value(
+            tx.dialect(
+                "SELECT user_version FROM pragma_user_version",
+                "SELECT max(version) FROM authq_schema",
+            ),
+            &[],
+        )
+    })
+    .unwrap();
+    assert_eq!(
+        version,
+        i64::from(authq_worker::store::migrations::SCHEMA_VERSION)
+    );
+    assert_eq!(store.count("users"), 0);
+}

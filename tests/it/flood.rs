@@ -2,9 +2,8 @@
 //! the only one, in the middle of thousands of calls. Every call gets exactly one reply, and the
 //! store holds exactly the effects asked for.
 
-use crate::harness::{amqp_url, delete_namespace, unique_namespace};
+use crate::harness::{TestStore, amqp_url, delete_namespace, unique_namespace};
 use authq::{Client, ClientOptions};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,12 +18,11 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(namespace: &str, database: &Path) -> Self {
+    fn start(namespace: &str, store: &TestStore) -> Self {
         let child = Command::new(AUTHQ)
             .args(["serve", "--namespace", namespace, "--queue-expires", "10m"])
             .args(["--hash-threads", "1", "--shutdown-grace", "30s"])
-            .arg("--database")
-            .arg(database)
+            .args(&store.args)
             .env("AUTHQ_AMQP_URL", amqp_url())
             .env("AUTHQ_LOG", "warn")
             .stdin(Stdio::null())
@@ -85,16 +83,6 @@ async fn client(namespace: &str) -> Client {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("no worker answered on {namespace} within 30 s");
-}
-
-fn count(database: &PathBuf, from_where: &str) -> i64 {
-    let db =
-        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    db.query_row(&format!("SELECT count(*) FROM {from_where}"), [], |r| {
-        r.get(0)
-    })
-    .unwrap()
 }
 
 /// What a flood asked for and got.
@@ -179,7 +167,7 @@ async fn collect(calls: Vec<tokio::task::JoinHandle<Result<(), String>>>) -> Tal
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_one_of_two_workers_mid_flood_loses_nothing_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("authq.db");
+    let db = TestStore::new(dir.path());
     let ns = unique_namespace();
     let a = Serve::start(&ns, &db);
     let client = client(&ns).await;
@@ -195,8 +183,8 @@ async fn kill_9_of_one_of_two_workers_mid_flood_loses_nothing_and_doubles_nothin
     let a = Serve::start(&ns, &db);
     let tally = collect(calls).await;
 
-    let users = count(&db, "users");
-    let sessions = count(&db, "sessions");
+    let users = db.count("users");
+    let sessions = db.count("sessions");
     let (want_users, want_sessions) = ((USERS + registers) as i64, (1 + logins) as i64);
     let duplicated = (users - want_users).max(0) + (sessions - want_sessions).max(0);
     println!(
@@ -225,7 +213,7 @@ async fn kill_9_of_one_of_two_workers_mid_flood_loses_nothing_and_doubles_nothin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_flood_exits_0_and_the_next_worker_answers_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("authq.db");
+    let db = TestStore::new(dir.path());
     let ns = unique_namespace();
     let first = Serve::start(&ns, &db);
     let client = client(&ns).await;
@@ -250,7 +238,7 @@ async fn sigterm_mid_flood_exits_0_and_the_next_worker_answers_the_rest() {
         "{:?}",
         &tally.failed[..tally.failed.len().min(5)]
     );
-    assert_eq!(count(&db, "users"), (USERS + registers) as i64);
-    assert_eq!(count(&db, "sessions"), (1 + logins) as i64);
+    assert_eq!(db.count("users"), (USERS + registers) as i64);
+    assert_eq!(db.count("sessions"), (1 + logins) as i64);
     delete_namespace(&amqp_url(), &ns).await;
 }

@@ -100,12 +100,72 @@ pub fn drop_postgres_database(name: &str) {
     });
 }
 
+/// A store for `authq serve` processes a test spawns: a SQLite file in `dir`, or (on
+/// PostgreSQL) a database of its own, dropped with this value.
+pub struct TestStore {
+    /// Where it is.
+    pub location: StoreLocation,
+    /// `authq serve` flags that name it (`--database`, and `--key-file` on PostgreSQL).
+    pub args: Vec<String>,
+    pg_database: Option<String>,
+}
+
+impl TestStore {
+    /// A new store for the engine the tests run on.
+    pub fn new(dir: &std::path::Path) -> Self {
+        if on_postgres() {
+            let name = format!("authq_test_{}", uuid::Uuid::new_v4().simple());
+            let url = create_postgres_database(&name);
+            let key = dir.join("authq.key").to_string_lossy().into_owned();
+            Self {
+                args: vec!["--database".into(), url.clone(), "--key-file".into(), key],
+                location: StoreLocation::Postgres(url),
+                pg_database: Some(name),
+            }
+        } else {
+            let path = dir.join("authq.db");
+            Self {
+                args: vec!["--database".into(), path.to_string_lossy().into_owned()],
+                location: StoreLocation::Sqlite(path),
+                pg_database: None,
+            }
+        }
+    }
+
+    /// Counts rows (`SELECT count(*) FROM {from_where}`).
+    pub fn count(&self, from_where: &str) -> i64 {
+        let sql = leak(format!("SELECT count(*) FROM {from_where}"));
+        run_on(&self.location, |tx| tx.query_value::<i64>(sql, &[])).expect("a count")
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_database {
+            drop_postgres_database(name);
+        }
+    }
+}
+
+/// Runs `f` in one transaction on the store at `location`, through a connection of its own
+/// (on either engine), off the async executor.
+pub fn run_on<R: Send>(
+    location: &StoreLocation,
+    f: impl FnOnce(&mut Tx<'_>) -> Result<R, StoreError> + Send,
+) -> R {
+    let location = location.clone();
+    off_executor(move || {
+        let store = Store::open(&location, 1).expect("the store opens");
+        store.write(f).expect("the statement runs")
+    })
+}
+
 /// A worker configuration for tests: its own namespace and store, cheap argon2, queues
 /// that expire if a test dies without cleaning up.
 pub fn test_config(dir: &TempDir) -> Config {
     let namespace = unique_namespace();
     let (database, key_file) = if on_postgres() {
-        let url = create_postgres_database(&namespace.replace('-', "_"));
+        let url = create_postgres_database(&pg_database_of(&namespace));
         (
             StoreLocation::Postgres(url),
             Some(dir.path().join("authq.key")),
@@ -213,11 +273,7 @@ impl TestEnv {
     /// Runs `f` in one transaction on the worker's store, through a connection of its own
     /// (on either engine), off the async executor.
     pub fn db<R: Send>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R, StoreError> + Send) -> R {
-        let location = self.config.database.clone();
-        off_executor(move || {
-            let store = Store::open(&location, 1).expect("the worker's store opens");
-            store.write(f).expect("the statement runs")
-        })
+        run_on(&self.config.database, f)
     }
 
     /// The worker.
@@ -303,6 +359,11 @@ impl TestEnv {
     }
 }
 
+/// The PostgreSQL database of a test namespace.
+fn pg_database_of(namespace: &str) -> String {
+    namespace.replace('-', "_")
+}
+
 /// A statement text for [`TestEnv::db`], which takes `&'static str` (the store caches prepared
 /// statements by their text's address); tests build few.
 pub fn leak(sql: String) -> &'static str {
@@ -312,7 +373,7 @@ pub fn leak(sql: String) -> &'static str {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         if let StoreLocation::Postgres(_) = &self.config.database {
-            drop_postgres_database(&self.config.namespace.replace('-', "_"));
+            drop_postgres_database(&pg_database_of(&self.config.namespace));
         }
     }
 }

@@ -126,10 +126,10 @@ fn amqps_works_in_the_worker_and_the_client_with_a_private_ca_and_only_with_it()
     let ca = certs.path().join("ca.pem");
     let namespace = unique_namespace();
     let db = tempfile::tempdir().unwrap();
+    let store = crate::harness::TestStore::new(db.path());
     let mut serve = Command::new(AUTHQ)
         .args(["serve", "--namespace", &namespace])
-        .arg("--database")
-        .arg(db.path().join("authq.db"))
+        .args(&store.args)
         .env("AUTHQ_AMQP_URL", &url)
         .env("SSL_CERT_FILE", &ca)
         .stdin(Stdio::null())
