@@ -13,7 +13,8 @@
 //! - [`error`] — the closed enum of error codes, stable snake_case strings.
 //! - [`events`] — the auth events published on the events exchange.
 //! - [`secret`] — [`Secret`], the string type for passwords, codes and tokens (redacted in `Debug`).
-//! - [`url`] — [`redact_url`], for logging broker URLs without their password.
+//! - [`url`] — [`redact_url`], for logging broker URLs without their password, and
+//!   [`broker_urls`], for settings that list several nodes of a cluster.
 //!
 //! # Evolution
 //! The contract only grows within a protocol version: new operations, new optional request
@@ -35,7 +36,7 @@ pub use names::{Names, NamespaceError, Tube};
 pub use operation::Operation;
 pub use ops::Request;
 pub use secret::Secret;
-pub use url::redact_url;
+pub use url::{broker_urls, redact_url};
 
 /// The protocol version this crate describes. Sent by clients in the
 /// [`names::headers::PROTOCOL`] header; a worker answers every version it knows.

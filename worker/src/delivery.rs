@@ -53,6 +53,8 @@ pub struct Shared {
     pub ctx: Ctx,
     /// Broker names.
     pub names: Names,
+    /// The broker's nodes (one, or several of a cluster), for (re)connecting.
+    pub nodes: crate::broker::BrokerNodes,
     /// The clock callers' deadlines are compared with (the system clock outside tests).
     pub deadline_clock: Arc<dyn crate::clock::Clock>,
     /// Armed fault hooks (tests only).

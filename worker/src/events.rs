@@ -22,7 +22,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, ConnectionProperties};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -196,11 +196,13 @@ async fn publish_until_failure(
     relay: &Relay,
     cancel: &CancellationToken,
 ) -> Result<(), RelayError> {
-    let connection = Connection::connect(
-        &relay.amqp_url,
-        ConnectionProperties::default().with_connection_name("authq-event-relay".into()),
-    )
-    .await?;
+    let (connection, _) = crate::broker::BrokerNodes::new(&relay.amqp_url)
+        .connect(
+            || ConnectionProperties::default().with_connection_name("authq-event-relay".into()),
+            str::to_owned,
+        )
+        .await
+        .map_err(|(e, _)| e)?;
     let channel = connection.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())

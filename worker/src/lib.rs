@@ -11,7 +11,8 @@
 //!
 //! # Layout
 //! - [`config`] — the worker's settings, with production defaults.
-//! - [`topology`] — the exchanges, tubes and bindings it declares.
+//! - [`topology`] — the exchanges, tubes and bindings it declares; [`broker`] — the nodes it
+//!   connects to.
 //! - [`pool`] — consumers per tube, prefetch, shutdown.
 //! - [`delivery`], [`reply`]: one message's path and what goes back on the wire.
 //! - [`handlers`] — the operations, grouped by their default tube.
@@ -20,6 +21,7 @@
 //! - [`social`] — social login: providers, the OAuth2 / OIDC client, sealing.
 //! - [`clock`], [`metrics`], [`error`]: time, counters, error types.
 
+pub mod broker;
 pub mod caller;
 pub mod clock;
 pub mod config;

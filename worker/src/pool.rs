@@ -126,6 +126,7 @@ impl WorkerHandle {
                 config: Arc::clone(&config),
             },
             names: names.clone(),
+            nodes: crate::broker::BrokerNodes::new(&config.amqp_url),
             deadline_clock,
             #[cfg(feature = "fault-injection")]
             faults: Arc::clone(&faults),
@@ -273,16 +274,14 @@ impl Link {
     ) -> Result<Self, WorkerError> {
         let config = &shared.ctx.config;
         let names = &shared.names;
-        let url = redact_url(&config.amqp_url);
-        let connection = Connection::connect(
-            &with_heartbeat(&config.amqp_url),
-            ConnectionProperties::default().with_connection_name("authq-worker".into()),
-        )
-        .await
-        .map_err(|source| WorkerError::Connect {
-            url: url.clone(),
-            source,
-        })?;
+        let (connection, url) = shared
+            .nodes
+            .connect(
+                || ConnectionProperties::default().with_connection_name("authq-worker".into()),
+                with_heartbeat,
+            )
+            .await
+            .map_err(|(source, url)| WorkerError::Connect { url, source })?;
         info!(url = %url, namespace = names.namespace(), "connected to the broker");
 
         let setup = connection
