@@ -18,6 +18,7 @@ mod bench;
 mod broker;
 mod callers;
 mod cli;
+mod clients;
 mod conformance;
 mod events;
 mod faults;
