@@ -14,13 +14,13 @@ fn repo() -> &'static Path {
 
 /// Runs `program args` in `dir` with the pool's coordinates in the environment; panics with
 /// its output unless it succeeds, prints its output otherwise.
-async fn run_suite(what: &str, dir: &Path, program: &Path, args: &[&str]) {
-    let env = conformance_env().await;
+async fn run_suite(what: &str, dir: &Path, needs: &Path, program: &Path, args: &[&str]) {
     assert!(
-        program.exists(),
+        needs.exists(),
         "{} is missing: run clients/setup.sh (scripts/test does)",
-        program.display()
+        needs.display()
     );
+    let env = conformance_env().await;
     let mut command = Command::new(program);
     command
         .args(args)
@@ -49,7 +49,26 @@ async fn the_python_client_passes_its_tests_and_the_conformance_suite() {
         "pytest (clients/python)",
         &dir,
         &dir.join(".venv/bin/python"),
+        &dir.join(".venv/bin/python"),
         &["-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_client_passes_its_tests_and_the_conformance_suite() {
+    let dir = repo().join("clients/typescript");
+    run_suite(
+        "node --test (clients/typescript)",
+        &dir,
+        &dir.join("dist/test/client.test.js"),
+        Path::new("node"),
+        &[
+            "--test",
+            "--test-reporter=spec",
+            "dist/test/client.test.js",
+            "dist/test/conformance.test.js",
+        ],
     )
     .await;
 }
