@@ -72,3 +72,69 @@ async fn the_typescript_client_passes_its_tests_and_the_conformance_suite() {
     )
     .await;
 }
+
+/// The fenced block of `lang` that follows `heading` in README.md.
+fn readme_block(heading: &str, lang: &str) -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = &readme[readme.find(heading).expect("the README section")..];
+    let start = section.find(&format!("```{lang}\n")).expect("the example") + lang.len() + 4;
+    let len = section[start..].find("```").unwrap();
+    section[start..start + len].to_owned()
+}
+
+/// Runs README's Python and TypeScript examples as written, pointed at a pool in its own
+/// namespace (the only change: the namespace, and a fresh email so runs do not collide).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_examples_work_as_written() {
+    let python = repo().join("clients/python/.venv/bin/python");
+    let typescript = repo().join("clients/typescript/dist/src/index.js");
+    for needed in [&python, &typescript] {
+        assert!(
+            needed.exists(),
+            "{} is missing: run clients/setup.sh (scripts/test does)",
+            needed.display()
+        );
+    }
+    let env = conformance_env().await;
+    let ns = env.config.namespace.clone();
+    let emails: Vec<String> = (0..2)
+        .map(|_| format!("ann-{}@example.com", uuid::Uuid::new_v4().simple()))
+        .collect();
+    let url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    let test_url = amqp_url();
+    let python_code = readme_block("### Python", "python")
+        .replace(
+            &format!("AuthqClient(\"{url}\")"),
+            &format!("AuthqClient(\"{test_url}\", namespace=\"{ns}\")"),
+        )
+        .replace("ann@example.com", &emails[0]);
+    assert!(python_code.contains(&ns), "{python_code}");
+    let ts_code = readme_block("### TypeScript", "ts")
+        .replace(
+            &format!("new AuthqClient(\"{url}\")"),
+            &format!("new AuthqClient(\"{test_url}\", {{ namespace: \"{ns}\" }})"),
+        )
+        .replace("ann@example.com", &emails[1]);
+    assert!(ts_code.contains(&ns), "{ts_code}");
+    // Inside the package, so that `import … from "authq-client"` resolves to it.
+    let script = repo().join(format!("clients/typescript/readme-example-{ns}.mjs"));
+    std::fs::write(&script, &ts_code).unwrap();
+    let runs = [
+        Command::new(&python)
+            .args(["-c", &python_code])
+            .output()
+            .unwrap(),
+        Command::new("node").arg(&script).output().unwrap(),
+    ];
+    let _ = std::fs::remove_file(&script);
+    for (out, email) in runs.iter().zip(&emails) {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout.trim(), email);
+    }
+    env.stop().await;
+}
