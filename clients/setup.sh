@@ -15,7 +15,8 @@ if [ ! -e "$stamp" ]; then
         echo "clients/setup.sh: python3-venv is missing; installing it" >&2
         sudo_if_needed=""
         [ "$(id -u)" -eq 0 ] || sudo_if_needed=sudo
-        $sudo_if_needed apt-get install -y python3-venv >&2
+        $sudo_if_needed apt-get update -qq >&2
+        $sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
     fi
     rm -rf "$venv"
     "$python" -m venv "$venv"

@@ -205,10 +205,45 @@ pub async fn run_suite(env: &TestEnv) -> (usize, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rust_client_passes_the_conformance_suite() {
+async fn the_rust_client_passes_the_conformance_suite_and_every_event_validates() {
     let env = conformance_env().await;
+    // Every event the suite causes, secret-bearing ones included.
+    let raw = env.raw().await;
+    let (queue, mut events) = raw.reply_queue().await;
+    raw.channel
+        .queue_bind(
+            queue.as_str().into(),
+            format!("{}.events", env.config.namespace).into(),
+            "#".into(),
+            lapin::options::QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     let (cases, calls) = run_suite(&env).await;
     println!("conformance (Rust client): {cases} cases, {calls} calls passed");
+    let schemas = Schemas::load();
+    let mut kinds = std::collections::BTreeSet::new();
+    let expected = [
+        "auth.login.failed",
+        "auth.login.succeeded",
+        "password.changed",
+        "password.reset_requested",
+        "session.ended",
+        "user.confirmed",
+        "user.deleted",
+        "user.registered",
+        "user.suspended",
+        "user.unsuspended",
+    ];
+    while !expected.iter().all(|k| kinds.contains(*k)) {
+        let delivery = crate::harness::Raw::next(&mut events).await;
+        let event: Value = serde_json::from_slice(&delivery.data).unwrap();
+        if let Some(errors) = schemas.errors("event.json", &event) {
+            panic!("an event breaks event.json: {errors}\n{event}");
+        }
+        kinds.insert(event["type"].as_str().unwrap().to_owned());
+    }
     env.stop().await;
 }
 
