@@ -126,3 +126,25 @@ async fn a_namespace_without_a_deployment_is_reported_at_connect() {
     );
     assert!(err.to_string().contains(&namespace));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_pool_shows_up_as_a_timeout() {
+    let mut env = crate::harness::TestEnv::start().await;
+    env.client.ping().await.unwrap();
+    env.stop_worker().await;
+    let err = env
+        .client
+        .call_with_timeout(
+            &authq::protocol::ops::PingRequest {},
+            std::time::Duration::from_millis(500),
+        )
+        .await
+        .expect_err("nobody consumes the tube");
+    assert!(
+        matches!(err, authq::ClientError::Timeout(_)),
+        "{}",
+        err.report()
+    );
+    assert!(err.is_timeout() && err.is_retryable() && !err.is_connect());
+    env.stop().await;
+}

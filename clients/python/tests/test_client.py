@@ -212,3 +212,34 @@ def test_connect_errors_say_which(amqp_url):
     with pytest.raises(ConnectError) as e:
         unreachable.ping()
     assert e.value.code == "connect" and e.value.retryable
+
+
+def test_typed_results_cover_the_reply_schemas():
+    """Each dataclass has every property of its reply schema, and requires what it requires."""
+    import dataclasses
+    import pathlib
+
+    import authq_client as a
+
+    schemas = pathlib.Path(__file__).resolve().parents[3] / "protocol/schema/replies"
+    types = {
+        "register": a.RegisterResult, "confirm_registration": a.ConfirmRegistrationResult,
+        "login": a.LoginResult, "check": a.CheckResult, "logout_all": a.LogoutAllResult,
+        "start_reset": a.StartResetResult, "complete_reset": a.CompleteResetResult,
+        "change_password": a.ChangePasswordResult, "get_profile": a.ProfileResult,
+        "set_profile": a.ProfileResult, "delete_user": a.DeleteUserResult,
+        "suspend": a.UserStateResult, "unsuspend": a.UserStateResult,
+        "social_url": a.SocialUrlResult, "social_login": a.SocialLoginResult,
+        "link_social": a.LinkSocialResult, "deletion_done": a.DeletionStatus,
+        "deletion_status": a.DeletionStatus,
+    }
+    empty = {"ping", "logout"}
+    assert {p.stem for p in schemas.glob("*.json")} == set(types) | empty
+    for op, cls in types.items():
+        schema = json.loads((schemas / f"{op}.json").read_text())
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        assert set(schema["properties"]) == set(fields), op
+        required = {n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        assert set(schema.get("required", [])) == required, op
+    user = json.loads((schemas / "check.json").read_text())["$defs"]["UserInfo"]
+    assert set(user["properties"]) == {f.name for f in dataclasses.fields(a.User)}
