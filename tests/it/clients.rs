@@ -68,6 +68,7 @@ async fn the_typescript_client_passes_its_tests_and_the_conformance_suite() {
             "--test-reporter=spec",
             "dist/test/client.test.js",
             "dist/test/conformance.test.js",
+            "dist/test/types.test.js",
         ],
     )
     .await;
