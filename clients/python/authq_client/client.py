@@ -29,7 +29,8 @@ from .errors import (
     ServerError,
     UnroutableError,
 )
-from .types import (
+from .operations import Operations
+from .types import (  # noqa: F401 - re-exported for typing
     ChangePasswordResult,
     CheckResult,
     CompleteResetResult,
@@ -119,7 +120,7 @@ class _Link:
             pass
 
 
-class AuthqClient:
+class AuthqClient(Operations):
     """A client of one authq deployment.
 
     :param url: the broker, e.g. ``amqp://guest:guest@127.0.0.1:5672/%2f``.
@@ -307,110 +308,8 @@ class AuthqClient:
         error = envelope.get("error") or {}
         raise ServerError(str(error.get("code", "internal")), str(error.get("message", "the reply envelope breaks the protocol")))
 
-    # -- operations -------------------------------------------------------------------------
-    # Every method takes keyword arguments ``timeout`` (seconds, default the client's) and
-    # ``message_id`` (default a fresh UUID; pass the same one to retry a call safely).
-
-    def ping(self, **kw: Any) -> None:
-        """``ping``: a no-op round trip."""
-        self.call("ping", {}, **kw)
-
-    def register(self, email: str, profile: Optional[Dict[str, Any]] = None, **kw: Any) -> RegisterResult:
-        """``register``: a pending user and the confirmation code to mail. Errors:
-        ``user_exists``, ``too_many_attempts``, ``bad_request``."""
-        body: Dict[str, Any] = {"email": email}
-        if profile is not None:
-            body["profile"] = profile
-        return RegisterResult.from_dict(self.call("register", body, **kw))
-
-    def confirm_registration(self, email: str, code: str, password: str, **kw: Any) -> ConfirmRegistrationResult:
-        """``confirm_registration``: the code and the chosen password make the user active.
-        Errors: ``invalid_code``, ``weak_password``."""
-        return ConfirmRegistrationResult.from_dict(self.call("confirm_registration", {"email": email, "code": code, "password": password}, **kw))
-
-    def login(self, email: str, password: str, client_ip: Optional[str] = None, **kw: Any) -> LoginResult:
-        """``login``: a new session. Errors: ``invalid_credentials``, ``user_suspended``,
-        ``too_many_attempts``, ``policy_denied``."""
-        body = {"email": email, "password": password}
-        if client_ip is not None:
-            body["client_ip"] = client_ip
-        return LoginResult.from_dict(self.call("login", body, **kw))
-
-    def check(self, session: str, **kw: Any) -> CheckResult:
-        """``check``: the session's user. Errors: ``session_invalid``, ``user_suspended``."""
-        return CheckResult.from_dict(self.call("check", {"session": session}, **kw))
-
-    def logout(self, session: str, **kw: Any) -> None:
-        """``logout``: ends the session. Errors: ``session_invalid``."""
-        self.call("logout", {"session": session}, **kw)
-
-    def logout_all(self, session: str, **kw: Any) -> LogoutAllResult:
-        """``logout_all``: ends every session of the session's user."""
-        return LogoutAllResult.from_dict(self.call("logout_all", {"session": session}, **kw))
-
-    def start_reset(self, email: str, **kw: Any) -> StartResetResult:
-        """``start_reset`` (administrative): a reset token to mail. Errors:
-        ``too_many_attempts``, ``forbidden``."""
-        return StartResetResult.from_dict(self.call("start_reset", {"email": email}, **kw))
-
-    def complete_reset(self, email: str, token: str, password: str, **kw: Any) -> CompleteResetResult:
-        """``complete_reset``: a new password with the reset token; ends every session.
-        Errors: ``invalid_code``, ``weak_password``."""
-        return CompleteResetResult.from_dict(self.call("complete_reset", {"email": email, "token": token, "password": password}, **kw))
-
-    def change_password(self, session: str, old_password: str, new_password: str, **kw: Any) -> ChangePasswordResult:
-        """``change_password``: ends the user's other sessions. Errors: ``session_invalid``,
-        ``invalid_credentials``, ``weak_password``, ``user_suspended``."""
-        return ChangePasswordResult.from_dict(self.call("change_password", {"session": session, "old_password": old_password, "new_password": new_password}, **kw))
-
-    def get_profile(self, session: str, **kw: Any) -> ProfileResult:
-        """``get_profile``: the session's user with its profile."""
-        return ProfileResult.from_dict(self.call("get_profile", {"session": session}, **kw))
-
-    def set_profile(self, session: str, profile: Dict[str, Any], mode: str = "merge", **kw: Any) -> ProfileResult:
-        """``set_profile``: ``merge`` (RFC 7396, the default) or ``replace`` the profile."""
-        return ProfileResult.from_dict(self.call("set_profile", {"session": session, "profile": profile, "mode": mode}, **kw))
-
-    @staticmethod
-    def _user_ref(user_id: Optional[str], email: Optional[str]) -> Dict[str, str]:
-        if (user_id is None) == (email is None):
-            raise ValueError("name the user by exactly one of user_id and email")
-        return {"user_id": user_id} if user_id is not None else {"email": email}  # type: ignore[dict-item]
-
-    def delete_user(self, *, user_id: Optional[str] = None, email: Optional[str] = None, **kw: Any) -> DeleteUserResult:
-        """``delete_user`` (administrative). Errors: ``not_found``, ``forbidden``."""
-        return DeleteUserResult.from_dict(self.call("delete_user", self._user_ref(user_id, email), **kw))
-
-    def suspend(self, *, user_id: Optional[str] = None, email: Optional[str] = None, **kw: Any) -> UserStateResult:
-        """``suspend`` (administrative). Errors: ``not_found``, ``forbidden``."""
-        return UserStateResult.from_dict(self.call("suspend", self._user_ref(user_id, email), **kw))
-
-    def unsuspend(self, *, user_id: Optional[str] = None, email: Optional[str] = None, **kw: Any) -> UserStateResult:
-        """``unsuspend`` (administrative). Errors: ``not_found``, ``forbidden``."""
-        return UserStateResult.from_dict(self.call("unsuspend", self._user_ref(user_id, email), **kw))
-
-    def social_url(self, provider: str, redirect_uri: Optional[str] = None, **kw: Any) -> SocialUrlResult:
-        """``social_url``: the provider's authorization URL. Errors: ``unknown_provider``."""
-        body = {"provider": provider}
-        if redirect_uri is not None:
-            body["redirect_uri"] = redirect_uri
-        return SocialUrlResult.from_dict(self.call("social_url", body, **kw))
-
-    def social_login(self, provider: str, code: str, state: str, **kw: Any) -> SocialLoginResult:
-        """``social_login``: the provider's ``code`` and ``state`` to a session."""
-        return SocialLoginResult.from_dict(self.call("social_login", {"provider": provider, "code": code, "state": state}, **kw))
-
-    def link_social(self, session: str, provider: str, code: str, state: str, **kw: Any) -> LinkSocialResult:
-        """``link_social``: links a provider account to the session's user."""
-        return LinkSocialResult.from_dict(self.call("link_social", {"session": session, "provider": provider, "code": code, "state": state}, **kw))
-
-    def deletion_done(self, user_id: str, service: str, **kw: Any) -> DeletionStatus:
-        """``deletion_done``: ``service`` deleted its data about ``user_id``."""
-        return DeletionStatus.from_dict(self.call("deletion_done", {"user_id": user_id, "service": service}, **kw))
-
-    def deletion_status(self, user_id: str, **kw: Any) -> DeletionStatus:
-        """``deletion_status``: which services acknowledged the deletion of ``user_id``."""
-        return DeletionStatus.from_dict(self.call("deletion_status", {"user_id": user_id}, **kw))
-
+    def _typed(self, operation: str, body: Dict[str, Any], result: Any, **kw: Any) -> Any:
+        data = self.call(operation, body, **kw)
+        return None if result is None else result.from_dict(data)
 
 __all__ = ["AuthqClient", "AuthqError", "PROTOCOL_VERSION"]
