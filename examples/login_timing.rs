@@ -40,11 +40,9 @@ async fn main() {
         .unwrap();
     let client = Client::connect_with(
         &url,
-        ClientOptions {
-            namespace: config.namespace.clone(),
-            timeout: Duration::from_secs(30),
-            ..ClientOptions::default()
-        },
+        ClientOptions::default()
+            .namespace(config.namespace.clone())
+            .timeout(Duration::from_secs(30)),
     )
     .await
     .unwrap();

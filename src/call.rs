@@ -25,17 +25,21 @@ pub async fn run(args: CallArgs) -> ExitCode {
     } else {
         args.json.into_bytes()
     };
-    let options = ClientOptions {
-        namespace: args.broker.namespace,
-        timeout: args.timeout,
-        attempts: args.attempts,
-        connection_name: "authq-call".into(),
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::default()
+        .namespace(args.broker.namespace)
+        .timeout(args.timeout)
+        .attempts(args.attempts)
+        .connection_name("authq-call");
     let client = match Client::connect_with(&args.broker.amqp_url, options).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("authq call: {}", e.report());
+            if matches!(e, authq::ClientError::Connect { .. }) {
+                eprintln!(
+                    "authq call: is RabbitMQ running? Start it with `rabbitmq-server -detached` \
+                     (install it with `apt-get install rabbitmq-server`)"
+                );
+            }
             return ExitCode::from(NO_REPLY);
         }
     };

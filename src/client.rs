@@ -17,7 +17,6 @@ use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     QueueDeclareOptions,
 };
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::Arc;
@@ -27,13 +26,27 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 /// How a [`Client`] connects and calls.
+///
+/// Built from [`ClientOptions::default`] with the setters (the struct is `#[non_exhaustive]`,
+/// so options can be added without breaking callers):
+///
+/// ```
+/// use std::time::Duration;
+/// let options = authq::ClientOptions::default()
+///     .namespace("staging")
+///     .timeout(Duration::from_secs(3))
+///     .attempts(3)
+///     .connection_name("billing-service");
+/// assert_eq!(options.namespace, "staging");
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// The namespace of the authq deployment to call (default `authq`).
     pub namespace: String,
-    /// How long a call waits for its reply, all attempts included. Also sent as the request's
-    /// `expiration` and absolute deadline, so a worker never starts a request its caller has
-    /// given up on.
+    /// How long a call waits for its reply, all attempts included (default 10 s). Also sent as
+    /// the request's `expiration` and absolute deadline, so a worker never starts a request its
+    /// caller has given up on. Connecting (and each reconnection) is bounded by it too.
     pub timeout: Duration,
     /// How many times a call is published before it gives up (default 1: no retry). With more,
     /// the timeout is shared among the attempts, and a call whose reply did not come (or whose
@@ -49,6 +62,43 @@ pub struct ClientOptions {
     /// (`None`): the user name of the URL (RabbitMQ's `guest` when the URL names none); no
     /// `user-id` at all with `auth_mechanism=external`.
     pub user_id: Option<String>,
+}
+
+impl ClientOptions {
+    /// Sets [`ClientOptions::namespace`].
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Sets [`ClientOptions::timeout`].
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`ClientOptions::attempts`] (at least 1).
+    #[must_use]
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Sets [`ClientOptions::connection_name`].
+    #[must_use]
+    pub fn connection_name(mut self, name: impl Into<String>) -> Self {
+        self.connection_name = name.into();
+        self
+    }
+
+    /// Sets [`ClientOptions::user_id`].
+    #[must_use]
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.user_id = Some(user_id.into());
+        self
+    }
 }
 
 impl Default for ClientOptions {
@@ -101,21 +151,22 @@ struct Link {
 }
 
 impl Link {
-    /// Connects and sets up the channels and reply queue, within [`CONNECT_TIMEOUT`]: a broker
-    /// that is still starting can accept the connection and stall the handshake, and every
-    /// call waits on the lock of the one reconnecting.
+    /// Connects and sets up the channels and reply queue, within the client's timeout
+    /// ([`ClientOptions::timeout`]): a broker that is still starting can accept the connection
+    /// and stall the handshake, and every call waits on the lock of the one reconnecting.
     async fn open(url: &str, names: &Names, options: &ClientOptions) -> Result<Self, ClientError> {
-        tokio::time::timeout(CONNECT_TIMEOUT, Self::open_unbounded(url, names, options))
+        let limit = options.timeout;
+        tokio::time::timeout(limit, Self::open_unbounded(url, names, options))
             .await
             .unwrap_or_else(|_| {
-                Err(ClientError::Connect {
-                    url: redact_url(url),
-                    source: std::io::Error::new(
+                Err(ClientError::connect(
+                    redact_url(url),
+                    std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        format!("no connection within {CONNECT_TIMEOUT:?}"),
+                        format!("no connection within {limit:?}"),
                     )
                     .into(),
-                })
+                ))
             })
     }
 
@@ -130,14 +181,14 @@ impl Link {
                 .with_connection_name(options.connection_name.clone().into()),
         )
         .await
-        .map_err(|source| ClientError::Connect {
-            url: redact_url(url),
-            source,
-        })?;
+        .map_err(|e| ClientError::connect(redact_url(url), e))?;
         ensure_deployment(&connection, names).await?;
         // Replies on their own channel, so a publish the broker refuses with a channel error
         // cannot take the reply consumer down with it.
-        let replies = connection.create_channel().await?;
+        let replies = connection
+            .create_channel()
+            .await
+            .map_err(ClientError::broker)?;
         let queue = replies
             .queue_declare(
                 "".into(),
@@ -148,7 +199,8 @@ impl Link {
                 },
                 FieldTable::default(),
             )
-            .await?;
+            .await
+            .map_err(ClientError::broker)?;
         let reply_queue: ShortString = queue.name().clone();
         let consumer = replies
             .basic_consume(
@@ -161,11 +213,16 @@ impl Link {
                 },
                 FieldTable::default(),
             )
-            .await?;
-        let publish = connection.create_channel().await?;
+            .await
+            .map_err(ClientError::broker)?;
+        let publish = connection
+            .create_channel()
+            .await
+            .map_err(ClientError::broker)?;
         publish
             .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+            .await
+            .map_err(ClientError::broker)?;
         let pending = Arc::new(Pending::default());
         tokio::spawn(replies::dispatch(consumer, Arc::clone(&pending)));
         Ok(Self {
@@ -183,10 +240,6 @@ impl Link {
     }
 }
 
-/// How long one attempt to (re)connect may take: connect, declare the reply queue, open the
-/// channels.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How long a call with attempts left waits before trying to reconnect again.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 
@@ -201,12 +254,40 @@ enum Published {
 impl Client {
     /// Connects to the broker at `url` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`) with the
     /// default options.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Connect`] when the broker cannot be reached within the default timeout (10
+    /// s), [`ClientError::AccessRefused`] for a wrong user, password or virtual host,
+    /// [`ClientError::NoDeployment`] when no worker ever declared namespace `authq` on this broker.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), authq::ClientError> {
+    /// let client = authq::Client::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
         Self::connect_with(url, ClientOptions::default()).await
     }
 
     /// Connects with explicit options. Fails with [`ClientError::NoDeployment`] if no worker has
     /// ever declared the namespace on this broker.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`] (within `options.timeout`), and [`ClientError::Namespace`] for an
+    /// invalid namespace.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), authq::ClientError> {
+    /// let options = authq::ClientOptions::default().namespace("staging").attempts(3);
+    /// let client = authq::Client::connect_with("amqp://guest:guest@127.0.0.1:5672/%2f", options).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
         let names = Names::new(&options.namespace)?;
         let user_id = options
@@ -234,10 +315,25 @@ impl Client {
 
     /// Closes the connection. Calls in flight fail with [`ClientError::ConnectionLost`], and so
     /// does every later call.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Broker`] if the broker does not acknowledge the close.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// client.close().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn close(&self) -> Result<(), ClientError> {
         self.inner.closed.store(true, Ordering::SeqCst);
         let link = Arc::clone(&*self.inner.link.lock().await);
-        link.connection.close(200, "client closing".into()).await?;
+        link.connection
+            .close(200, "client closing".into())
+            .await
+            .map_err(ClientError::broker)?;
         Ok(())
     }
 
@@ -256,12 +352,44 @@ impl Client {
     }
 
     /// Sends a typed request and decodes its reply, with the default timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with the worker's error code; [`ClientError::Timeout`] when no reply
+    /// came in time (also what a stopped pool looks like); [`ClientError::ConnectionLost`];
+    /// [`ClientError::Overloaded`] when a full tube refused the request;
+    /// [`ClientError::Unroutable`]; [`ClientError::NoDeployment`]; [`ClientError::Connect`] or
+    /// [`ClientError::AccessRefused`] when reconnecting fails; [`ClientError::Decode`] for a reply
+    /// that is not the operation's.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// use authq::protocol::ops::CheckRequest;
+    /// let reply = client.call(&CheckRequest { session: "token".into() }).await?;
+    /// println!("{}", reply.user.email);
+    /// # Ok(()) }
+    /// ```
     pub async fn call<R: Request>(&self, request: &R) -> Result<R::Reply, ClientError> {
         self.call_with_timeout(request, self.inner.options.timeout)
             .await
     }
 
     /// Sends a typed request with an explicit timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::call`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// use authq::protocol::ops::PingRequest;
+    /// client.call_with_timeout(&PingRequest {}, std::time::Duration::from_millis(500)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn call_with_timeout<R: Request>(
         &self,
         request: &R,
@@ -280,6 +408,20 @@ impl Client {
     /// Publishes `body` as a request for `operation` (any routing key, known or not) and
     /// returns the raw reply body: the envelope, undecoded. A fresh `message_id` identifies
     /// the call.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::call`], except that an error reply is returned as the body, not as
+    /// [`ClientError::Server`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let body = client.call_raw("ping", b"{}", std::time::Duration::from_secs(5)).await?;
+    /// assert!(body.starts_with(br#"{"status":"#));
+    /// # Ok(()) }
+    /// ```
     pub async fn call_raw(
         &self,
         operation: &str,
@@ -294,6 +436,24 @@ impl Client {
     /// Like [`Client::call_raw`] with the caller's `message_id`: calling again with the same
     /// id and body (after a timeout or a lost connection) is answered with the first outcome of
     /// a mutating operation instead of doing it twice, within the worker's idempotency window.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::call_raw`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let id = "6f1c1d4e-9a55-4b43-9e0b-5f3c1b0e2a77";
+    /// let body = br#"{"email":"ann@example.com"}"#;
+    /// let t = std::time::Duration::from_secs(5);
+    /// let first = match client.call_raw_with_id("register", body, t, id).await {
+    ///     Err(e) if e.is_no_reply() => client.call_raw_with_id("register", body, t, id).await?,
+    ///     other => other?,
+    /// };
+    /// # Ok(()) }
+    /// ```
     pub async fn call_raw_with_id(
         &self,
         operation: &str,
@@ -316,7 +476,8 @@ impl Client {
                     Ok(link) => link,
                     // A retry waits for the broker to come back (and finish starting), within
                     // the call's timeout.
-                    Err(ClientError::Connect { .. } | ClientError::Broker(_)) if !last => {
+                    Err(e @ (ClientError::Connect { .. } | ClientError::Broker(_))) if !last => {
+                        debug!(error = %e, "cannot connect yet: trying again");
                         tokio::time::sleep(RECONNECT_PAUSE).await;
                         attempt -= 1;
                         continue;
@@ -448,12 +609,40 @@ impl Client {
     }
 
     /// `ping`: a no-op round trip.
+    ///
+    /// # Errors
+    ///
+    /// the errors every call can return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// client.ping().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn ping(&self) -> Result<(), ClientError> {
         let Empty {} = self.call(&PingRequest {}).await?;
         Ok(())
     }
 
     /// `register`: starts a registration and returns the confirmation code to mail.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `user_exists` (an active or suspended user has this email),
+    /// `too_many_attempts` (5 per email per hour), `bad_request` (a malformed email); and the
+    /// errors every call can return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let reg = client.register("ann@example.com").await?;
+    /// send_mail("ann@example.com", reg.code.expose());
+    /// # fn send_mail(_: &str, _: &str) {}
+    /// # Ok(()) }
+    /// ```
     pub async fn register(&self, email: &str) -> Result<RegisterReply, ClientError> {
         self.call(&RegisterRequest {
             email: email.to_owned(),
@@ -463,6 +652,20 @@ impl Client {
     }
 
     /// `register` with an initial profile.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::register`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let mut profile = serde_json::Map::new();
+    /// profile.insert("name".into(), "Ann".into());
+    /// let reg = client.register_with_profile("ann@example.com", profile).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn register_with_profile(
         &self,
         email: &str,
@@ -476,6 +679,21 @@ impl Client {
     }
 
     /// `confirm_registration`: the code and the chosen password make the user active.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `invalid_code` (wrong, expired, used code, or no pending
+    /// registration) or `weak_password`; and the errors every call can return (see
+    /// [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let reply = client.confirm_registration("ann@example.com", "53649536", "correct horse battery").await?;
+    /// assert_eq!(reply.user.state, authq::types::UserState::Active);
+    /// # Ok(()) }
+    /// ```
     pub async fn confirm_registration(
         &self,
         email: &str,
@@ -491,6 +709,23 @@ impl Client {
     }
 
     /// `login`: a new session for a correct email and password.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `invalid_credentials`, `user_suspended`, `too_many_attempts` or
+    /// `policy_denied`; and the errors every call can return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// match client.login("ann@example.com", "correct horse battery").await {
+    ///     Ok(login) => println!("session until {}", login.expires_at),
+    ///     Err(e) if e.code() == Some(authq::ErrorCode::InvalidCredentials) => println!("try again"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn login(&self, email: &str, password: &str) -> Result<LoginReply, ClientError> {
         self.call(&LoginRequest {
             client_ip: None,
@@ -501,6 +736,20 @@ impl Client {
     }
 
     /// `check`: the session's user (renewing the session when due).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `session_invalid` (unknown, ended or expired) or
+    /// `user_suspended`; and the errors every call can return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let me = client.check("6x8y1GuhtDN4OHD4v94xcy2FGnmAg33yc47MjVDFNZk").await?;
+    /// println!("{} ({:?})", me.user.email, me.user.state);
+    /// # Ok(()) }
+    /// ```
     pub async fn check(&self, session: &str) -> Result<CheckReply, ClientError> {
         self.call(&CheckRequest {
             session: Secret::from(session),
@@ -509,6 +758,19 @@ impl Client {
     }
 
     /// `logout`: ends the session.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `session_invalid`; and the errors every call can return (see
+    /// [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// client.logout("6x8y1GuhtDN4OHD4v94xcy2FGnmAg33yc47MjVDFNZk").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn logout(&self, session: &str) -> Result<(), ClientError> {
         let Empty {} = self
             .call(&LogoutRequest {
@@ -519,6 +781,19 @@ impl Client {
     }
 
     /// `logout_all`: ends every session of the session's user.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `session_invalid`; and the errors every call can return (see
+    /// [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let ended = client.logout_all("6x8y1GuhtDN4OHD4v94xcy2FGnmAg33yc47MjVDFNZk").await?.ended;
+    /// # Ok(()) }
+    /// ```
     pub async fn logout_all(&self, session: &str) -> Result<LogoutAllReply, ClientError> {
         self.call(&LogoutAllRequest {
             session: Secret::from(session),
@@ -527,6 +802,21 @@ impl Client {
     }
 
     /// `start_reset`: a reset token to mail (same reply shape whether the email exists or not).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `forbidden` (the caller is not an administrative caller) or
+    /// `too_many_attempts`; and the errors every call can return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let reset = client.start_reset("ann@example.com").await?;
+    /// send_mail("ann@example.com", reset.token.expose());
+    /// # fn send_mail(_: &str, _: &str) {}
+    /// # Ok(()) }
+    /// ```
     pub async fn start_reset(&self, email: &str) -> Result<StartResetReply, ClientError> {
         self.call(&StartResetRequest {
             email: email.to_owned(),
@@ -535,6 +825,20 @@ impl Client {
     }
 
     /// `complete_reset`: the token and a new password; ends every session.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `invalid_code` or `weak_password`; and the errors every call
+    /// can return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let done = client.complete_reset("ann@example.com", "Gq3b0mJ7yD6kYQvFh2sZ1xPp9LwTnA4eRcUuV8iKj5o", "a brand new secret").await?;
+    /// println!("{} sessions ended", done.sessions_ended);
+    /// # Ok(()) }
+    /// ```
     pub async fn complete_reset(
         &self,
         email: &str,
@@ -550,6 +854,20 @@ impl Client {
     }
 
     /// `change_password`: the old and new password; ends the user's other sessions.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `session_invalid`, `invalid_credentials` (wrong old password),
+    /// `weak_password` or `user_suspended`; and the errors every call can return (see
+    /// [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// client.change_password("6x8y1GuhtDN4OHD4v94xcy2FGnmAg33yc47MjVDFNZk", "correct horse battery", "another long secret").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn change_password(
         &self,
         session: &str,
@@ -565,6 +883,19 @@ impl Client {
     }
 
     /// `get_profile`: the session's user with the profile.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `session_invalid` or `user_suspended`; and the errors every
+    /// call can return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let profile = client.get_profile("6x8y1GuhtDN4OHD4v94xcy2FGnmAg33yc47MjVDFNZk").await?.user.profile;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_profile(&self, session: &str) -> Result<ProfileReply, ClientError> {
         self.call(&GetProfileRequest {
             session: Secret::from(session),
@@ -573,6 +904,22 @@ impl Client {
     }
 
     /// `set_profile`: merges (RFC 7396) or replaces the session user's profile.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `session_invalid`, `user_suspended`, or `bad_request` (the
+    /// profile would exceed its size limit); and the errors every call can return (see
+    /// [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let mut patch = serde_json::Map::new();
+    /// patch.insert("tz".into(), "UTC".into());
+    /// let reply = client.set_profile("6x8y1GuhtDN4OHD4v94xcy2FGnmAg33yc47MjVDFNZk", patch, authq::types::ProfileMode::Merge).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set_profile(
         &self,
         session: &str,
@@ -588,16 +935,56 @@ impl Client {
     }
 
     /// `delete_user`: deletes a user with every session and code.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `not_found` or `forbidden` (the caller is not an administrative
+    /// caller); and the errors every call can return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// client.delete_user(authq::types::UserRef::email("ann@example.com")).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_user(&self, user: UserRef) -> Result<DeleteUserReply, ClientError> {
         self.call(&DeleteUserRequest { user }).await
     }
 
     /// `suspend`: the user's sessions end and login is refused.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `not_found` or `forbidden`; and the errors every call can
+    /// return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let reply = client.suspend(authq::types::UserRef::email("ann@example.com")).await?;
+    /// println!("{} sessions ended", reply.sessions_ended);
+    /// # Ok(()) }
+    /// ```
     pub async fn suspend(&self, user: UserRef) -> Result<UserStateReply, ClientError> {
         self.call(&SuspendRequest { user }).await
     }
 
     /// `unsuspend`: lifts a suspension.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `not_found` or `forbidden`; and the errors every call can
+    /// return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// client.unsuspend(authq::types::UserRef::id("01a208ad-da95-7397-8db6-326deded1d5f")).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn unsuspend(&self, user: UserRef) -> Result<UserStateReply, ClientError> {
         self.call(&UnsuspendRequest { user }).await
     }
@@ -606,6 +993,21 @@ impl Client {
 /// The deletion cascade.
 impl Client {
     /// `deletion_done`: `service` has deleted its data about the deleted user `user_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `not_found` (no deletion of this user is tracked) or
+    /// `bad_request` (the deletion does not wait for this service); and the errors every call can
+    /// return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let status = client.deletion_done("01a208ad-da95-7397-8db6-326deded1d5f", "billing").await?;
+    /// println!("still waiting for {:?}", status.pending);
+    /// # Ok(()) }
+    /// ```
     pub async fn deletion_done(
         &self,
         user_id: &str,
@@ -619,6 +1021,19 @@ impl Client {
     }
 
     /// `deletion_status`: which services have acknowledged the deletion of `user_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `not_found`; and the errors every call can return (see
+    /// [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let status = client.deletion_status("01a208ad-da95-7397-8db6-326deded1d5f").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn deletion_status(&self, user_id: &str) -> Result<DeletionStatusReply, ClientError> {
         self.call(&DeletionStatusRequest {
             user_id: user_id.to_owned(),
@@ -630,7 +1045,10 @@ impl Client {
 /// Checks that the namespace's request exchange exists (a worker declared it), on a throw-away
 /// channel: publishing to a missing exchange would close the client's channel.
 async fn ensure_deployment(connection: &Connection, names: &Names) -> Result<(), ClientError> {
-    let probe = connection.create_channel().await?;
+    let probe = connection
+        .create_channel()
+        .await
+        .map_err(ClientError::broker)?;
     let declared = probe
         .exchange_declare(
             names.request_exchange().into(),
@@ -650,11 +1068,12 @@ async fn ensure_deployment(connection: &Connection, names: &Names) -> Result<(),
         Err(e) if is_not_found(&e) => Err(ClientError::NoDeployment {
             namespace: names.namespace().to_owned(),
         }),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(ClientError::broker(e)),
     }
 }
 
 fn is_not_found(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     matches!(
         e.kind(),
         lapin::ErrorKind::ProtocolError(amqp)

@@ -20,25 +20,24 @@ pub async fn run(args: EventsArgs) -> ExitCode {
     match watch(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("authq events: {}", e.report());
+            eprintln!("authq events: {e:#}");
             ExitCode::from(2)
         }
     }
 }
 
-async fn watch(args: EventsArgs) -> Result<(), ClientError> {
+async fn watch(args: EventsArgs) -> anyhow::Result<()> {
     let names = Names::new(&args.broker.namespace)?;
+    let redacted = redact_url(&args.broker.amqp_url);
+    let broker = |e: lapin::Error| anyhow::anyhow!("broker at {redacted}: {e}");
     let url = &args.broker.amqp_url;
     let connection = Connection::connect(
         url,
         ConnectionProperties::default().with_connection_name("authq-events".into()),
     )
     .await
-    .map_err(|source| ClientError::Connect {
-        url: redact_url(url),
-        source,
-    })?;
-    let channel = connection.create_channel().await?;
+    .map_err(broker)?;
+    let channel = connection.create_channel().await.map_err(broker)?;
     let queue = channel
         .queue_declare(
             "".into(),
@@ -49,7 +48,8 @@ async fn watch(args: EventsArgs) -> Result<(), ClientError> {
             },
             FieldTable::default(),
         )
-        .await?;
+        .await
+        .map_err(broker)?;
     let patterns: Vec<String> = if args.bind.is_empty() {
         DEFAULT_BINDINGS.iter().map(|p| (*p).to_owned()).collect()
     } else {
@@ -68,8 +68,9 @@ async fn watch(args: EventsArgs) -> Result<(), ClientError> {
             .map_err(|e| match e.kind() {
                 lapin::ErrorKind::ProtocolError(_) => ClientError::NoDeployment {
                     namespace: names.namespace().to_owned(),
-                },
-                _ => e.into(),
+                }
+                .into(),
+                _ => broker(e),
             })?;
     }
     let mut consumer = channel
@@ -83,7 +84,8 @@ async fn watch(args: EventsArgs) -> Result<(), ClientError> {
             },
             FieldTable::default(),
         )
-        .await?;
+        .await
+        .map_err(broker)?;
     // Listening for SIGINT/SIGTERM before saying so, so a signal sent on that line is handled.
     let shutdown = crate::shutdown_signal();
     // Tells a script (and the tests) that the bindings are in place.
@@ -108,8 +110,8 @@ async fn watch(args: EventsArgs) -> Result<(), ClientError> {
                         return Ok(());
                     }
                 }
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(ClientError::ConnectionLost),
+                Some(Err(_)) => return Err(ClientError::ConnectionLost.into()),
+                None => return Err(ClientError::ConnectionLost.into()),
             },
         }
     }

@@ -116,6 +116,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// The `error` object of an error reply.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// The machine-readable code: branch on this.

@@ -85,6 +85,7 @@ impl EventKind {
 }
 
 /// One event.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// A UUID, unique per event: deduplicate by it.
@@ -101,6 +102,7 @@ pub struct Event {
 }
 
 /// The details of an event. Fields absent for a type are omitted.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventData {
     /// The user concerned.

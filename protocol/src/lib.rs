@@ -15,6 +15,7 @@
 //! - [`secret`] — [`Secret`], the string type for passwords, codes and tokens (redacted in `Debug`).
 //! - [`url`] — [`redact_url`], for logging broker URLs without their password, and
 //!   [`broker_urls`], for settings that list several nodes of a cluster.
+//! - `schema` (feature `json-schema`) — the JSON Schemas checked in under `protocol/schema/`.
 //!
 //! # Evolution
 //! The contract only grows within a protocol version: new operations, new optional request
@@ -27,6 +28,8 @@ pub mod events;
 pub mod names;
 pub mod operation;
 pub mod ops;
+#[cfg(feature = "json-schema")]
+pub mod schema;
 pub mod secret;
 pub mod url;
 

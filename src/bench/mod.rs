@@ -170,12 +170,10 @@ impl BenchArgs {
     }
 
     async fn client(&self, namespace: &str, timeout: Duration) -> anyhow::Result<Client> {
-        let options = ClientOptions {
-            namespace: namespace.to_owned(),
-            timeout,
-            connection_name: "authq-bench".into(),
-            ..ClientOptions::default()
-        };
+        let options = ClientOptions::default()
+            .namespace(namespace.to_owned())
+            .timeout(timeout)
+            .connection_name("authq-bench");
         Client::connect_with(&self.broker.amqp_url, options)
             .await
             .map_err(|e| anyhow::anyhow!(e.report()))

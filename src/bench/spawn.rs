@@ -87,12 +87,10 @@ impl Spawned {
 
     async fn wait_ready(&mut self, url: &str, namespace: &str) -> anyhow::Result<()> {
         let started = Instant::now();
-        let options = ClientOptions {
-            namespace: namespace.to_owned(),
-            timeout: Duration::from_secs(2),
-            connection_name: "authq-bench-probe".into(),
-            ..ClientOptions::default()
-        };
+        let options = ClientOptions::default()
+            .namespace(namespace.to_owned())
+            .timeout(Duration::from_secs(2))
+            .connection_name("authq-bench-probe");
         while started.elapsed() < Duration::from_secs(60) {
             if let Some(status) = self.child.try_wait()? {
                 bail!(

@@ -36,15 +36,13 @@ async fn a_broker_restart_loses_no_accepted_request_and_the_pool_reconnects_by_i
     let ns = env.config.namespace.clone();
     let retrying = Client::connect_with(
         &url,
-        ClientOptions {
-            namespace: ns.clone(),
+        ClientOptions::default()
+            .namespace(ns.clone())
             // The calls are published before the restart and answered after it; each attempt
             // waits a third of this, long enough on a loaded machine that only the calls whose
             // reply queue died with the broker are published again.
-            timeout: Duration::from_secs(240),
-            attempts: 3,
-            ..ClientOptions::default()
-        },
+            .timeout(Duration::from_secs(240))
+            .attempts(3),
     )
     .await
     .unwrap();
@@ -54,11 +52,9 @@ async fn a_broker_restart_loses_no_accepted_request_and_the_pool_reconnects_by_i
     idle.stop_worker().await;
     let single = Client::connect_with(
         &url,
-        ClientOptions {
-            namespace: idle.config.namespace.clone(),
-            timeout: Duration::from_secs(60),
-            ..ClientOptions::default()
-        },
+        ClientOptions::default()
+            .namespace(idle.config.namespace.clone())
+            .timeout(Duration::from_secs(60)),
     )
     .await
     .unwrap();

@@ -70,11 +70,9 @@ impl Drop for Serve {
 /// A client for `namespace`, once a worker has declared it.
 async fn client(namespace: &str) -> Client {
     for _ in 0..120 {
-        let options = ClientOptions {
-            namespace: namespace.to_owned(),
-            timeout: Duration::from_secs(180),
-            ..ClientOptions::default()
-        };
+        let options = ClientOptions::default()
+            .namespace(namespace.to_owned())
+            .timeout(Duration::from_secs(180));
         if let Ok(c) = Client::connect_with(&amqp_url(), options).await
             && c.ping().await.is_ok()
         {

@@ -220,11 +220,9 @@ impl TestEnv {
         .unwrap_or_else(|e| panic!("the worker did not start: {e}"));
         let client = Client::connect_with(
             &config.amqp_url,
-            ClientOptions {
-                namespace: config.namespace.clone(),
-                timeout: Duration::from_secs(20),
-                ..ClientOptions::default()
-            },
+            ClientOptions::default()
+                .namespace(config.namespace.clone())
+                .timeout(Duration::from_secs(20)),
         )
         .await
         .unwrap_or_else(|e| panic!("the client did not connect: {e}"));

@@ -139,11 +139,9 @@ async fn the_shipped_definitions_give_each_user_only_what_it_needs() {
     // A service user calls authq through the client library (server-named reply queue).
     let web = Client::connect_with(
         &defs.url("web"),
-        ClientOptions {
-            namespace: "authq".into(),
-            timeout: Duration::from_secs(20),
-            ..ClientOptions::default()
-        },
+        ClientOptions::default()
+            .namespace("authq")
+            .timeout(Duration::from_secs(20)),
     )
     .await
     .unwrap_or_else(|e| panic!("the service connects: {e}"));

@@ -5,6 +5,7 @@ use super::{UserInfo, UserRef, request};
 use serde::{Deserialize, Serialize};
 
 /// `delete_user`: the user to delete (with every session and code).
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteUserRequest {
     /// The user.
@@ -14,6 +15,7 @@ pub struct DeleteUserRequest {
 request!(DeleteUserRequest => DeleteUser, DeleteUserReply);
 
 /// The reply to `delete_user`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteUserReply {
     /// The id of the deleted user.
@@ -21,6 +23,7 @@ pub struct DeleteUserReply {
 }
 
 /// `suspend`: the user to suspend.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SuspendRequest {
     /// The user.
@@ -30,6 +33,7 @@ pub struct SuspendRequest {
 request!(SuspendRequest => Suspend, UserStateReply);
 
 /// `unsuspend`: the user whose suspension to lift.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnsuspendRequest {
     /// The user.
@@ -39,6 +43,7 @@ pub struct UnsuspendRequest {
 request!(UnsuspendRequest => Unsuspend, UserStateReply);
 
 /// The reply to `suspend` and `unsuspend`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserStateReply {
     /// The user, in its new state.

@@ -5,6 +5,7 @@ use super::request;
 use serde::{Deserialize, Serialize};
 
 /// `deletion_done`: `service` has deleted its data about the deleted user `user_id`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletionDoneRequest {
     /// The deleted user (from the `user.deleted` event).
@@ -15,6 +16,7 @@ pub struct DeletionDoneRequest {
 request!(DeletionDoneRequest => DeletionDone, DeletionStatusReply);
 
 /// `deletion_status`: a deleted user's cascade.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletionStatusRequest {
     /// The deleted user.
@@ -23,6 +25,7 @@ pub struct DeletionStatusRequest {
 request!(DeletionStatusRequest => DeletionStatus, DeletionStatusReply);
 
 /// Where a user's deletion cascade stands.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletionStatusReply {
     /// The deleted user.

@@ -44,6 +44,7 @@ macro_rules! request {
 pub(crate) use request;
 
 /// The lifecycle state of a user.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UserState {
@@ -130,6 +131,7 @@ impl PartialEq for Profile {
 }
 
 /// A user as replies show it.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserInfo {
     /// The user's id (a UUID), stable for the user's life.
@@ -143,6 +145,7 @@ pub struct UserInfo {
 }
 
 /// Names the user an administrative request acts on: exactly one of `user_id` and `email`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRef {
     /// The user's id.
@@ -172,6 +175,7 @@ impl UserRef {
 }
 
 /// An empty reply body, `{}`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Empty {}
 

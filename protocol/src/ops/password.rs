@@ -5,6 +5,7 @@ use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// `start_reset`: the email whose password is to be reset.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartResetRequest {
     /// The email.
@@ -14,6 +15,7 @@ request!(StartResetRequest => StartReset, StartResetReply);
 
 /// The reply to `start_reset`, identical in shape whether or not the email belongs to a user:
 /// for an unknown email the token is random and works nowhere.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartResetReply {
     /// The single-use reset token for the calling service to mail (e.g. in a link).
@@ -23,6 +25,7 @@ pub struct StartResetReply {
 }
 
 /// `complete_reset`: the token from `start_reset` and the new password.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompleteResetRequest {
     /// The email the token was issued for.
@@ -35,6 +38,7 @@ pub struct CompleteResetRequest {
 request!(CompleteResetRequest => CompleteReset, CompleteResetReply);
 
 /// The reply to `complete_reset`. Every session of the user has ended.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CompleteResetReply {
     /// The user.
@@ -44,6 +48,7 @@ pub struct CompleteResetReply {
 }
 
 /// `change_password`: a session, the current password and the new one.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangePasswordRequest {
     /// A live session of the user.
@@ -56,6 +61,7 @@ pub struct ChangePasswordRequest {
 request!(ChangePasswordRequest => ChangePassword, ChangePasswordReply);
 
 /// The reply to `change_password`. The user's other sessions have ended; this one lives on.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangePasswordReply {
     /// How many other sessions ended.

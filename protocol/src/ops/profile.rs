@@ -5,6 +5,7 @@ use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// `get_profile`: the session whose user to read.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetProfileRequest {
     /// A live session token.
@@ -13,6 +14,7 @@ pub struct GetProfileRequest {
 request!(GetProfileRequest => GetProfile, ProfileReply);
 
 /// How `set_profile` applies the given object.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProfileMode {
@@ -25,6 +27,7 @@ pub enum ProfileMode {
 }
 
 /// `set_profile`: a session, the profile object and how to apply it.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SetProfileRequest {
     /// A live session token.
@@ -38,6 +41,7 @@ pub struct SetProfileRequest {
 request!(SetProfileRequest => SetProfile, ProfileReply);
 
 /// The reply to `get_profile` and `set_profile`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProfileReply {
     /// The user, with the (new) profile.

@@ -5,6 +5,7 @@ use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// `register`: the email to register, and optionally an initial profile.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegisterRequest {
     /// The email to register.
@@ -16,6 +17,7 @@ pub struct RegisterRequest {
 request!(RegisterRequest => Register, RegisterReply);
 
 /// The reply to `register`: the confirmation code for the calling service to mail.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterReply {
     /// The pending user's id.
@@ -28,6 +30,7 @@ pub struct RegisterReply {
 }
 
 /// `confirm_registration`: the code from `register` and the user's chosen password.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfirmRegistrationRequest {
     /// The email the code was issued for.
@@ -40,6 +43,7 @@ pub struct ConfirmRegistrationRequest {
 request!(ConfirmRegistrationRequest => ConfirmRegistration, ConfirmRegistrationReply);
 
 /// The reply to `confirm_registration`: the now active user.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConfirmRegistrationReply {
     /// The user.

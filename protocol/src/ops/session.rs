@@ -5,11 +5,13 @@ use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// `ping`: no arguments.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PingRequest {}
 request!(PingRequest => Ping, Empty);
 
 /// `login`: email and password.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginRequest {
     /// The user's email (case-insensitive).
@@ -24,6 +26,7 @@ pub struct LoginRequest {
 request!(LoginRequest => Login, LoginReply);
 
 /// The reply to `login`: a fresh session.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoginReply {
     /// The session token: hand it to the user (e.g. in a cookie) and pass it to `check`.
@@ -35,6 +38,7 @@ pub struct LoginReply {
 }
 
 /// `check`: a session token.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckRequest {
     /// The session token from `login`.
@@ -43,6 +47,7 @@ pub struct CheckRequest {
 request!(CheckRequest => Check, CheckReply);
 
 /// The reply to `check`: the session's user and its (possibly renewed) expiry.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckReply {
     /// The user.
@@ -60,6 +65,7 @@ pub struct CheckReply {
 }
 
 /// `logout`: the session to end.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogoutRequest {
     /// The session token.
@@ -68,6 +74,7 @@ pub struct LogoutRequest {
 request!(LogoutRequest => Logout, Empty);
 
 /// `logout_all`: a session of the user whose sessions all end.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogoutAllRequest {
     /// Any live session token of the user.
@@ -76,6 +83,7 @@ pub struct LogoutAllRequest {
 request!(LogoutAllRequest => LogoutAll, LogoutAllReply);
 
 /// The reply to `logout_all`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogoutAllReply {
     /// How many sessions ended (including the one passed).

@@ -6,6 +6,7 @@ use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// `social_url`: where to send the browser to log in with a provider.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocialUrlRequest {
     /// The provider's name in the worker's configuration (e.g. `google`).
@@ -18,6 +19,7 @@ pub struct SocialUrlRequest {
 request!(SocialUrlRequest => SocialUrl, SocialUrlReply);
 
 /// The reply to `social_url`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SocialUrlReply {
     /// The provider's authorization URL, with `state` and the PKCE challenge: redirect the
@@ -31,6 +33,7 @@ pub struct SocialUrlReply {
 }
 
 /// `social_login`: the `code` and `state` the provider sent the browser back with.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocialLoginRequest {
     /// The provider's name (the same as in `social_url`).
@@ -43,6 +46,7 @@ pub struct SocialLoginRequest {
 request!(SocialLoginRequest => SocialLogin, SocialLoginReply);
 
 /// The reply to `social_login`: a fresh session, as `login` gives.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SocialLoginReply {
     /// The session token.
@@ -57,6 +61,7 @@ pub struct SocialLoginReply {
 
 /// `link_social`: links a provider account to the user of a live session, completing a
 /// `social_login` that answered `link_required`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkSocialRequest {
     /// A live session of the account to link to.
@@ -71,6 +76,7 @@ pub struct LinkSocialRequest {
 request!(LinkSocialRequest => LinkSocial, LinkSocialReply);
 
 /// The reply to `link_social`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinkSocialReply {
     /// The session's user, now linked.

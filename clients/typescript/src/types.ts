@@ -1,0 +1,35 @@
+/**
+ * Typed replies: the `data` of each operation's `ok` reply, generated from the JSON Schemas in
+ * `protocol/schema/replies/` into `replies.ts` (`node tools/generate-types.mjs`), and the
+ * request-side types the client's methods take.
+ */
+
+export type {
+  ChangePasswordResult,
+  CheckResult,
+  CompleteResetResult,
+  ConfirmRegistrationResult,
+  DeleteUserResult,
+  DeletionStatus,
+  Empty,
+  LinkSocialResult,
+  LoginResult,
+  LogoutAllResult,
+  Profile,
+  ProfileResult,
+  RegisterResult,
+  SocialLoginResult,
+  SocialUrlResult,
+  StartResetResult,
+  User,
+  UserState,
+  UserStateResult,
+} from "./replies.js";
+
+/** Names a user in administrative operations: exactly one of the two. */
+export type UserRef = { user_id: string; email?: never } | { email: string; user_id?: never };
+
+/** A reply envelope, as `callRaw` returns it. */
+export type Envelope =
+  | { status: "ok"; data: Record<string, unknown> }
+  | { status: "error"; error: { code: string; message: string } };

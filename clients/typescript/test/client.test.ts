@@ -1,0 +1,185 @@
+/** AuthqClient's own behaviour: typed replies, error codes, retries by message id, calls in
+ * parallel, and the conditions a caller observes on the broker, against the real broker. */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import amqp from "amqplib";
+import type { Channel, ChannelModel } from "amqplib";
+import {
+  AuthqClient,
+  AuthqError,
+  ConnectError,
+  NoDeploymentError,
+  OverloadedError,
+  ServerError,
+  TimeoutError,
+  UnroutableError,
+} from "../src/index.js";
+import { AMQP_URL, namespace } from "./env.js";
+
+const PASSWORD = "correct horse battery";
+const freshEmail = (name = "ann") => `${name}-${randomUUID().slice(0, 12)}@example.com`;
+
+async function activeUser(client: AuthqClient, email: string): Promise<string> {
+  const reg = await client.register(email);
+  await client.confirmRegistration(email, reg.code, PASSWORD);
+  return reg.user_id;
+}
+
+describe("AuthqClient against a pool", () => {
+  const client = new AuthqClient(AMQP_URL, { namespace: namespace(), timeoutMs: 20_000 });
+  after(() => client.close());
+
+  test("typed lifecycle", async () => {
+    const email = freshEmail();
+    const reg = await client.register(email, { name: "Ann" });
+    assert.equal(reg.code.length, 8);
+    const confirmed = await client.confirmRegistration(email, reg.code, PASSWORD);
+    assert.equal(confirmed.user.state, "active");
+    assert.deepEqual(confirmed.user.profile, { name: "Ann" });
+    const login = await client.login(email, PASSWORD, "192.0.2.7");
+    assert.equal(login.user.id, reg.user_id);
+    const me = await client.check(login.session);
+    assert.equal(me.user.email, email);
+    assert.equal(me.renewed, false);
+    assert.deepEqual((await client.setProfile(login.session, { tz: "UTC" })).user.profile, { name: "Ann", tz: "UTC" });
+    assert.equal((await client.getProfile(login.session)).user.profile.tz, "UTC");
+    assert.equal((await client.logoutAll(login.session)).ended, 1);
+    assert.equal((await client.suspend({ email })).user.state, "suspended");
+    assert.equal((await client.unsuspend({ user_id: reg.user_id })).user.state, "active");
+    assert.equal((await client.deleteUser({ user_id: reg.user_id })).user_id, reg.user_id);
+    await client.ping();
+  });
+
+  test("error replies reject with the protocol code", async () => {
+    await assert.rejects(client.check("no-such-session"), (e: unknown) => {
+      assert.ok(e instanceof ServerError && e instanceof AuthqError);
+      assert.equal(e.code, "session_invalid");
+      return true;
+    });
+    await assert.rejects(client.call("no_such_operation", {}), (e: unknown) => e instanceof AuthqError && e.code === "unknown_operation");
+    const email = freshEmail();
+    await activeUser(client, email);
+    await assert.rejects(client.login(email, "wrong password"), (e: unknown) => {
+      assert.ok(e instanceof ServerError);
+      assert.equal(e.code, "invalid_credentials");
+      assert.ok(!String(e.message).includes("wrong password"));
+      return true;
+    });
+  });
+
+  test("a retry with the same message id gets the first reply", async () => {
+    const email = freshEmail();
+    const messageId = randomUUID();
+    const first = await client.register(email, undefined, { messageId });
+    const again = await client.register(email, undefined, { messageId });
+    assert.equal(again.code, first.code);
+    await assert.rejects(client.register(freshEmail(), undefined, { messageId }), (e: unknown) => e instanceof ServerError && e.code === "idempotency_conflict");
+  });
+
+  test("many calls in flight on one connection", async () => {
+    const email = freshEmail();
+    await activeUser(client, email);
+    const { session } = await client.login(email, PASSWORD);
+    const checks = await Promise.all(Array.from({ length: 50 }, () => client.check(session)));
+    assert.ok(checks.every((c) => c.user.email === email));
+  });
+});
+
+describe("conditions seen on the broker", () => {
+  let connection: ChannelModel;
+  let channel: Channel;
+  let bare: string;
+
+  before(async () => {
+    connection = await amqp.connect(AMQP_URL);
+    channel = await connection.createChannel();
+  });
+  after(async () => {
+    await connection.close();
+  });
+
+  async function bareNamespace(): Promise<string> {
+    bare = `authq-ts-${randomUUID().slice(0, 12)}`;
+    await channel.assertExchange(bare, "direct", { durable: false, autoDelete: false });
+    return bare;
+  }
+
+  test("unroutable", async () => {
+    const ns = await bareNamespace();
+    const c = new AuthqClient(AMQP_URL, { namespace: ns });
+    await assert.rejects(c.ping(), (e: unknown) => e instanceof UnroutableError && e.code === "unroutable");
+    await c.close();
+    await channel.deleteExchange(ns);
+  });
+
+  test("overloaded", async () => {
+    const ns = await bareNamespace();
+    const q = `${ns}.full`;
+    await channel.assertQueue(q, { autoDelete: true, arguments: { "x-max-length": 0, "x-overflow": "reject-publish" } });
+    await channel.bindQueue(q, ns, "ping");
+    const c = new AuthqClient(AMQP_URL, { namespace: ns });
+    await assert.rejects(c.ping(), (e: unknown) => e instanceof OverloadedError && e.code === "overloaded" && e.retryable);
+    await c.close();
+    await channel.deleteQueue(q);
+    await channel.deleteExchange(ns);
+  });
+
+  test("the timeout travels as expiration and x-deadline", async () => {
+    const ns = await bareNamespace();
+    const q = `${ns}.tube`;
+    await channel.assertQueue(q, { autoDelete: true });
+    await channel.bindQueue(q, ns, "ping");
+    let seen: amqp.ConsumeMessage | undefined;
+    let seenAt = 0;
+    await channel.consume(q, (msg) => {
+      if (!msg) return;
+      seen = msg;
+      seenAt = Date.now();
+      channel.sendToQueue(msg.properties.replyTo, Buffer.from('{"status":"ok","data":{}}'), { correlationId: msg.properties.correlationId });
+    }, { noAck: true });
+    const c = new AuthqClient(AMQP_URL, { namespace: ns, timeoutMs: 15_000 });
+    await c.ping({ messageId: "my-request-1" });
+    await c.close();
+    assert.ok(seen);
+    assert.equal(seen.properties.messageId, "my-request-1");
+    const expiration = Number(seen.properties.expiration);
+    assert.ok(expiration > 0 && expiration <= 15_000, String(expiration));
+    const deadline = Number(seen.properties.headers?.["x-deadline"]);
+    assert.ok(deadline > seenAt - 1 && deadline <= seenAt + 15_000, String(deadline));
+    assert.equal(seen.properties.userId, "guest");
+    assert.match(String(seen.properties.replyTo), /^amq\.gen-/);
+    await channel.deleteQueue(q);
+    await channel.deleteExchange(ns);
+  });
+
+  test("no reply is a timeout", async () => {
+    const ns = await bareNamespace();
+    const q = `${ns}.nobody`;
+    await channel.assertQueue(q, { autoDelete: true });
+    await channel.bindQueue(q, ns, "ping");
+    const c = new AuthqClient(AMQP_URL, { namespace: ns, timeoutMs: 500 });
+    await assert.rejects(c.ping(), (e: unknown) => e instanceof TimeoutError && e.code === "timeout");
+    await c.close();
+    await channel.deleteQueue(q);
+    await channel.deleteExchange(ns);
+  });
+
+  test("no deployment", async () => {
+    const c = new AuthqClient(AMQP_URL, { namespace: `authq-none-${randomUUID().slice(0, 8)}` });
+    await assert.rejects(c.ping(), (e: unknown) => e instanceof NoDeploymentError && e.code === "no_deployment");
+    await c.close();
+  });
+
+  test("connect errors say which", async () => {
+    const wrong = new AuthqClient("amqp://guest:not-the-password@127.0.0.1:5672/%2f", { timeoutMs: 5_000 });
+    await assert.rejects(wrong.ping(), (e: unknown) => {
+      assert.ok(e instanceof ConnectError, String(e));
+      assert.equal(e.code, "access_refused");
+      assert.ok(!e.message.includes("not-the-password"));
+      return true;
+    });
+    const unreachable = new AuthqClient("amqp://guest:guest@127.0.0.1:1/%2f", { timeoutMs: 5_000 });
+    await assert.rejects(unreachable.ping(), (e: unknown) => e instanceof ConnectError && e.code === "connect" && e.retryable);
+  });
+});
