@@ -11,7 +11,9 @@ use authq_protocol::ops::{
     PingRequest, ProfileMode, ProfileReply, RegisterReply, RegisterRequest, SetProfileRequest,
     StartResetReply, StartResetRequest, SuspendRequest, UnsuspendRequest, UserRef, UserStateReply,
 };
-use authq_protocol::{CONTENT_TYPE, Names, PROTOCOL_VERSION, Request, Secret, redact_url};
+use authq_protocol::{
+    CONTENT_TYPE, Names, PROTOCOL_VERSION, Request, Secret, broker_urls, redact_url,
+};
 use lapin::Confirmation;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
@@ -20,7 +22,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use tracing::debug;
@@ -137,6 +139,9 @@ struct Inner {
     options: ClientOptions,
     /// The current connection; replaced by the first call that finds it broken.
     link: tokio::sync::Mutex<Arc<Link>>,
+    /// Which of the URLs listed in `url` the current connection went to (reconnections try it
+    /// first, then the others in turn).
+    node: AtomicUsize,
     closed: AtomicBool,
 }
 
@@ -154,9 +159,17 @@ impl Link {
     /// Connects and sets up the channels and reply queue, within the client's timeout
     /// ([`ClientOptions::timeout`]): a broker that is still starting can accept the connection
     /// and stall the handshake, and every call waits on the lock of the one reconnecting.
-    async fn open(url: &str, names: &Names, options: &ClientOptions) -> Result<Self, ClientError> {
+    /// `url` may list several nodes of one cluster, separated by commas: the first that answers
+    /// (from `start`, the index of the one that answered last) takes the connection; the index
+    /// of that node comes back with the link.
+    async fn open(
+        url: &str,
+        names: &Names,
+        options: &ClientOptions,
+        start: usize,
+    ) -> Result<(Self, usize), ClientError> {
         let limit = options.timeout;
-        tokio::time::timeout(limit, Self::open_unbounded(url, names, options))
+        tokio::time::timeout(limit, Self::open_unbounded(url, names, options, start))
             .await
             .unwrap_or_else(|_| {
                 Err(ClientError::connect(
@@ -174,14 +187,31 @@ impl Link {
         url: &str,
         names: &Names,
         options: &ClientOptions,
-    ) -> Result<Self, ClientError> {
-        let connection = Connection::connect(
-            url,
-            ConnectionProperties::default()
-                .with_connection_name(options.connection_name.clone().into()),
-        )
-        .await
-        .map_err(|e| ClientError::connect(redact_url(url), e))?;
+        start: usize,
+    ) -> Result<(Self, usize), ClientError> {
+        let listed = broker_urls(url);
+        let nodes = if listed.is_empty() { vec![url] } else { listed };
+        let mut failure = None;
+        let mut connected = None;
+        for i in 0..nodes.len() {
+            let node = (start + i) % nodes.len();
+            match Connection::connect(
+                nodes[node],
+                ConnectionProperties::default()
+                    .with_connection_name(options.connection_name.clone().into()),
+            )
+            .await
+            {
+                Ok(c) => {
+                    connected = Some((c, node));
+                    break;
+                }
+                Err(e) => failure = Some(ClientError::connect(redact_url(nodes[node]), e)),
+            }
+        }
+        let Some((connection, node)) = connected else {
+            return Err(failure.unwrap_or(ClientError::ConnectionLost));
+        };
         ensure_deployment(&connection, names).await?;
         // Replies on their own channel, so a publish the broker refuses with a channel error
         // cannot take the reply consumer down with it.
@@ -225,12 +255,13 @@ impl Link {
             .map_err(ClientError::broker)?;
         let pending = Arc::new(Pending::default());
         tokio::spawn(replies::dispatch(consumer, Arc::clone(&pending)));
-        Ok(Self {
+        let link = Self {
             connection,
             publish,
             reply_queue,
             pending,
-        })
+        };
+        Ok((link, node))
     }
 
     fn is_usable(&self) -> bool {
@@ -253,7 +284,9 @@ enum Published {
 
 impl Client {
     /// Connects to the broker at `url` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`) with the
-    /// default options.
+    /// default options. `url` may list several nodes of one RabbitMQ cluster, separated by
+    /// commas: the client connects to the first that answers, and when its connection is lost it
+    /// reconnects to the first that answers again, starting with the one it had.
     ///
     /// # Errors
     ///
@@ -295,7 +328,7 @@ impl Client {
             .clone()
             .or_else(|| url_user(url))
             .map(ShortString::from);
-        let link = Link::open(url, &names, &options).await?;
+        let (link, node) = Link::open(url, &names, &options, 0).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 url: url.to_owned(),
@@ -303,6 +336,7 @@ impl Client {
                 user_id,
                 options,
                 link: tokio::sync::Mutex::new(Arc::new(link)),
+                node: AtomicUsize::new(node),
                 closed: AtomicBool::new(false),
             }),
         })
@@ -346,7 +380,10 @@ impl Client {
         if !current.is_usable() {
             debug!("reconnecting to the broker");
             let inner = &*self.inner;
-            *current = Arc::new(Link::open(&inner.url, &inner.names, &inner.options).await?);
+            let start = inner.node.load(Ordering::Relaxed);
+            let (link, node) = Link::open(&inner.url, &inner.names, &inner.options, start).await?;
+            inner.node.store(node, Ordering::Relaxed);
+            *current = Arc::new(link);
         }
         Ok(Arc::clone(&current))
     }
@@ -1095,7 +1132,8 @@ fn now_ms() -> i64 {
 /// The user a URL authenticates as with PLAIN (what the broker validates `user-id` against);
 /// `None` for SASL EXTERNAL (the user is the certificate's) or an unparsable URL.
 fn url_user(url: &str) -> Option<String> {
-    let uri: lapin::uri::AMQPUri = url.parse().ok()?;
+    let first = broker_urls(url).into_iter().next().unwrap_or(url);
+    let uri: lapin::uri::AMQPUri = first.parse().ok()?;
     if matches!(
         uri.query.auth_mechanism,
         Some(lapin::uri::SASLMechanism::External)

@@ -19,6 +19,7 @@ mod broker;
 mod callers;
 mod cli;
 mod clients;
+mod cluster;
 mod concurrency;
 mod conformance;
 mod events;

@@ -134,6 +134,48 @@ impl PrivateBroker {
     }
 }
 
+/// A RabbitMQ cluster of private nodes on loopback (distinct node names and ports).
+pub struct PrivateCluster {
+    /// The nodes; the first is the one the others joined.
+    pub nodes: Vec<PrivateBroker>,
+}
+
+impl PrivateCluster {
+    /// Starts `n` nodes (at once, each on its own thread) and joins the others to the first.
+    pub fn start(n: usize) -> Self {
+        let nodes: Vec<PrivateBroker> = std::thread::scope(|s| {
+            let starting: Vec<_> = (0..n).map(|_| s.spawn(PrivateBroker::start)).collect();
+            starting
+                .into_iter()
+                .map(|t| t.join().expect("a node starts"))
+                .collect()
+        });
+        let first = nodes[0].node.clone();
+        for node in &nodes[1..] {
+            node.ctl(&["stop_app"]);
+            node.ctl(&["join_cluster", &first]);
+            node.start_app();
+        }
+        Self { nodes }
+    }
+
+    /// Every node's AMQP URL, comma-separated (the form `--amqp-url` and the client take).
+    pub fn amqp_urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(PrivateBroker::amqp_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl PrivateBroker {
+    /// The Erlang node name (`authq-test-…@localhost`).
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+}
+
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         let _ = run(self

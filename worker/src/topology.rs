@@ -160,14 +160,20 @@ fn tube_args(dead_lettering: &FieldTable, policy: &QueuePolicy, tube: Tube) -> F
     args
 }
 
-/// Declares a fanout exchange and a queue of the same name bound to it.
+/// Declares a fanout exchange and a quorum queue of the same name bound to it. Quorum, like the
+/// tubes: in a cluster a classic durable queue lives on one node, and while that node is down
+/// it can be neither used nor declared again, so a worker could not reconnect to the survivors.
 async fn declare_fanout_queue(
     channel: &Channel,
     name: &str,
     exchange_options: ExchangeDeclareOptions,
     queue_options: QueueDeclareOptions,
-    queue_args: FieldTable,
+    mut queue_args: FieldTable,
 ) -> lapin::Result<()> {
+    queue_args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from(QueueType::Quorum.as_str())),
+    );
     channel
         .exchange_declare(
             name.into(),
