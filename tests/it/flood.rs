@@ -84,15 +84,15 @@ async fn client(namespace: &str) -> Client {
 }
 
 /// What a flood asked for and got.
-#[derive(Default)]
-struct Tally {
-    attempted: usize,
-    replied: usize,
-    failed: Vec<String>,
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub attempted: usize,
+    pub replied: usize,
+    pub failed: Vec<String>,
 }
 
 /// Registers and confirms `n` users, logs the first in; returns the session.
-async fn setup(client: &Client, n: usize) -> String {
+pub async fn setup(client: &Client, n: usize) -> String {
     for i in 0..n {
         let email = format!("u{i}@example.com");
         let r = client.register(&email).await.unwrap();
@@ -112,7 +112,7 @@ async fn setup(client: &Client, n: usize) -> String {
 
 /// Starts the flood: `checks` checks of `session`, `logins` logins of the `users` users,
 /// `registers` new registrations; `done` counts finished calls.
-fn flood(
+pub fn flood(
     client: &Client,
     session: &str,
     (checks, logins, registers, users): (usize, usize, usize, usize),
@@ -140,7 +140,7 @@ fn flood(
     calls
 }
 
-async fn wait_until(done: &AtomicUsize, n: usize) {
+pub async fn wait_until(done: &AtomicUsize, n: usize) {
     for _ in 0..2400 {
         if done.load(Ordering::SeqCst) >= n {
             return;
@@ -150,7 +150,7 @@ async fn wait_until(done: &AtomicUsize, n: usize) {
     panic!("the flood stalled at {} calls", done.load(Ordering::SeqCst));
 }
 
-async fn collect(calls: Vec<tokio::task::JoinHandle<Result<(), String>>>) -> Tally {
+pub async fn collect(calls: Vec<tokio::task::JoinHandle<Result<(), String>>>) -> Tally {
     let mut tally = Tally::default();
     for call in calls {
         tally.attempted += 1;
