@@ -28,6 +28,10 @@ pub mod headers {
     pub const DEAD_LETTER_REASON: &str = "x-authq-dead-letter-reason";
     /// On a dead-lettered message: the routing key (operation) it was published with.
     pub const ORIGINAL_ROUTING_KEY: &str = "x-authq-original-routing-key";
+    /// On a dead-lettered message: the `user_id` property it was published with (the
+    /// property itself is not copied: the broker would refuse the worker's publish of a
+    /// `user_id` that is not the worker's own user).
+    pub const ORIGINAL_USER_ID: &str = "x-authq-original-user-id";
 }
 
 /// Why the worker dead-lettered a message instead of answering it.

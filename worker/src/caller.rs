@@ -8,9 +8,13 @@
 //!   channel itself;
 //! - a server-named queue (`amq.gen-…`): the name the broker gave an exclusive reply queue,
 //!   what the Rust client library uses (random, only its owner can consume it);
-//! - `{namespace}.reply.{user-id}.…`: a caller-named reply queue under the caller's own
+//! - `{namespace}.reply.{user-id}.{suffix}`: a caller-named reply queue under the caller's own
 //!   RabbitMQ user, as validated by the broker in the `user-id` property (the broker's
 //!   permissions, `deploy/definitions.json`, let each service create and read only its own).
+//!   The suffix is non-empty and has **no dot**, so the owner of such a name is everything
+//!   between `{namespace}.reply.` and the last dot: one name has exactly one owner, whatever
+//!   dots user names contain (user `svc` cannot name `authq.reply.svc.admin.inbox`, which
+//!   belongs to user `svc.admin`).
 //!
 //! Anything else is refused; the request is dead-lettered (`forbidden_reply_to`), never
 //! processed.
@@ -39,16 +43,25 @@ pub fn reply_to_allowed(names: &Names, reply_to: &str, user_id: Option<&str>) ->
     {
         return true;
     }
-    match user_id {
-        Some(user) if !user.is_empty() && !user.contains('.') => {
-            let prefix = own_reply_prefix(names, user);
-            reply_to.len() > prefix.len() && reply_to.starts_with(&prefix)
-        }
+    match (user_id, reply_queue_owner(names, reply_to)) {
+        (Some(user), Some(owner)) => !user.is_empty() && owner == user,
         _ => false,
     }
 }
 
-/// The prefix of the reply queues a caller may name itself: `{namespace}.reply.{user}.`.
+/// The RabbitMQ user a caller-named reply queue `{namespace}.reply.{user}.{suffix}` belongs
+/// to: everything between the prefix and the last dot (the suffix is non-empty and has no
+/// dot). `None` for a name of any other shape.
+pub fn reply_queue_owner<'a>(names: &Names, reply_to: &'a str) -> Option<&'a str> {
+    let rest = reply_to
+        .strip_prefix(names.namespace())?
+        .strip_prefix(".reply.")?;
+    let (owner, suffix) = rest.rsplit_once('.')?;
+    (!owner.is_empty() && !suffix.is_empty()).then_some(owner)
+}
+
+/// The prefix of the reply queues a caller may name itself: `{namespace}.reply.{user}.`,
+/// followed by a non-empty suffix without dots.
 pub fn own_reply_prefix(names: &Names, user: &str) -> String {
     format!("{}.reply.{user}.", names.namespace())
 }
@@ -114,10 +127,18 @@ mod tests {
             !ok("authq.reply.web.1", None),
             "needs the validated user-id"
         );
-        assert!(
-            !ok("authq.reply.a.b.1", Some("a.b")),
-            "no dots in user names"
+        // Users `X` and `X.svc`: each name has exactly one owner.
+        assert!(ok("authq.reply.X.svc.inbox", Some("X.svc")));
+        assert!(!ok("authq.reply.X.svc.inbox", Some("X")), "X.svc's queue");
+        assert!(ok("authq.reply.X.inbox", Some("X")));
+        assert!(!ok("authq.reply.X.inbox", Some("X.svc")));
+        assert!(!ok("authq.reply.X.a.b", Some("X")), "no dot in the suffix");
+        assert_eq!(
+            reply_queue_owner(&names, "authq.reply.X.svc.inbox"),
+            Some("X.svc")
         );
+        assert_eq!(reply_queue_owner(&names, "authq.reply..inbox"), None);
+        assert_eq!(reply_queue_owner(&names, "authq.reply.X."), None);
     }
 
     #[test]
