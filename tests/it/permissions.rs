@@ -307,6 +307,7 @@ async fn users_x_and_x_dot_svc_each_own_only_their_reply_queues() {
     let ping = |user: &str| {
         BasicProperties::default()
             .with_reply_to(inbox.as_str().into())
+            .with_correlation_id("1".into())
             .with_user_id(user.into())
     };
 

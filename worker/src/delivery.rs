@@ -5,6 +5,7 @@
 //!   │ no
 //! reply_to missing? ─ yes ─▶ dead-letter with the reason, ack
 //!   │ no
+//! no correlation_id? ─ yes ▶ reply bad_request (nothing done)
 //! body too large? ── yes ─▶ reply payload_too_large
 //! operation unknown? ─ yes ▶ reply unknown_operation
 //! decode → handler → store (panics caught) ─▶ reply ok / error
@@ -124,7 +125,8 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
 
     // 3. Decode, handle, encode. A panic is caught here, for this message only.
     let admins = &shared.ctx.config.admin_callers;
-    let outcome = match operation(source, delivery, shared.ctx.config.max_body_bytes)
+    let outcome = match correlated(delivery)
+        .and_then(|()| operation(source, delivery, shared.ctx.config.max_body_bytes))
         .and_then(|op| caller::authorize(op, user_id, admins).map(|()| op))
     {
         Err(e) => Ok(Err(e)),
@@ -290,6 +292,18 @@ async fn crash_at(
     );
     let _ = channel.close(320, "injected crash".into()).await;
     true
+}
+
+/// Refuses a request without a `correlation_id` before any effect: its caller could not tell
+/// which call a reply answers (and would retry, doing the effect twice). The `bad_request`
+/// reply goes to its `reply_to` without a `correlation_id`, like the request.
+fn correlated(delivery: &Delivery) -> Result<(), HandlerError> {
+    match delivery.properties.correlation_id() {
+        Some(id) if !id.as_str().is_empty() => Ok(()),
+        _ => Err(HandlerError::BadRequest(
+            "the request has no correlation_id; nothing was done".into(),
+        )),
+    }
 }
 
 /// The operation a delivery asks for, or why it cannot be handled at all.
