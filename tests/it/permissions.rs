@@ -398,3 +398,89 @@ async fn users_x_and_x_dot_svc_each_own_only_their_reply_queues() {
     worker.shutdown().await.unwrap();
     drop(defs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_caller_role_is_granted_its_operations_and_refused_the_others() {
+    use crate::harness::assert_code;
+    use authq::ErrorCode;
+    use authq::protocol::ops::UserRef;
+    let defs = Loaded::load();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    config.amqp_url = defs.url("worker");
+    config.namespace = "authq".into();
+    // As deploy/authq.env.example: the admin user is admin, the web service has the reset role,
+    // billing is a plain service.
+    config.admin_callers = vec![defs.user("admin")];
+    config.reset_callers = vec![defs.user("web")];
+    let worker = WorkerHandle::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("the worker starts: {e}"));
+    let client = |role: &'static str| {
+        let url = defs.url(role);
+        async move {
+            Client::connect_with(
+                &url,
+                ClientOptions {
+                    namespace: "authq".into(),
+                    timeout: Duration::from_secs(20),
+                    ..ClientOptions::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{role} connects: {e}"))
+        }
+    };
+    let (web, billing, admin) = (
+        client("web").await,
+        client("billing").await,
+        client("admin").await,
+    );
+    let ann = || UserRef {
+        user_id: None,
+        email: Some("ann@example.com".into()),
+    };
+
+    // Service role (billing): the user-facing operations, nothing administrative.
+    let reg = billing.register("ann@example.com").await.unwrap();
+    billing
+        .confirm_registration(
+            "ann@example.com",
+            reg.code.expose(),
+            "correct horse battery",
+        )
+        .await
+        .unwrap();
+    billing
+        .login("ann@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    assert_code(
+        billing.start_reset("ann@example.com").await,
+        ErrorCode::Forbidden,
+    );
+    assert_code(billing.suspend(ann()).await, ErrorCode::Forbidden);
+    assert_code(billing.unsuspend(ann()).await, ErrorCode::Forbidden);
+    assert_code(billing.delete_user(ann()).await, ErrorCode::Forbidden);
+
+    // Reset role (web): the user-facing operations and start_reset, nothing more admin-like.
+    web.login("ann@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    web.start_reset("ann@example.com").await.unwrap();
+    assert_code(web.suspend(ann()).await, ErrorCode::Forbidden);
+    assert_code(web.unsuspend(ann()).await, ErrorCode::Forbidden);
+    assert_code(web.delete_user(ann()).await, ErrorCode::Forbidden);
+
+    // Admin role: everything.
+    admin.start_reset("ann@example.com").await.unwrap();
+    admin.suspend(ann()).await.unwrap();
+    admin.unsuspend(ann()).await.unwrap();
+    admin.delete_user(ann()).await.unwrap();
+
+    for c in [web, billing, admin] {
+        let _ = c.close().await;
+    }
+    worker.shutdown().await.unwrap();
+    drop(defs);
+}

@@ -124,10 +124,13 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
     }
 
     // 3. Decode, handle, encode. A panic is caught here, for this message only.
-    let admins = &shared.ctx.config.admin_callers;
+    let (admins, resets) = (
+        &shared.ctx.config.admin_callers,
+        &shared.ctx.config.reset_callers,
+    );
     let outcome = match correlated(delivery)
         .and_then(|()| operation(source, delivery, shared.ctx.config.max_body_bytes))
-        .and_then(|op| caller::authorize(op, user_id, admins).map(|()| op))
+        .and_then(|op| caller::authorize(op, user_id, admins, resets).map(|()| op))
     {
         Err(e) => Ok(Err(e)),
         Ok(op) => {
