@@ -36,6 +36,8 @@ pub enum Source {
     Tube(Tube),
     /// The unrouted queue: nobody binds the routing key.
     Unrouted,
+    /// The quarantine queue: what the broker dead-lettered from a tube, to relay redacted.
+    Quarantine,
 }
 
 impl Source {
@@ -43,6 +45,7 @@ impl Source {
         match self {
             Self::Tube(t) => t.as_str(),
             Self::Unrouted => "unrouted",
+            Self::Quarantine => "quarantine",
         }
     }
 }
@@ -88,6 +91,16 @@ pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, deli
 
 async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Delivery) {
     let metrics = &shared.ctx.metrics;
+    if source == Source::Quarantine {
+        // 0. The broker's own dead letter of a tube: never processed, relayed redacted.
+        let reason = reply::broker_death_reason(delivery.properties.headers().as_ref());
+        warn!(
+            reason = reason.as_str(),
+            "dead-lettered by the broker: relayed redacted"
+        );
+        dead_letter_and_ack(shared, channel, delivery, reason).await;
+        return;
+    }
     metrics.received.inc();
     let props = &delivery.properties;
 
@@ -319,7 +332,7 @@ fn operation(
         return Err(HandlerError::PayloadTooLarge);
     }
     match source {
-        Source::Unrouted => Err(HandlerError::UnknownOperation),
+        Source::Unrouted | Source::Quarantine => Err(HandlerError::UnknownOperation),
         Source::Tube(_) => {
             Operation::parse(delivery.routing_key.as_str()).ok_or(HandlerError::UnknownOperation)
         }

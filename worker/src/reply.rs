@@ -114,6 +114,17 @@ fn dead_letter_properties(props: &BasicProperties, mut table: FieldTable) -> Bas
     out
 }
 
+/// Why the broker dead-lettered a message (its `x-first-death-reason` header).
+pub fn broker_death_reason(headers_table: Option<&FieldTable>) -> DeadLetterReason {
+    let reason = headers_table
+        .and_then(|t| t.inner().get("x-first-death-reason"))
+        .and_then(|v| match v {
+            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+            _ => None,
+        });
+    DeadLetterReason::from_broker(reason)
+}
+
 /// Reads the absolute deadline header (Unix ms) if present and an integer.
 pub fn deadline(headers_table: Option<&FieldTable>) -> Option<i64> {
     let value = headers_table?.inner().get(headers::DEADLINE)?;
