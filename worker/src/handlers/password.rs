@@ -155,6 +155,7 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
                 let data = EventData {
                     user_id: Some(user.id.clone()),
                     email: Some(user.email.clone()),
+                    method: Some(METHOD_PASSWORD.to_owned()),
                     ..EventData::default()
                 };
                 events.record(s, EventKind::LoginSucceeded, data, now)?;
@@ -174,6 +175,9 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
     .await
 }
 
+/// The `method` of a password login's `auth.login.*` events.
+pub(super) const METHOD_PASSWORD: &str = "password";
+
 /// Records an `auth.login.failed` event (with the user when the email belongs to one) and
 /// returns `error`. The event is written on its own: the failure changed nothing else.
 async fn login_failed<T>(
@@ -183,17 +187,31 @@ async fn login_failed<T>(
     email: String,
     source: Option<String>,
 ) -> Result<T, HandlerError> {
-    let (events, now) = (Arc::clone(&ctx.events), ctx.now());
     let data = EventData {
         user_id,
         email: Some(email),
-        reason: Some(error.code().as_str().to_owned()),
         source,
+        method: Some(METHOD_PASSWORD.to_owned()),
+        ..EventData::default()
+    };
+    login_failed_event(ctx, error, data).await
+}
+
+/// Records an `auth.login.failed` event with `data` (the reason and a policy's words added)
+/// and returns `error`: the one place every login path (password, social) reports a failure.
+pub(super) async fn login_failed_event<T>(
+    ctx: &Ctx,
+    error: HandlerError,
+    data: EventData,
+) -> Result<T, HandlerError> {
+    let (events, now) = (Arc::clone(&ctx.events), ctx.now());
+    let data = EventData {
+        reason: Some(error.code().as_str().to_owned()),
         detail: match &error {
             HandlerError::PolicyDenied(reason) => Some(reason.clone()),
             _ => None,
         },
-        ..EventData::default()
+        ..data
     };
     ctx.write(move |s| events.record(s, EventKind::LoginFailed, data, now))
         .await?;
