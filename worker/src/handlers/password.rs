@@ -11,12 +11,12 @@ use crate::domain::{Email, check_new_password, normalize_password, too_long};
 use crate::error::HandlerError;
 use crate::policy::PolicyQuestion;
 use crate::store::{CodePurpose, CodeRecord, NewSession};
-use authq_protocol::Secret;
 use authq_protocol::events::{EventData, EventKind};
 use authq_protocol::ops::{
     ChangePasswordReply, ChangePasswordRequest, CompleteResetReply, CompleteResetRequest,
     ConfirmRegistrationReply, ConfirmRegistrationRequest, LoginReply, LoginRequest, UserState,
 };
+use authq_protocol::{ErrorCode, Secret};
 use std::sync::Arc;
 
 /// `login`: verifies the password and opens a fresh session.
@@ -49,6 +49,7 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
     // One store call: claim the attempts (committed before argon2 runs, so parallel requests
     // cannot slip past the limit) and, if granted, read the credentials.
     let (key, now) = (email.key, ctx.now());
+    let race_key = key.clone();
     let claimed = ctx
         .write(move |s| {
             if !s.claim_attempts(&super::attempt_limits(&claims), now)? {
@@ -141,6 +142,7 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
     let absolute_expires_at = now.saturating_add(duration_ms(ctx.config.sessions.max_lifetime));
     let user_id = user.id;
     let events = Arc::clone(&ctx.events);
+    let address = email.address;
     ctx.commit(
         move |s| {
             settle(s)?;
@@ -151,20 +153,38 @@ pub async fn login(ctx: &Ctx, req: LoginRequest) -> Result<LoginReply, HandlerEr
                 expires_at,
                 absolute_expires_at,
             })?;
-            if let Some(user) = &user {
+            let Some(user) = user else {
+                // The user was suspended or deleted between the check and the insert. The
+                // password was right, so a suspension is said as such (as before the race).
+                let suspended = s
+                    .credentials(&race_key)?
+                    .filter(|c| c.user.state == UserState::Suspended);
+                let Some(c) = suspended else {
+                    return Ok(None);
+                };
                 let data = EventData {
-                    user_id: Some(user.id.clone()),
-                    email: Some(user.email.clone()),
+                    user_id: Some(c.user.id),
+                    email: Some(address),
+                    reason: Some(ErrorCode::UserSuspended.as_str().to_owned()),
+                    source: client_ip,
                     method: Some(METHOD_PASSWORD.to_owned()),
                     ..EventData::default()
                 };
-                events.record(s, EventKind::LoginSucceeded, data, now)?;
-            }
-            Ok(user)
+                events.record(s, EventKind::LoginFailed, data, now)?;
+                return Ok(Some(Err(HandlerError::UserSuspended)));
+            };
+            let data = EventData {
+                user_id: Some(user.id.clone()),
+                email: Some(user.email.clone()),
+                method: Some(METHOD_PASSWORD.to_owned()),
+                ..EventData::default()
+            };
+            events.record(s, EventKind::LoginSucceeded, data, now)?;
+            Ok(Some(Ok(user)))
         },
-        move |user| {
-            // `None`: the user was suspended or deleted between the check and the insert.
-            let user = user.ok_or(HandlerError::InvalidCredentials)?;
+        move |opened| {
+            // `None`: the user was deleted between the check and the insert.
+            let user = opened.ok_or(HandlerError::InvalidCredentials)??;
             Ok(LoginReply {
                 session: token,
                 expires_at,
