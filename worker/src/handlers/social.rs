@@ -209,6 +209,14 @@ pub async fn social_login(
             Err(e) => return Err(e),
         };
     let email = identity.email.as_deref().and_then(|e| Email::parse(e).ok());
+    // The deny-list first, on the provider's email, before anything is created or linked; the
+    // whole chain (the hook too) runs below with the user known.
+    if let Some(email) = &email
+        && let Err(reason) = ctx.policy.deny_list(&email.address)
+    {
+        let data = social_event(&name, None, Some(email.address.clone()));
+        return login_failed_event(ctx, HandlerError::PolicyDenied(reason), data).await;
+    }
     let link_verified_email = ctx.social.config().may_link_verified_email(provider);
     let patch = profile_patch(&identity);
 
