@@ -302,6 +302,15 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub admin_callers: Vec<String>,
+    /// RabbitMQ user granted the reset role: `start_reset` and no other administrative
+    /// operation (a web service's "forgot my password"). Repeat, or separate with commas in the
+    /// variable. None by default.
+    #[arg(
+        long = "reset-caller",
+        env = "AUTHQ_RESET_CALLERS",
+        value_delimiter = ','
+    )]
+    pub reset_callers: Vec<String>,
     /// Failed logins per email per lockout window; further attempts are refused without
     /// running argon2 until the window ends (at most 100 an hour may reach argon2).
     #[arg(long, env = "AUTHQ_LOGIN_MAX_FAILURES", default_value_t = defaults().limits.login_failures)]
@@ -427,6 +436,7 @@ impl ServeArgs {
         config.shutdown_grace = self.shutdown_grace;
         config.queue_expires = self.queue_expires;
         config.admin_callers = self.admin_callers;
+        config.reset_callers = self.reset_callers;
         config.limits.login_failures = self.login_max_failures;
         config.limits.login_window = self.login_window;
         config.limits.source_failures = self.source_max_failures;
@@ -487,5 +497,26 @@ mod tests {
         assert_eq!(config.codes, d.codes);
         assert_eq!(config.passwords, d.passwords);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn caller_roles_come_from_their_flags() {
+        let cli = Cli::try_parse_from([
+            "authq",
+            "serve",
+            "--admin-caller",
+            "ops",
+            "--reset-caller",
+            "web",
+            "--reset-caller",
+            "shop",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let config = args.into_config();
+        assert_eq!(config.admin_callers, ["ops"]);
+        assert_eq!(config.reset_callers, ["web", "shop"]);
     }
 }

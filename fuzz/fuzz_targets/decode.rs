@@ -42,11 +42,16 @@ fn world() -> &'static World {
                 metrics,
                 renewal: Renewal::from_policy(&config.sessions),
                 sealing: Arc::new(Sealing::new(&server)),
+                events: Arc::new(authq_worker::events::EventSink::new(&server)),
+                store_permits: Arc::new(tokio::sync::Semaphore::new(2)),
+                policy: Arc::new(authq_worker::policy::Policy::new(Default::default())),
                 social: Arc::new(Social::new(config.social.clone()).unwrap()),
                 code_key: CodeKey::from_server_key(&server),
                 config: Arc::new(config),
             },
-            runtime: tokio::runtime::Builder::new_current_thread()
+            // As the proptest pass: one worker thread, so the store's blocking calls run beside.
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
                 .enable_all()
                 .build()
                 .unwrap(),

@@ -42,10 +42,12 @@ macro_rules! event_kinds {
 }
 
 event_kinds! {
-    /// A login succeeded: `user_id`, `email`, `session_epoch`.
+    /// A login succeeded: `user_id`, `email`, `method` (`password` or `social`, then
+    /// `provider`). Every path that issues a session (`login`, `social_login`) and
+    /// `link_social` publish it.
     LoginSucceeded = "auth.login.succeeded", secret: false;
-    /// A login failed: `reason` (an error code), and `user_id`/`email` when the email belongs
-    /// to a user.
+    /// A login failed: `reason` (an error code), `method` (and `provider`), and
+    /// `user_id`/`email` when known.
     LoginFailed = "auth.login.failed", secret: false;
     /// A registration started (or its code was re-issued): `user_id`, `email`, `code`,
     /// `expires_at`. Secret-bearing.
@@ -117,6 +119,12 @@ pub struct EventData {
     /// Where the attempt came from, as the calling service said (`client_ip` of `login`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// How the user authenticated (`auth.login.*`): `password`, or `social` with `provider`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The social login provider (`auth.login.*` with method `social`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// The refusing policy's own words (`auth.login.failed` with reason `policy_denied`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,

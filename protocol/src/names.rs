@@ -28,6 +28,10 @@ pub mod headers {
     pub const DEAD_LETTER_REASON: &str = "x-authq-dead-letter-reason";
     /// On a dead-lettered message: the routing key (operation) it was published with.
     pub const ORIGINAL_ROUTING_KEY: &str = "x-authq-original-routing-key";
+    /// On a dead-lettered message: the `user_id` property it was published with (the
+    /// property itself is not copied: the broker would refuse the worker's publish of a
+    /// `user_id` that is not the worker's own user).
+    pub const ORIGINAL_USER_ID: &str = "x-authq-original-user-id";
 }
 
 /// Why the worker dead-lettered a message instead of answering it.
@@ -45,6 +49,13 @@ pub enum DeadLetterReason {
     /// The `reply_to` was not a destination the caller may receive replies on (a tube,
     /// another service's queue…); the request was not processed.
     ForbiddenReplyTo,
+    /// The broker dead-lettered it: its `expiration` passed while it waited in a tube.
+    Expired,
+    /// The broker dead-lettered it: it was delivered more times than the tube's delivery
+    /// limit (workers crashed or lost their connection while holding it).
+    DeliveryLimit,
+    /// The broker dead-lettered it for another reason (a rejection, a queue length limit).
+    Rejected,
 }
 
 impl DeadLetterReason {
@@ -56,6 +67,19 @@ impl DeadLetterReason {
             Self::UnknownOperation => "unknown_operation",
             Self::HandlerPanicked => "handler_panicked",
             Self::ForbiddenReplyTo => "forbidden_reply_to",
+            Self::Expired => "expired",
+            Self::DeliveryLimit => "delivery_limit",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// The reason for a message the broker dead-lettered, from its `x-first-death-reason`
+    /// header (`expired`, `delivery_limit`, `rejected`, `maxlen`).
+    pub fn from_broker(reason: Option<&str>) -> Self {
+        match reason {
+            Some("expired") => Self::Expired,
+            Some("delivery_limit") => Self::DeliveryLimit,
+            _ => Self::Rejected,
         }
     }
 }
@@ -121,6 +145,7 @@ impl std::error::Error for NamespaceError {}
 /// | `{ns}.session`, `{ns}.password`, `{ns}.account` | queues | the tubes |
 /// | `{ns}.unrouted` | fanout exchange + queue | alternate exchange of `{ns}`: unknown operations |
 /// | `{ns}.dead-letter` | fanout exchange + queue | messages nobody can be answered about |
+/// | `{ns}.quarantine` | fanout exchange + queue | the broker's own dead letters of the tubes, for the worker to redact into `{ns}.dead-letter` |
 /// | `{ns}.events` | topic exchange | auth events (reserved) |
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Names {
@@ -128,6 +153,7 @@ pub struct Names {
     tubes: [String; 3],
     unrouted: String,
     dead_letter: String,
+    quarantine: String,
     events: String,
 }
 
@@ -158,6 +184,7 @@ impl Names {
             tubes: Tube::ALL.map(|t| format!("{namespace}.{}", t.as_str())),
             unrouted: format!("{namespace}.unrouted"),
             dead_letter: format!("{namespace}.dead-letter"),
+            quarantine: format!("{namespace}.quarantine"),
             events: format!("{namespace}.events"),
         })
     }
@@ -190,6 +217,14 @@ impl Names {
     /// The dead-letter exchange, and the queue bound to it.
     pub fn dead_letter(&self) -> &str {
         &self.dead_letter
+    }
+
+    /// The exchange (fanout) and queue the tubes dead-letter to: what the broker itself
+    /// dead-letters (an `expiration` passed in the tube, the delivery limit, a rejection) still
+    /// holds the request's secrets, so only the worker reads it and relays a redacted copy to
+    /// [`Names::dead_letter`].
+    pub fn quarantine(&self) -> &str {
+        &self.quarantine
     }
 
     /// The topic exchange for auth events (reserved for the events feature).
@@ -256,5 +291,14 @@ mod tests {
             DeadLetterReason::HandlerPanicked.as_str(),
             "handler_panicked"
         );
+        for (broker, ours) in [
+            (Some("expired"), "expired"),
+            (Some("delivery_limit"), "delivery_limit"),
+            (Some("rejected"), "rejected"),
+            (Some("maxlen"), "rejected"),
+            (None, "rejected"),
+        ] {
+            assert_eq!(DeadLetterReason::from_broker(broker).as_str(), ours);
+        }
     }
 }

@@ -190,10 +190,11 @@ pub async fn delete_namespace(url: &str, names: &Names) {
     let Ok(channel) = connection.create_channel().await else {
         return;
     };
-    let queues = Tube::ALL
-        .into_iter()
-        .map(|t| names.tube(t))
-        .chain([names.unrouted(), names.dead_letter()]);
+    let queues = Tube::ALL.into_iter().map(|t| names.tube(t)).chain([
+        names.unrouted(),
+        names.dead_letter(),
+        names.quarantine(),
+    ]);
     for queue in queues {
         let _ = channel
             .queue_delete(queue.into(), QueueDeleteOptions::default())
@@ -203,6 +204,7 @@ pub async fn delete_namespace(url: &str, names: &Names) {
         names.request_exchange(),
         names.unrouted(),
         names.dead_letter(),
+        names.quarantine(),
         names.events_exchange(),
     ];
     for exchange in exchanges {

@@ -352,3 +352,108 @@ async fn a_suspended_pending_user_cannot_confirm() {
     assert_eq!(back.user.state, authq::protocol::ops::UserState::Pending);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_right_password_racing_suspend_is_told_user_suspended_never_invalid_credentials() {
+    let env = TestEnv::start().await;
+    env.active_user("race@example.com", PW).await;
+    let race = || UserRef {
+        user_id: None,
+        email: Some("race@example.com".into()),
+    };
+    let (mut before, mut after) = (0, 0);
+    for round in 0..40 {
+        let (login, suspended) = tokio::join!(
+            env.client.login("race@example.com", PW),
+            env.client.suspend(race())
+        );
+        suspended.unwrap();
+        match login {
+            // Opened before the suspension, which ended it.
+            Ok(reply) => {
+                before += 1;
+                assert_code(
+                    env.client.check(reply.session.expose()).await,
+                    ErrorCode::SessionInvalid,
+                );
+            }
+            Err(e) => {
+                after += 1;
+                assert_eq!(
+                    e.code(),
+                    Some(ErrorCode::UserSuspended),
+                    "round {round}: {e}"
+                );
+            }
+        }
+        env.client.unsuspend(race()).await.unwrap();
+    }
+    assert_eq!(before + after, 40);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_email_is_user_exists_even_past_the_register_limit() {
+    let env = TestEnv::start().await;
+    env.active_user("ann@example.com", PW).await;
+    let limit = env.config.limits.register_per_email;
+    // The first registration used one; every further one, past the limit too, is user_exists.
+    for i in 0..limit + 2 {
+        assert_code(
+            env.client.register("ann@example.com").await,
+            ErrorCode::UserExists,
+        );
+        let _ = i;
+    }
+    // A pending email past the limit is still refused as too many attempts.
+    for _ in 0..limit {
+        env.client.register("pending@example.com").await.unwrap();
+    }
+    assert_code(
+        env.client.register("pending@example.com").await,
+        ErrorCode::TooManyAttempts,
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_alike_emails_make_no_second_account_and_share_one_identity() {
+    let env = TestEnv::start().await;
+    let n = uuid::Uuid::new_v4().as_u128() % 10_000;
+    let plain = format!("a{n:04}@example.com");
+    env.active_user(&plain, PW).await;
+    let cyrillic = format!("\u{430}{n:04}@example.com");
+    let fullwidth = format!("\u{FF41}{n:04}@example.com");
+    let quoted = format!("\"a{n:04}\"@example.com");
+    let quoted_at = format!("\"a{n:04}@x\"@example.com");
+    // The same mailbox written another way: the existing account.
+    for same in [&fullwidth, &quoted] {
+        assert_code(env.client.register(same).await, ErrorCode::UserExists);
+    }
+    // A look-alike of another mailbox: refused outright.
+    for other in [&cyrillic, &quoted_at] {
+        assert_code(env.client.register(other).await, ErrorCode::BadRequest);
+    }
+    assert_eq!(env.count("users"), 1, "no second account");
+    // Login, reset and the lockout counters go through the same canonical key.
+    let session = env.login(&fullwidth, PW).await;
+    let me = env.client.check(&session).await.unwrap();
+    assert_eq!(me.user.email, plain);
+    env.client.start_reset(&quoted).await.unwrap();
+    assert_eq!(
+        env.count("codes WHERE purpose = 'reset'"),
+        1,
+        "a token for the account"
+    );
+    for _ in 0..env.config.limits.login_failures {
+        assert_code(
+            env.client.login(&quoted, "wrong password!").await,
+            ErrorCode::InvalidCredentials,
+        );
+    }
+    assert_code(
+        env.client.login(&plain, PW).await,
+        ErrorCode::TooManyAttempts,
+    );
+    env.stop().await;
+}

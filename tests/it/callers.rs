@@ -112,6 +112,7 @@ async fn replies_reach_direct_reply_to_server_named_and_the_caller_s_own_named_q
         b"{}",
         BasicProperties::default()
             .with_reply_to(own.as_str().into())
+            .with_correlation_id("own".into())
             .with_user_id("guest".into()),
     )
     .await;
@@ -123,7 +124,9 @@ async fn replies_reach_direct_reply_to_server_named_and_the_caller_s_own_named_q
     raw.publish(
         "ping",
         b"{}",
-        BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into()),
+        BasicProperties::default()
+            .with_reply_to("amq.rabbitmq.reply-to".into())
+            .with_correlation_id("direct".into()),
     )
     .await;
     let r = Raw::next(&mut direct).await;
@@ -154,7 +157,9 @@ async fn administrative_operations_need_a_listed_caller() {
     raw.publish(
         "suspend",
         br#"{"user":{"email":"ann@example.com"}}"#,
-        BasicProperties::default().with_reply_to(queue.as_str().into()),
+        BasicProperties::default()
+            .with_reply_to(queue.as_str().into())
+            .with_correlation_id("anonymous".into()),
     )
     .await;
     let r = Raw::next(&mut replies).await;
@@ -208,5 +213,46 @@ async fn a_service_cannot_forge_another_s_user_id() {
         "{err}"
     );
     assert_eq!(env.metrics().received, 0, "nothing reached the worker");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_correlation_id_is_refused_before_any_effect() {
+    let env = TestEnv::start().await;
+    let raw = env.raw().await;
+    let (queue, mut replies) = raw.reply_queue().await;
+    let before = env.metrics();
+    for correlation in [None, Some("")] {
+        let mut props = BasicProperties::default()
+            .with_reply_to(queue.as_str().into())
+            .with_user_id(crate::harness::amqp_user().into());
+        if let Some(c) = correlation {
+            props = props.with_correlation_id(c.into());
+        }
+        raw.publish("register", br#"{"email":"nocid@example.com"}"#, props)
+            .await;
+        let r = Raw::next(&mut replies).await;
+        assert_eq!(reply_code(&r.data).as_deref(), Some("bad_request"));
+        assert!(String::from_utf8_lossy(&r.data).contains("correlation_id"));
+    }
+    let after = env.metrics();
+    assert_eq!(after.store_writes, before.store_writes, "nothing was done");
+    assert_eq!(env.count("users"), 0, "no account was created");
+    // With a correlation_id, the same request is done and answered with it.
+    raw.publish(
+        "register",
+        br#"{"email":"nocid@example.com"}"#,
+        BasicProperties::default()
+            .with_reply_to(queue.as_str().into())
+            .with_correlation_id("c1".into()),
+    )
+    .await;
+    let r = Raw::next(&mut replies).await;
+    assert_eq!(reply_code(&r.data), None);
+    assert_eq!(
+        r.properties.correlation_id().as_ref().map(|c| c.as_str()),
+        Some("c1")
+    );
+    assert_eq!(env.count("users"), 1);
     env.stop().await;
 }

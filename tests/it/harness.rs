@@ -527,7 +527,14 @@ pub async fn delete_namespace(url: &str, namespace: &str) {
     let Ok(channel) = connection.create_channel().await else {
         return;
     };
-    for suffix in ["session", "password", "account", "unrouted", "dead-letter"] {
+    for suffix in [
+        "session",
+        "password",
+        "account",
+        "unrouted",
+        "dead-letter",
+        "quarantine",
+    ] {
         let _ = channel
             .queue_delete(
                 format!("{namespace}.{suffix}").into(),
@@ -539,6 +546,7 @@ pub async fn delete_namespace(url: &str, namespace: &str) {
         namespace.to_owned(),
         format!("{namespace}.unrouted"),
         format!("{namespace}.dead-letter"),
+        format!("{namespace}.quarantine"),
         format!("{namespace}.events"),
     ] {
         let _ = channel

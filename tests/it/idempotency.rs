@@ -231,3 +231,39 @@ async fn a_crash_after_reply_sends_the_same_reply_again_and_the_client_keeps_one
     assert_eq!(env.count(&format!("sessions WHERE user_id = '{user}'")), 2);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_json_reserialised_is_the_same_request_not_a_conflict() {
+    let env = TestEnv::start().await;
+    let first = env
+        .client
+        .call_raw_with_id(
+            "register",
+            br#"{"email":"ann@example.com","profile":{"a":1,"b":"x"}}"#,
+            T,
+            "reserialised-1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reply_code(&first),
+        None,
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    // The same JSON as another library writes it: other key order, spacing, escapes.
+    let again = env
+        .client
+        .call_raw_with_id(
+            "register",
+            b" {\"profile\": {\"b\": \"\\u0078\", \"a\": 1},\n  \"email\": \"ann@example.com\"} ",
+            T,
+            "reserialised-1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, first, "answered with the first outcome");
+    assert_eq!(env.metrics().replayed, 1);
+    assert_eq!(env.count("users"), 1);
+    env.stop().await;
+}

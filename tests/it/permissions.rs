@@ -16,6 +16,9 @@ use std::time::Duration;
 
 const USERS: [&str; 4] = ["worker", "web", "billing", "admin"];
 
+/// The role of a user named like the web user with `.svc` appended (`X.svc` next to `X`).
+const DOTTED: &str = "web.svc";
+
 /// The definitions file with its user names and vhost made unique to this run.
 struct Loaded {
     tag: String,
@@ -46,6 +49,24 @@ impl Loaded {
         let mut raw = salt.as_bytes().to_vec();
         raw.extend_from_slice(&digest);
         let hash = base64::engine::general_purpose::STANDARD.encode(raw);
+        // User `X.svc` next to `X` (= the web user), with the web user's pattern applied to
+        // its own name (the dot escaped), to check that a name has one owner.
+        let web = format!("{tag}-web");
+        let dotted = format!("{tag}-{DOTTED}");
+        let mut user = defs["users"][1].clone();
+        user["name"] = dotted.clone().into();
+        defs["users"].as_array_mut().unwrap().push(user);
+        let mut perm = defs["permissions"][1].clone();
+        assert_eq!(perm["user"], web.as_str());
+        perm["user"] = dotted.clone().into();
+        for key in ["configure", "read"] {
+            let pattern = perm[key]
+                .as_str()
+                .unwrap()
+                .replace(&format!("{web}\\."), &format!("{web}\\.svc\\."));
+            perm[key] = pattern.into();
+        }
+        defs["permissions"].as_array_mut().unwrap().push(perm);
         for u in defs["users"].as_array_mut().unwrap() {
             u["password_hash"] = hash.clone().into();
         }
@@ -97,7 +118,7 @@ impl Drop for Loaded {
         let _ = Command::new("rabbitmqctl")
             .args(["delete_vhost", &self.vhost])
             .output();
-        for role in USERS {
+        for role in USERS.into_iter().chain([DOTTED]) {
             let _ = Command::new("rabbitmqctl")
                 .args(["delete_user", &self.user(role)])
                 .output();
@@ -256,6 +277,206 @@ async fn the_shipped_definitions_give_each_user_only_what_it_needs() {
         let _ = c.close(200, "done".into()).await;
     }
     let _ = web.close().await;
+    worker.shutdown().await.unwrap();
+    drop(defs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_x_and_x_dot_svc_each_own_only_their_reply_queues() {
+    let defs = Loaded::load();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    config.amqp_url = defs.url("worker");
+    config.namespace = "authq".into();
+    config.admin_callers = vec![defs.user("admin")];
+    let worker = WorkerHandle::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("the worker starts with its least-privilege user: {e}"));
+    let (x, x_svc) = (defs.user("web"), defs.user(DOTTED));
+    let inbox = format!("authq.reply.{x_svc}.inbox");
+    let opts = QueueDeclareOptions {
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    let consume = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
+    let ping = |user: &str| {
+        BasicProperties::default()
+            .with_reply_to(inbox.as_str().into())
+            .with_correlation_id("1".into())
+            .with_user_id(user.into())
+    };
+
+    // `X.svc` declares its queue, reads it, and is answered there.
+    let owner = connect(&defs.url(DOTTED)).await;
+    let och = owner.create_channel().await.unwrap();
+    och.queue_declare(inbox.as_str().into(), opts, FieldTable::default())
+        .await
+        .unwrap();
+    let mut replies = och
+        .basic_consume(
+            inbox.as_str().into(),
+            "".into(),
+            consume,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    och.basic_publish(
+        "authq".into(),
+        "ping".into(),
+        BasicPublishOptions::default(),
+        b"{}",
+        ping(&x_svc),
+    )
+    .await
+    .unwrap();
+    let r = crate::harness::Raw::next(&mut replies).await;
+    assert_eq!(r.data, br#"{"status":"ok","data":{}}"#);
+
+    // `X` can neither declare nor read it (the broker)…
+    let conn = connect(&defs.url("web")).await;
+    let ch = conn.create_channel().await.unwrap();
+    assert!(refused(
+        ch.queue_declare(inbox.as_str().into(), opts, FieldTable::default())
+            .await
+    ));
+    let ch = conn.create_channel().await.unwrap();
+    assert!(refused(
+        ch.basic_consume(
+            inbox.as_str().into(),
+            "".into(),
+            consume,
+            FieldTable::default()
+        )
+        .await
+    ));
+    // …nor have the worker answer there: dead-lettered as `forbidden_reply_to`, never processed.
+    let admin = connect(&defs.url("admin")).await;
+    let ach = admin.create_channel().await.unwrap();
+    let mut dead = ach
+        .basic_consume(
+            "authq.dead-letter".into(),
+            "".into(),
+            consume,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_publish(
+        "authq".into(),
+        "ping".into(),
+        BasicPublishOptions::default(),
+        b"{}",
+        ping(&x),
+    )
+    .await
+    .unwrap();
+    let d = crate::harness::Raw::next(&mut dead).await;
+    let h = d.properties.headers().clone().expect("headers");
+    assert_eq!(
+        h.inner()
+            .get(authq_protocol::names::headers::DEAD_LETTER_REASON)
+            .cloned(),
+        Some(lapin::types::AMQPValue::LongString(
+            "forbidden_reply_to".into()
+        )),
+        "{h:?} {:?}",
+        String::from_utf8_lossy(&d.data)
+    );
+    let m = worker.metrics().snapshot();
+    assert_eq!(m.replied_ok, 1, "only X.svc's own request was answered");
+
+    for c in [owner, conn, admin] {
+        let _ = c.close(200, "done".into()).await;
+    }
+    worker.shutdown().await.unwrap();
+    drop(defs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_caller_role_is_granted_its_operations_and_refused_the_others() {
+    use crate::harness::assert_code;
+    use authq::ErrorCode;
+    use authq::protocol::ops::UserRef;
+    let defs = Loaded::load();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    config.amqp_url = defs.url("worker");
+    config.namespace = "authq".into();
+    // As deploy/authq.env.example: the admin user is admin, the web service has the reset role,
+    // billing is a plain service.
+    config.admin_callers = vec![defs.user("admin")];
+    config.reset_callers = vec![defs.user("web")];
+    let worker = WorkerHandle::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("the worker starts: {e}"));
+    let client = |role: &'static str| {
+        let url = defs.url(role);
+        async move {
+            Client::connect_with(
+                &url,
+                ClientOptions::default()
+                    .namespace("authq")
+                    .timeout(Duration::from_secs(20)),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{role} connects: {e}"))
+        }
+    };
+    let (web, billing, admin) = (
+        client("web").await,
+        client("billing").await,
+        client("admin").await,
+    );
+    let ann = || UserRef {
+        user_id: None,
+        email: Some("ann@example.com".into()),
+    };
+
+    // Service role (billing): the user-facing operations, nothing administrative.
+    let reg = billing.register("ann@example.com").await.unwrap();
+    billing
+        .confirm_registration(
+            "ann@example.com",
+            reg.code.expose(),
+            "correct horse battery",
+        )
+        .await
+        .unwrap();
+    billing
+        .login("ann@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    assert_code(
+        billing.start_reset("ann@example.com").await,
+        ErrorCode::Forbidden,
+    );
+    assert_code(billing.suspend(ann()).await, ErrorCode::Forbidden);
+    assert_code(billing.unsuspend(ann()).await, ErrorCode::Forbidden);
+    assert_code(billing.delete_user(ann()).await, ErrorCode::Forbidden);
+
+    // Reset role (web): the user-facing operations and start_reset, nothing more admin-like.
+    web.login("ann@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    web.start_reset("ann@example.com").await.unwrap();
+    assert_code(web.suspend(ann()).await, ErrorCode::Forbidden);
+    assert_code(web.unsuspend(ann()).await, ErrorCode::Forbidden);
+    assert_code(web.delete_user(ann()).await, ErrorCode::Forbidden);
+
+    // Admin role: everything.
+    admin.start_reset("ann@example.com").await.unwrap();
+    admin.suspend(ann()).await.unwrap();
+    admin.unsuspend(ann()).await.unwrap();
+    admin.delete_user(ann()).await.unwrap();
+
+    for c in [web, billing, admin] {
+        let _ = c.close().await;
+    }
     worker.shutdown().await.unwrap();
     drop(defs);
 }

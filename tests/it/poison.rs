@@ -104,7 +104,23 @@ async fn requests_nobody_can_be_answered_about_are_dead_lettered_with_the_reason
         assert_eq!(got, Some(AMQPValue::LongString(reason.into())), "{op}");
         let key = h.inner().get(headers::ORIGINAL_ROUTING_KEY).cloned();
         assert_eq!(key, Some(AMQPValue::LongString(op.into())));
-        assert_eq!(d.data, body);
+        if body.len() > authq_worker::redact::MAX_KEPT_BODY {
+            let note = format!(
+                "[dropped: a body of {} bytes, over the dead-letter limit of {} bytes]",
+                body.len(),
+                authq_worker::redact::MAX_KEPT_BODY
+            );
+            assert_eq!(String::from_utf8_lossy(&d.data), note, "{op}");
+        } else if reason == "malformed" {
+            // Not parsed: replaced whole by a note of its size (it may hold a secret).
+            let note = format!(
+                "[redacted: a body of {} bytes that is not valid JSON]",
+                body.len()
+            );
+            assert_eq!(String::from_utf8_lossy(&d.data), note, "{op}");
+        } else {
+            assert_eq!(d.data, body);
+        }
     }
     env.metrics_when(|m| m.dead_lettered == count).await;
     env.client.ping().await.unwrap();
@@ -150,7 +166,10 @@ async fn one_poison_message_among_a_thousand_costs_only_itself() {
     }
     assert_eq!(answered.len(), 1000, "a thousand answered, each once");
     let d = Raw::next(&mut dead).await;
-    assert_eq!(d.data, b"\xff{{{");
+    assert_eq!(
+        String::from_utf8_lossy(&d.data),
+        "[redacted: a body of 4 bytes that is not valid JSON]"
+    );
     let m = env.metrics_when(|m| m.dead_lettered == 1).await;
     assert_eq!(m.received, 1001);
     assert_tubes_empty(&env, &raw).await;
@@ -343,5 +362,135 @@ async fn requests_that_expire_while_queued_are_never_processed() {
         "no reply for the expired requests, and the worker goes on"
     );
     assert_eq!(env.count("users"), 1);
+    env.stop().await;
+}
+
+/// The reason header of a dead letter.
+fn dead_reason(d: &lapin::message::Delivery) -> Option<AMQPValue> {
+    let h = d.properties.headers().clone().expect("headers");
+    h.inner().get(headers::DEAD_LETTER_REASON).cloned()
+}
+
+const SECRET: &str = "correct horse battery staple";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_broker_dead_letters_reaches_the_dead_letter_queue_redacted() {
+    let mut env = TestEnv::start().await;
+    env.stop_worker().await;
+    let raw = env.raw().await;
+    let ns = env.config.namespace.clone();
+    let (reply_to, _replies) = raw.reply_queue().await;
+    let login = format!(r#"{{"email":"ann@example.com","password":"{SECRET}"}}"#);
+    let props = |cid: &str| {
+        BasicProperties::default()
+            .with_reply_to(reply_to.as_str().into())
+            .with_correlation_id(cid.into())
+    };
+    // 1. A login whose `expiration` passes while it waits in the password tube.
+    raw.publish(
+        "login",
+        login.as_bytes(),
+        props("expires").with_expiration("1".into()),
+    )
+    .await;
+    // 2. A login delivered past the delivery limit: each holder dies (its channel closes)
+    // before acknowledging it.
+    raw.publish("login", login.as_bytes(), props("crashes"))
+        .await;
+    let tube = format!("{ns}.password");
+    let mut crashes = 0;
+    for _ in 0..50 {
+        let ch = raw.connection.create_channel().await.unwrap();
+        let got = ch
+            .basic_get(
+                tube.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: false },
+            )
+            .await
+            .unwrap();
+        let _ = ch.close(200, "a crashing holder".into()).await;
+        match got {
+            Some(m)
+                if m.properties.correlation_id().as_ref().map(|c| c.as_str())
+                    == Some("crashes") =>
+            {
+                crashes += 1
+            }
+            Some(_) => {}
+            None if crashes > 0 => break,
+            None => {}
+        }
+    }
+    assert_eq!(raw.depth(&tube).await, 0, "both left the tube");
+    assert!(crashes > env.config.queues.delivery_limit as usize - 1);
+    // With no worker running, they wait in the private quarantine, not in the public queue.
+    assert_eq!(raw.depth(&format!("{ns}.dead-letter")).await, 0);
+    assert_eq!(raw.depth(&format!("{ns}.quarantine")).await, 2);
+
+    let mut dead = raw.dead_letters().await;
+    env.restart_worker().await;
+    let mut reasons = Vec::new();
+    for _ in 0..2 {
+        let d = Raw::next(&mut dead).await;
+        let text = String::from_utf8_lossy(&d.data).into_owned();
+        assert!(!text.contains(SECRET), "{text}");
+        assert!(
+            text.contains("[redacted]") && text.contains("ann@example.com"),
+            "{text}"
+        );
+        let cid = d.properties.correlation_id().clone().unwrap().to_string();
+        reasons.push((cid, dead_reason(&d)));
+    }
+    reasons.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        reasons,
+        [
+            (
+                "crashes".to_owned(),
+                Some(AMQPValue::LongString("delivery_limit".into()))
+            ),
+            (
+                "expires".to_owned(),
+                Some(AMQPValue::LongString("expired".into()))
+            ),
+        ]
+    );
+    assert_eq!(env.metrics().argon2_runs, 0, "never processed");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_the_worker_cannot_parse_or_that_are_huge_are_dead_lettered_without_them() {
+    let env = TestEnv::start().await;
+    let raw = env.raw().await;
+    let mut dead = raw.dead_letters().await;
+    let utf16: Vec<u8> = format!(r#"{{"email":"ann@example.com","password":"{SECRET}"}}"#)
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let huge = format!(
+        r#"{{"email":"ann@example.com","password":"{SECRET}","x":"{}"}}"#,
+        "a".repeat(16 * 1024 * 1024)
+    );
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        // Malformed JSON naming no field a byte search would find.
+        (
+            "login",
+            format!(r#"{{"email":"a@b.c","pass\u0077ord":"{SECRET}""#).into_bytes(),
+        ),
+        ("login", utf16),
+        ("login", huge.into_bytes()),
+    ];
+    for (op, body) in &cases {
+        raw.publish(op, body, BasicProperties::default()).await;
+        let d = Raw::next(&mut dead).await;
+        assert_eq!(
+            dead_reason(&d),
+            Some(AMQPValue::LongString("malformed".into()))
+        );
+        assert!(d.data.len() < 200, "kept {} bytes", d.data.len());
+        let text = String::from_utf8_lossy(&d.data).into_owned();
+        assert!(!text.contains(SECRET) && !text.contains("horse"), "{text}");
+    }
     env.stop().await;
 }

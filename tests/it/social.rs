@@ -688,3 +688,194 @@ async fn the_login_policies_also_refuse_social_logins() {
     assert_eq!(env.count("users"), 0, "no user was created");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn social_logins_and_links_publish_login_events_with_their_method() {
+    use authq_protocol::events::EventKind;
+    let p = Provider::start().await;
+    let env = start(&p, "", &[("loop", "")], |_| {}).await;
+    let queue = format!("{}.test-logins", env.config.namespace);
+    let mut logins = crate::events::subscribe(&env, &queue, &["auth.login.#"]).await;
+    let ann_id = env.active_user("ann@example.com", PW).await;
+
+    // A password login: method `password`.
+    let session = env.login("ann@example.com", PW).await;
+    let (_, e) = crate::events::next_event(&mut logins).await;
+    assert_eq!(e.kind, EventKind::LoginSucceeded);
+    assert_eq!(e.data.method.as_deref(), Some("password"));
+    assert_eq!(e.data.provider, None);
+
+    // A social login that succeeds: method `social`, the provider, the user.
+    let (code, state) = round_trip(
+        &env,
+        &p,
+        "loop",
+        Person::verified("s-1", "bob@example.com", "Bob"),
+    )
+    .await;
+    let bob = social_login(&env, "loop", &code, &state).await.unwrap();
+    let (_, e) = crate::events::next_event(&mut logins).await;
+    assert_eq!(e.kind, EventKind::LoginSucceeded);
+    assert_eq!(e.data.method.as_deref(), Some("social"));
+    assert_eq!(e.data.provider.as_deref(), Some("loop"));
+    assert_eq!(e.data.user_id.as_deref(), Some(bob.user.id.as_str()));
+
+    // A social login that fails (the email is Ann's, unverified: link required).
+    let mut unverified = Person::verified("s-2", "ann@example.com", "Ann");
+    unverified.email_verified = false;
+    let (code, state) = round_trip(&env, &p, "loop", unverified.clone()).await;
+    assert_code(
+        social_login(&env, "loop", &code, &state).await,
+        ErrorCode::LinkRequired,
+    );
+    let (_, e) = crate::events::next_event(&mut logins).await;
+    assert_eq!(e.kind, EventKind::LoginFailed);
+    assert_eq!(e.data.reason.as_deref(), Some("link_required"));
+    assert_eq!(e.data.method.as_deref(), Some("social"));
+    assert_eq!(e.data.provider.as_deref(), Some("loop"));
+
+    // A used state: a failed social login too.
+    assert_code(
+        social_login(&env, "loop", &code, &state).await,
+        ErrorCode::InvalidState,
+    );
+    let (_, e) = crate::events::next_event(&mut logins).await;
+    assert_eq!(
+        (e.kind, e.data.reason.as_deref()),
+        (EventKind::LoginFailed, Some("invalid_state"))
+    );
+
+    // link_social: Ann authenticates with the provider; an event with her id.
+    let (code, state) = round_trip(&env, &p, "loop", unverified.clone()).await;
+    link_social(&env, &session, "loop", &code, &state)
+        .await
+        .unwrap();
+    let (_, e) = crate::events::next_event(&mut logins).await;
+    assert_eq!(e.kind, EventKind::LoginSucceeded);
+    assert_eq!(e.data.method.as_deref(), Some("social"));
+    assert_eq!(e.data.user_id.as_deref(), Some(ann_id.as_str()));
+    // …and a refused link (the provider account is Bob's) is a failed one.
+    let (code, state) = round_trip(
+        &env,
+        &p,
+        "loop",
+        Person::verified("s-1", "bob@example.com", "Bob"),
+    )
+    .await;
+    assert_code(
+        link_social(&env, &session, "loop", &code, &state).await,
+        ErrorCode::AlreadyLinked,
+    );
+    let (_, e) = crate::events::next_event(&mut logins).await;
+    assert_eq!(
+        (e.kind, e.data.reason.as_deref(), e.data.user_id.as_deref()),
+        (
+            EventKind::LoginFailed,
+            Some("already_linked"),
+            Some(ann_id.as_str())
+        )
+    );
+    env.stop().await;
+}
+
+/// Serves a policy hook on `queue` that denies every question naming a user and sends each
+/// question it gets to `seen`.
+async fn serve_recording_hook(
+    env: &TestEnv,
+    queue: &str,
+    seen: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
+) {
+    use futures_util::StreamExt;
+    use lapin::BasicProperties;
+    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    let raw = env.raw().await;
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), AMQPValue::LongLongInt(600_000));
+    raw.channel
+        .queue_declare(queue.into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    let mut requests = raw
+        .channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Some(Ok(d)) = requests.next().await {
+            let q: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+            let answer = if q["user_id"].is_string() {
+                serde_json::json!({"allow": false, "reason": "no such user here"})
+            } else {
+                serde_json::json!({"allow": true})
+            };
+            let _ = seen.send(q);
+            let props = BasicProperties::default()
+                .with_correlation_id(d.properties.correlation_id().clone().unwrap());
+            raw.channel
+                .basic_publish(
+                    "".into(),
+                    d.properties.reply_to().clone().unwrap(),
+                    BasicPublishOptions::default(),
+                    &serde_json::to_vec(&answer).unwrap(),
+                    props,
+                )
+                .await
+                .unwrap();
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_identity_without_email_still_goes_through_the_policy_hook_with_its_user() {
+    use authq_protocol::events::EventKind;
+    let p = Provider::start().await;
+    let hook = format!("authq-test-hook-{}", uuid::Uuid::new_v4().simple());
+    let env = start(&p, "", &[("loop", "")], |c| {
+        c.policy.hook_queue = Some(hook.clone());
+    })
+    .await;
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    serve_recording_hook(&env, &hook, tx).await;
+    let queue = format!("{}.test-failed", env.config.namespace);
+    let mut failed = crate::events::subscribe(&env, &queue, &["auth.login.failed"]).await;
+
+    let nobody = Person {
+        sub: Some("s-no-email".into()),
+        email: None,
+        email_verified: false,
+        name: None,
+    };
+    let (code, state) = round_trip(&env, &p, "loop", nobody).await;
+    let refused = social_login(&env, "loop", &code, &state).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::PolicyDenied), "{refused}");
+    let question = tokio::time::timeout(Duration::from_secs(20), seen.recv())
+        .await
+        .expect("the hook was asked")
+        .unwrap();
+    assert_eq!(question["event"], "login");
+    let user_id = question["user_id"]
+        .as_str()
+        .expect("the hook got the user id");
+    let (_, e) = crate::events::next_event(&mut failed).await;
+    assert_eq!(e.kind, EventKind::LoginFailed);
+    assert_eq!(e.data.reason.as_deref(), Some("policy_denied"));
+    assert_eq!(e.data.detail.as_deref(), Some("no such user here"));
+    assert_eq!(e.data.user_id.as_deref(), Some(user_id));
+    assert_eq!(e.data.method.as_deref(), Some("social"));
+    assert_eq!(
+        env.count("users"),
+        0,
+        "the refused first login left no account"
+    );
+    assert_eq!(env.count("sessions"), 0, "no session left");
+    env.stop().await;
+}

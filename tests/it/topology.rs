@@ -109,7 +109,7 @@ async fn tubes_are_bounded_quorum_queues_unless_an_operator_asks_for_classic() {
         let args = &q["arguments"];
         assert_eq!(args["x-overflow"], "reject-publish", "{tube}");
         assert_eq!(args["x-max-length"], 1234, "{tube}");
-        assert_eq!(args["x-dead-letter-exchange"], format!("{ns}.dead-letter"));
+        assert_eq!(args["x-dead-letter-exchange"], format!("{ns}.quarantine"));
         if tube == Tube::Session {
             assert_eq!(q["type"], "classic");
             assert!(args.get("x-delivery-limit").is_none());
@@ -117,6 +117,22 @@ async fn tubes_are_bounded_quorum_queues_unless_an_operator_asks_for_classic() {
             assert_eq!(q["type"], "quorum", "{tube}");
             assert_eq!(args["x-delivery-limit"], 3, "{tube}");
         }
+    }
+    // The dead-letter queue and the quarantine are bounded: one caller cannot fill the broker
+    // through them (the oldest are dropped first).
+    for queue in ["dead-letter", "quarantine"] {
+        let args = &queues[&format!("{ns}.{queue}")]["arguments"];
+        assert_eq!(
+            args["x-max-length"],
+            authq_worker::topology::DEAD_LETTER_MAX_LENGTH,
+            "{queue}"
+        );
+        assert_eq!(
+            args["x-max-length-bytes"],
+            authq_worker::topology::DEAD_LETTER_MAX_BYTES,
+            "{queue}"
+        );
+        assert!(args.get("x-overflow").is_none(), "{queue}: drop-head");
     }
     env.stop().await;
 }

@@ -8,16 +8,27 @@
 //!   channel itself;
 //! - a server-named queue (`amq.gen-…`): the name the broker gave an exclusive reply queue,
 //!   what the Rust client library uses (random, only its owner can consume it);
-//! - `{namespace}.reply.{user-id}.…`: a caller-named reply queue under the caller's own
+//! - `{namespace}.reply.{user-id}.{suffix}`: a caller-named reply queue under the caller's own
 //!   RabbitMQ user, as validated by the broker in the `user-id` property (the broker's
 //!   permissions, `deploy/definitions.json`, let each service create and read only its own).
+//!   The suffix is non-empty and has **no dot**, so the owner of such a name is everything
+//!   between `{namespace}.reply.` and the last dot: one name has exactly one owner, whatever
+//!   dots user names contain (user `svc` cannot name `authq.reply.svc.admin.inbox`, which
+//!   belongs to user `svc.admin`).
 //!
 //! Anything else is refused; the request is dead-lettered (`forbidden_reply_to`), never
 //! processed.
 //!
-//! **Administrative operations** (`suspend`, `unsuspend`, `delete_user`, `start_reset`) act
-//! on someone else's account, so they are accepted only from the RabbitMQ users the operator
-//! lists ([`crate::Config::admin_callers`]), identified by the message's `user-id` property.
+//! **Roles.** Operations that act on someone else's account need a role the operator grants
+//! to RabbitMQ users, identified by the message's `user-id` property ([`Role`],
+//! [`required_role`]):
+//! - every caller (the **service** role): the user-facing operations (`register`, `login`,
+//!   `check`, `complete_reset`, …);
+//! - **reset** ([`crate::Config::reset_callers`]): also `start_reset`, so a web service can
+//!   offer "forgot my password" without being able to suspend or delete anyone;
+//! - **admin** ([`crate::Config::admin_callers`]): also `suspend`, `unsuspend` and
+//!   `delete_user` (and `start_reset`).
+//!
 //! RabbitMQ checks that property against the publishing connection's user and closes the
 //! channel of a publisher that lies, so one service cannot pass for another.
 
@@ -39,47 +50,85 @@ pub fn reply_to_allowed(names: &Names, reply_to: &str, user_id: Option<&str>) ->
     {
         return true;
     }
-    match user_id {
-        Some(user) if !user.is_empty() && !user.contains('.') => {
-            let prefix = own_reply_prefix(names, user);
-            reply_to.len() > prefix.len() && reply_to.starts_with(&prefix)
-        }
+    match (user_id, reply_queue_owner(names, reply_to)) {
+        (Some(user), Some(owner)) => !user.is_empty() && owner == user,
         _ => false,
     }
 }
 
-/// The prefix of the reply queues a caller may name itself: `{namespace}.reply.{user}.`.
+/// The RabbitMQ user a caller-named reply queue `{namespace}.reply.{user}.{suffix}` belongs
+/// to: everything between the prefix and the last dot (the suffix is non-empty and has no
+/// dot). `None` for a name of any other shape.
+pub fn reply_queue_owner<'a>(names: &Names, reply_to: &'a str) -> Option<&'a str> {
+    let rest = reply_to
+        .strip_prefix(names.namespace())?
+        .strip_prefix(".reply.")?;
+    let (owner, suffix) = rest.rsplit_once('.')?;
+    (!owner.is_empty() && !suffix.is_empty()).then_some(owner)
+}
+
+/// The prefix of the reply queues a caller may name itself: `{namespace}.reply.{user}.`,
+/// followed by a non-empty suffix without dots.
 pub fn own_reply_prefix(names: &Names, user: &str) -> String {
     format!("{}.reply.{user}.", names.namespace())
 }
 
-/// Whether an operation acts on another user's account (and so needs a listed caller).
-pub fn is_administrative(op: Operation) -> bool {
-    matches!(
-        op,
-        Operation::Suspend | Operation::Unsuspend | Operation::DeleteUser | Operation::StartReset
-    )
+/// What a caller may do beyond the user-facing operations, each role including the ones
+/// before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Any caller: the user-facing operations.
+    Service,
+    /// Also `start_reset` (it hands out a credential for someone else's account).
+    Reset,
+    /// Also `suspend`, `unsuspend` and `delete_user`.
+    Admin,
 }
 
-/// Refuses an administrative operation from a caller the operator has not listed.
+/// The role an operation needs.
+pub fn required_role(op: Operation) -> Role {
+    match op {
+        Operation::Suspend | Operation::Unsuspend | Operation::DeleteUser => Role::Admin,
+        Operation::StartReset => Role::Reset,
+        _ => Role::Service,
+    }
+}
+
+/// Whether an operation acts on another user's account (and so needs a granted role).
+pub fn is_administrative(op: Operation) -> bool {
+    required_role(op) > Role::Service
+}
+
+/// The role of a caller, by its validated `user-id`: admin if listed in `admin_callers`,
+/// reset if listed in `reset_callers`, else service.
+pub fn role_of(user_id: Option<&str>, admin_callers: &[String], reset_callers: &[String]) -> Role {
+    let listed = |list: &[String]| user_id.is_some_and(|u| list.iter().any(|a| a == u));
+    if listed(admin_callers) {
+        Role::Admin
+    } else if listed(reset_callers) {
+        Role::Reset
+    } else {
+        Role::Service
+    }
+}
+
+/// Refuses an operation the caller's role does not grant (`forbidden`), before any effect.
 pub fn authorize(
     op: Operation,
     user_id: Option<&str>,
     admin_callers: &[String],
+    reset_callers: &[String],
 ) -> Result<(), HandlerError> {
-    if !is_administrative(op) {
+    let needed = required_role(op);
+    if role_of(user_id, admin_callers, reset_callers) >= needed {
         return Ok(());
     }
-    match user_id {
-        Some(user) if admin_callers.iter().any(|a| a == user) => Ok(()),
-        _ => {
-            tracing::warn!(
-                caller = user_id,
-                "administrative operation from an unlisted caller: forbidden"
-            );
-            Err(HandlerError::Forbidden)
-        }
-    }
+    tracing::warn!(
+        caller = user_id,
+        needed = ?needed,
+        "operation beyond the caller's role: forbidden"
+    );
+    Err(HandlerError::Forbidden)
 }
 
 #[cfg(test)]
@@ -114,26 +163,36 @@ mod tests {
             !ok("authq.reply.web.1", None),
             "needs the validated user-id"
         );
-        assert!(
-            !ok("authq.reply.a.b.1", Some("a.b")),
-            "no dots in user names"
+        // Users `X` and `X.svc`: each name has exactly one owner.
+        assert!(ok("authq.reply.X.svc.inbox", Some("X.svc")));
+        assert!(!ok("authq.reply.X.svc.inbox", Some("X")), "X.svc's queue");
+        assert!(ok("authq.reply.X.inbox", Some("X")));
+        assert!(!ok("authq.reply.X.inbox", Some("X.svc")));
+        assert!(!ok("authq.reply.X.a.b", Some("X")), "no dot in the suffix");
+        assert_eq!(
+            reply_queue_owner(&names, "authq.reply.X.svc.inbox"),
+            Some("X.svc")
         );
+        assert_eq!(reply_queue_owner(&names, "authq.reply..inbox"), None);
+        assert_eq!(reply_queue_owner(&names, "authq.reply.X."), None);
     }
 
     #[test]
     fn administrative_operations_need_a_listed_caller() {
         let admins = vec!["ops".to_owned()];
+        let resets = vec!["web".to_owned()];
         for op in Operation::ALL {
-            let listed = authorize(*op, Some("ops"), &admins);
-            assert!(listed.is_ok(), "{op}");
-            let other = authorize(*op, Some("web"), &admins);
-            let anonymous = authorize(*op, None, &admins);
-            if is_administrative(*op) {
-                assert!(matches!(other, Err(HandlerError::Forbidden)), "{op}");
-                assert!(matches!(anonymous, Err(HandlerError::Forbidden)), "{op}");
-            } else {
-                assert!(other.is_ok() && anonymous.is_ok(), "{op}");
-            }
+            let ok = |user| authorize(*op, user, &admins, &resets).is_ok();
+            assert!(ok(Some("ops")), "{op}: admin may do everything");
+            let expected_web = *op != Operation::Suspend
+                && *op != Operation::Unsuspend
+                && *op != Operation::DeleteUser;
+            assert_eq!(ok(Some("web")), expected_web, "{op}: reset role");
+            let expected_other = !is_administrative(*op);
+            assert_eq!(ok(Some("billing")), expected_other, "{op}: service role");
+            assert_eq!(ok(None), expected_other, "{op}: anonymous");
         }
+        assert_eq!(required_role(Operation::StartReset), Role::Reset);
+        assert_eq!(role_of(Some("web"), &admins, &resets), Role::Reset);
     }
 }

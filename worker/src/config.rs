@@ -58,6 +58,10 @@ pub struct Config {
     /// RabbitMQ users (the validated `user-id` property) allowed the administrative operations
     /// (`suspend`, `unsuspend`, `delete_user`, `start_reset`). Empty: nobody.
     pub admin_callers: Vec<String>,
+    /// RabbitMQ users (the validated `user-id` property) granted the **reset** role: they may
+    /// call `start_reset` (a web service's "forgot my password") and nothing else
+    /// administrative. Users in [`Config::admin_callers`] have it too. Empty: nobody.
+    pub reset_callers: Vec<String>,
     /// Largest request body accepted, in bytes; larger ones are refused before parsing.
     pub max_body_bytes: usize,
     /// Largest profile (as minified JSON) a user may have, in bytes.
@@ -126,6 +130,7 @@ impl Default for Config {
             passwords: PasswordPolicy::default(),
             limits: Limits::default(),
             admin_callers: Vec::new(),
+            reset_callers: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_profile_bytes: 16 * 1024,
             store_pool_size: 8,
@@ -279,6 +284,7 @@ impl fmt::Debug for Config {
             .field("passwords", &self.passwords)
             .field("limits", &self.limits)
             .field("admin_callers", &self.admin_callers)
+            .field("reset_callers", &self.reset_callers)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_profile_bytes", &self.max_profile_bytes)
             .field("store_pool_size", &self.store_pool_size)

@@ -5,6 +5,7 @@
 //!   │ no
 //! reply_to missing? ─ yes ─▶ dead-letter with the reason, ack
 //!   │ no
+//! no correlation_id? ─ yes ▶ reply bad_request (nothing done)
 //! body too large? ── yes ─▶ reply payload_too_large
 //! operation unknown? ─ yes ▶ reply unknown_operation
 //! decode → handler → store (panics caught) ─▶ reply ok / error
@@ -35,6 +36,8 @@ pub enum Source {
     Tube(Tube),
     /// The unrouted queue: nobody binds the routing key.
     Unrouted,
+    /// The quarantine queue: what the broker dead-lettered from a tube, to relay redacted.
+    Quarantine,
 }
 
 impl Source {
@@ -42,6 +45,7 @@ impl Source {
         match self {
             Self::Tube(t) => t.as_str(),
             Self::Unrouted => "unrouted",
+            Self::Quarantine => "quarantine",
         }
     }
 }
@@ -89,6 +93,16 @@ pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, deli
 
 async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Delivery) {
     let metrics = &shared.ctx.metrics;
+    if source == Source::Quarantine {
+        // 0. The broker's own dead letter of a tube: never processed, relayed redacted.
+        let reason = reply::broker_death_reason(delivery.properties.headers().as_ref());
+        warn!(
+            reason = reason.as_str(),
+            "dead-lettered by the broker: relayed redacted"
+        );
+        dead_letter_and_ack(shared, channel, delivery, reason).await;
+        return;
+    }
     metrics.received.inc();
     let props = &delivery.properties;
 
@@ -125,9 +139,13 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
     }
 
     // 3. Decode, handle, encode. A panic is caught here, for this message only.
-    let admins = &shared.ctx.config.admin_callers;
-    let outcome = match operation(source, delivery, shared.ctx.config.max_body_bytes)
-        .and_then(|op| caller::authorize(op, user_id, admins).map(|()| op))
+    let (admins, resets) = (
+        &shared.ctx.config.admin_callers,
+        &shared.ctx.config.reset_callers,
+    );
+    let outcome = match correlated(delivery)
+        .and_then(|()| operation(source, delivery, shared.ctx.config.max_body_bytes))
+        .and_then(|op| caller::authorize(op, user_id, admins, resets).map(|()| op))
     {
         Err(e) => Ok(Err(e)),
         Ok(op) => {
@@ -292,6 +310,18 @@ async fn crash_at(
     true
 }
 
+/// Refuses a request without a `correlation_id` before any effect: its caller could not tell
+/// which call a reply answers (and would retry, doing the effect twice). The `bad_request`
+/// reply goes to its `reply_to` without a `correlation_id`, like the request.
+fn correlated(delivery: &Delivery) -> Result<(), HandlerError> {
+    match delivery.properties.correlation_id() {
+        Some(id) if !id.as_str().is_empty() => Ok(()),
+        _ => Err(HandlerError::BadRequest(
+            "the request has no correlation_id; nothing was done".into(),
+        )),
+    }
+}
+
 /// The operation a delivery asks for, or why it cannot be handled at all.
 fn operation(
     source: Source,
@@ -302,7 +332,7 @@ fn operation(
         return Err(HandlerError::PayloadTooLarge);
     }
     match source {
-        Source::Unrouted => Err(HandlerError::UnknownOperation),
+        Source::Unrouted | Source::Quarantine => Err(HandlerError::UnknownOperation),
         Source::Tube(_) => {
             Operation::parse(delivery.routing_key.as_str()).ok_or(HandlerError::UnknownOperation)
         }

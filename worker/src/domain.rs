@@ -13,14 +13,15 @@ pub const MAX_EMAIL_BYTES: usize = 254;
 pub struct Email {
     /// As the user typed it, trimmed: what replies show.
     pub address: String,
-    /// Lower-cased: what uniqueness and look-ups use, so `Ann@Example.com` and
-    /// `ann@example.com` are one user.
+    /// The canonical form ([`canonical_email_key`]): what uniqueness and every look-up use
+    /// (registration, login, reset, the lockout and spam counters, code digests), so
+    /// `Ann@Example.com`, `ａnn@example.com` and `"ann"@example.com` are one user.
     pub key: String,
 }
 
 impl Email {
     /// Parses an address: trimmed, at most [`MAX_EMAIL_BYTES`], `local@domain` without a
-    /// display name or a domain literal.
+    /// display name or a domain literal, with its canonical key ([`canonical_email_key`]).
     pub fn parse(raw: &str) -> Result<Self, HandlerError> {
         let address = raw.trim();
         if address.is_empty() {
@@ -29,16 +30,90 @@ impl Email {
         if address.len() > MAX_EMAIL_BYTES {
             return Err(HandlerError::bad_request("email is too long"));
         }
-        let options = Options::default()
-            .without_display_text()
-            .without_domain_literal();
-        EmailAddress::parse_with_options(address, options)
-            .map_err(|_| HandlerError::bad_request("email is not a valid address"))?;
         Ok(Self {
             address: address.to_owned(),
-            key: address.to_lowercase(),
+            key: canonical_email_key(address)?,
         })
     }
+}
+
+/// The canonical form of an email address: the one function that decides when two addresses
+/// are the same mailbox (and so the same account, the same lockout counter, the same code).
+///
+/// 1. Unicode NFKC on the whole address (fullwidth `ａ` and `＠` fold to `a` and `@`), then
+///    the syntax check (no display name, no domain literal).
+/// 2. The local part: a quoted local part is unquoted when its content needs no quotes
+///    (`"ann"` → `ann`), and refused otherwise (`"ann@x"`: it would be another mailbox that
+///    looks like this one); then lower-cased.
+/// 3. A local part that is not ASCII must be single-script (UTS #39 mixed-script detection:
+///    a Cyrillic `а` among Latin letters is refused) and must not be confusable with an ASCII
+///    one (its UTS #39 skeleton must not be all ASCII: `а1234` in Cyrillic, which looks like
+///    `a1234`, is refused); the key holds its skeleton, so two look-alike non-ASCII local parts
+///    are one key.
+/// 4. The domain through IDNA (UTS #46, `idna::domain_to_ascii`): lower-cased, mapped, and in
+///    its ASCII (punycode) form; each non-ASCII label passes the rules of step 3.
+pub fn canonical_email_key(address: &str) -> Result<String, HandlerError> {
+    use unicode_normalization::UnicodeNormalization;
+    let normalized: String = address.nfkc().collect();
+    let options = Options::default()
+        .without_display_text()
+        .without_domain_literal();
+    EmailAddress::parse_with_options(&normalized, options)
+        .map_err(|_| HandlerError::bad_request("email is not a valid address"))?;
+    let (local, domain) = normalized
+        .rsplit_once('@')
+        .ok_or_else(|| HandlerError::bad_request("email is not a valid address"))?;
+    let local = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        None => local,
+        Some(inner) if is_dot_atom(inner) => inner,
+        Some(_) => {
+            return Err(HandlerError::bad_request(
+                "email: a quoted local part is accepted only when it needs no quotes",
+            ));
+        }
+    };
+    let local = local.to_lowercase();
+    let local = if local.is_ascii() {
+        local
+    } else {
+        not_confusable(&local)?;
+        unicode_security::skeleton(&local).collect()
+    };
+    let domain = idna::domain_to_ascii(domain)
+        .map_err(|_| HandlerError::bad_request("email: the domain is not a valid domain name"))?;
+    let (unicode_domain, converted) = idna::domain_to_unicode(&domain);
+    converted
+        .map_err(|_| HandlerError::bad_request("email: the domain is not a valid domain name"))?;
+    for label in unicode_domain.split('.').filter(|l| !l.is_ascii()) {
+        not_confusable(label)?;
+    }
+    Ok(format!("{local}@{domain}"))
+}
+
+/// Whether a quoted local part's content could be written without quotes (RFC 5322
+/// dot-atom, with RFC 6531's non-ASCII characters).
+fn is_dot_atom(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && !s.ends_with('.')
+        && !s.contains("..")
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || !c.is_ascii() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+        })
+}
+
+/// Refuses a non-ASCII part of an address that mixes scripts or looks like ASCII (UTS #39).
+fn not_confusable(part: &str) -> Result<(), HandlerError> {
+    use unicode_security::MixedScript;
+    if !part.is_single_script() {
+        return Err(HandlerError::bad_request("email: mixes scripts"));
+    }
+    if unicode_security::skeleton(part).all(|c| c.is_ascii()) {
+        return Err(HandlerError::bad_request(
+            "email: looks like another address written in plain ASCII",
+        ));
+    }
+    Ok(())
 }
 
 /// Normalises a password to Unicode NFKC, the form it is hashed and verified in (so the same
@@ -127,6 +202,41 @@ fn is_built_from_email(pw: &str, email: &Email) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn look_alike_emails_have_the_canonical_key_or_are_refused() {
+        let key = |s: &str| Email::parse(s).map(|e| e.key);
+        let plain = "a1234@example.com";
+        // Fullwidth letters and at sign: NFKC.
+        assert_eq!(key("\u{FF41}1234@example.com").unwrap(), plain);
+        assert_eq!(key("a1234\u{FF20}ＥＸＡＭＰＬＥ.com").unwrap(), plain);
+        // The quoted form of the same mailbox: unquoted.
+        assert_eq!(key("\"a1234\"@example.com").unwrap(), plain);
+        assert_eq!(key("\"A1234\"@Example.com").unwrap(), plain);
+        // A quoted local part that needs its quotes: refused.
+        assert!(key("\"a1234@x\"@example.com").is_err());
+        assert!(key("\"a 1234\"@example.com").is_err());
+        // Cyrillic а (U+0430): alone with digits it looks like ASCII, among Latin letters it
+        // mixes scripts; both refused.
+        assert!(key("\u{430}1234@example.com").is_err());
+        assert!(key("\u{430}nn@example.com").is_err());
+        assert!(key("p\u{430}ypal@example.com").is_err());
+        // IDNA for the domain: Unicode and punycode forms are one key; a look-alike domain
+        // label is refused.
+        assert_eq!(
+            key("ann@bücher.example").unwrap(),
+            key("ann@xn--bcher-kva.example").unwrap()
+        );
+        assert_eq!(
+            key("ann@BÜCHER.example").unwrap(),
+            "ann@xn--bcher-kva.example"
+        );
+        assert!(key("ann@ex\u{430}mple.com").is_err());
+        // Genuine non-ASCII addresses are accepted, keyed by their skeleton.
+        assert!(key("josé@example.com").is_ok());
+        assert!(key("иван@example.com").is_ok());
+        assert!(key("太郎@example.jp").is_ok());
+    }
 
     #[test]
     fn emails_are_trimmed_and_keyed_case_insensitively() {

@@ -5,7 +5,9 @@
 //! - **Key**: (caller, `message_id`). The caller is the AMQP `user-id` property, which RabbitMQ
 //!   checks against the connection's user, or empty when the caller does not set it.
 //! - **Same request?** A SHA-256 digest of the operation and body is stored with the outcome;
-//!   the same `message_id` with another body gets `idempotency_conflict`.
+//!   the same `message_id` with another body gets `idempotency_conflict`. A JSON body is
+//!   compared in a canonical form ([`canonical_body`]: keys sorted, no whitespace), so the same
+//!   JSON re-serialised (a retry from another client library) is the same request.
 //! - **No secret in clear**: a cached `login` reply holds a session token. The outcome is sealed
 //!   (ChaCha20-Poly1305) under a key derived from the server key (outside the database) *and*
 //!   the request itself, so opening it takes the database, the key file and the original request
@@ -101,6 +103,8 @@ impl Sealing {
         op: Operation,
         body: &[u8],
     ) -> OutcomeScope {
+        let body = canonical_body(body);
+        let body = body.as_slice();
         let mut h = Sha256::new();
         h.update(op.as_str().as_bytes());
         h.update([0]);
@@ -169,6 +173,54 @@ pub fn encode_outcome<R: Serialize>(result: &Result<R, HandlerError>) -> Vec<u8>
     }
 }
 
+/// The form a body is compared (and its outcome sealed) in: a JSON body with its object keys
+/// sorted and no whitespace, whatever order and spacing the caller wrote; any other body as it
+/// is (it is refused by decoding anyway).
+pub fn canonical_body(body: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => {
+            let mut out = Vec::with_capacity(body.len());
+            write_canonical(&value, &mut out);
+            out
+        }
+        Err(_) => body.to_vec(),
+    }
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(&Value::String(k.clone()), out);
+                out.push(b':');
+                write_canonical(v, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(b']');
+        }
+        scalar => {
+            // Strings (escapes normalised) and numbers as serde_json writes them.
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +238,38 @@ mod tests {
         let other_key = Arc::new(Sealing::new(&ServerKey::from_bytes([8; 32])));
         let same_request = other_key.scope("", "id-1", Operation::Login, b"{\"password\":\"pw\"}");
         assert!(same_request.open(&sealed).is_err());
+    }
+
+    #[test]
+    fn the_same_json_reserialised_is_the_same_request() {
+        let sealing = Arc::new(Sealing::new(&ServerKey::from_bytes([7; 32])));
+        let a = sealing.scope(
+            "",
+            "id-1",
+            Operation::Register,
+            br#"{"email":"ann@example.com","profile":{"a":1,"b":"\u00e9"}}"#,
+        );
+        let b = sealing.scope(
+            "",
+            "id-1",
+            Operation::Register,
+            " { \"profile\" : { \"b\":\"é\", \"a\":1 },\n \"email\":\"ann@example.com\" } "
+                .as_bytes(),
+        );
+        assert_eq!(a.key.request_digest, b.key.request_digest);
+        let sealed = a.seal(b"reply");
+        assert_eq!(
+            b.open(&sealed).unwrap(),
+            b"reply",
+            "the outcome opens for the retry"
+        );
+        let other = sealing.scope(
+            "",
+            "id-1",
+            Operation::Register,
+            br#"{"email":"bob@example.com"}"#,
+        );
+        assert_ne!(a.key.request_digest, other.key.request_digest);
+        assert_eq!(canonical_body(b"not json"), b"not json");
     }
 }

@@ -76,10 +76,14 @@ impl Policy {
             .deny
             .iter()
             .map(|d| {
-                let d = d.to_lowercase();
+                let d = d.trim().to_lowercase();
+                // Compared in the canonical form emails are keyed by, so a fullwidth or
+                // quoted spelling of a denied address or domain is denied too.
                 match d.strip_prefix('@') {
-                    Some(domain) => Denied::Domain(domain.to_owned()),
-                    None => Denied::Email(d),
+                    Some(domain) => {
+                        Denied::Domain(idna::domain_to_ascii(domain).unwrap_or(domain.to_owned()))
+                    }
+                    None => Denied::Email(crate::domain::canonical_email_key(&d).unwrap_or(d)),
                 }
             })
             .collect();
@@ -107,7 +111,18 @@ impl Policy {
 
     /// Runs the chain: `Err(reason)` if a policy refuses.
     pub async fn check(&self, question: &PolicyQuestion) -> Result<(), String> {
-        let email = question.email.to_lowercase();
+        self.deny_list(&question.email)?;
+        let Some(queue) = &self.config.hook_queue else {
+            return Ok(());
+        };
+        self.ask_hook(queue, question).await
+    }
+
+    /// The deny-list alone (no hook call): `Err(reason)` if it names `email`. For a check
+    /// before any effect when the full chain runs later with more facts (`social_login`).
+    pub fn deny_list(&self, email: &str) -> Result<(), String> {
+        let email = crate::domain::canonical_email_key(email.trim())
+            .unwrap_or_else(|_| email.trim().to_lowercase());
         let domain = email.rsplit_once('@').map_or("", |(_, d)| d);
         for denied in &self.deny {
             let hit = match denied {
@@ -123,9 +138,11 @@ impl Policy {
                 return Err(format!("denied by the deny-list ({denied})"));
             }
         }
-        let Some(queue) = &self.config.hook_queue else {
-            return Ok(());
-        };
+        Ok(())
+    }
+
+    /// Asks the hook on `queue`.
+    async fn ask_hook(&self, queue: &str, question: &PolicyQuestion) -> Result<(), String> {
         let client = self.hook.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let answer = match client {
             Some(client) => client.ask(queue, question, self.config.hook_timeout).await,
@@ -259,5 +276,32 @@ impl HookClient {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
         serde_json::from_slice(&answer?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deny_list_matches_every_spelling_of_an_address_or_domain() {
+        let policy = Policy::new(PolicyConfig {
+            deny: vec!["eve@example.com".into(), "@Blocked.Example".into()],
+            ..PolicyConfig::default()
+        });
+        for denied in [
+            "eve@example.com",
+            "EVE@Example.com",
+            "\"eve\"@example.com",
+            "\u{FF45}ve@example.com",
+            "mal@blocked.example",
+            "mal@sub.blocked.example",
+            "mal@\u{FF42}locked.example",
+        ] {
+            assert!(policy.deny_list(denied).is_err(), "{denied}");
+        }
+        for allowed in ["ann@example.com", "mal@notblocked.example", ""] {
+            assert!(policy.deny_list(allowed).is_ok(), "{allowed}");
+        }
     }
 }

@@ -305,7 +305,10 @@ impl Link {
         let sources = Tube::ALL
             .into_iter()
             .map(|t| (Source::Tube(t), names.tube(t), config.tube(t)))
-            .chain([(Source::Unrouted, names.unrouted(), config.unrouted)]);
+            .chain([
+                (Source::Unrouted, names.unrouted(), config.unrouted),
+                (Source::Quarantine, names.quarantine(), config.unrouted),
+            ]);
         for (source, queue, settings) in sources {
             for i in 0..settings.consumers {
                 let channel = connection

@@ -16,24 +16,32 @@ pub const SECRET_FIELDS: &[&str] = &[
 /// What a secret field's value is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
+/// The largest body a dead letter keeps (redacted); a larger one is replaced by a note of its
+/// size, so one caller cannot fill the broker through the dead-letter queue.
+pub const MAX_KEPT_BODY: usize = 64 * 1024;
+
 /// The body with every secret field's value replaced by `"[redacted]"`, at any depth. A body
-/// that is not JSON cannot be redacted field by field: if it mentions a secret field's name it
-/// is replaced whole, otherwise it is kept as it is (so a malformed request without secrets
-/// can still be inspected).
+/// the worker cannot parse as JSON (not UTF-8, UTF-16, truncated, anything) cannot be redacted
+/// field by field, and a secret in it may be spelt any way, so it is replaced whole by a note
+/// of its size. A body over [`MAX_KEPT_BODY`] is replaced by a note of its size, unparsed.
 pub fn redact_body(body: &[u8]) -> Vec<u8> {
+    if body.len() > MAX_KEPT_BODY {
+        return format!(
+            "[dropped: a body of {} bytes, over the dead-letter limit of {MAX_KEPT_BODY} bytes]",
+            body.len()
+        )
+        .into_bytes();
+    }
     match serde_json::from_slice::<Value>(body) {
         Ok(mut value) => {
             redact_value(&mut value);
             serde_json::to_vec(&value).unwrap_or_else(|_| REDACTED.as_bytes().to_vec())
         }
-        Err(_) => {
-            let lower = String::from_utf8_lossy(body).to_lowercase();
-            if SECRET_FIELDS.iter().any(|f| lower.contains(f)) {
-                b"[redacted: a body that is not valid JSON and names a secret field]".to_vec()
-            } else {
-                body.to_vec()
-            }
-        }
+        Err(_) => format!(
+            "[redacted: a body of {} bytes that is not valid JSON]",
+            body.len()
+        )
+        .into_bytes(),
     }
 }
 
@@ -80,7 +88,28 @@ mod tests {
     fn malformed_bodies_naming_a_secret_field_are_replaced_whole() {
         let out = text(br#"{"email":"a@b.c","password":"hunter22""#);
         assert!(!out.contains("hunter22"), "{out}");
-        assert_eq!(text(b"{not json at all"), "{not json at all");
         assert!(!text(b"\xff PASSWORD hunter22").contains("hunter22"));
+    }
+
+    #[test]
+    fn any_body_that_is_not_json_or_too_large_is_replaced_whole() {
+        // Not JSON, even without a secret field's name: a secret may be spelt any way.
+        assert_eq!(
+            text(b"{not json at all hunter22"),
+            "[redacted: a body of 25 bytes that is not valid JSON]"
+        );
+        // UTF-16 (the field name is not found by a byte search).
+        let utf16: Vec<u8> = r#"{"email":"a@b.c","password":"hunter22"}"#
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert!(!text(&utf16).contains("hunter22"));
+        // Too large: a note, whatever the body.
+        let big = format!(r#"{{"email":"{}"}}"#, "a".repeat(MAX_KEPT_BODY));
+        let out = text(big.as_bytes());
+        assert!(
+            out.starts_with("[dropped: a body of") && out.len() < 200,
+            "{out}"
+        );
     }
 }

@@ -55,7 +55,7 @@ pub async fn dead_letter(
         headers::ORIGINAL_ROUTING_KEY.into(),
         AMQPValue::LongString(LongString::from(delivery.routing_key.as_str())),
     );
-    let properties = delivery.properties.clone().with_headers(table);
+    let properties = dead_letter_properties(&delivery.properties, table);
     channel
         .basic_publish(
             names.dead_letter().into(),
@@ -66,6 +66,63 @@ pub async fn dead_letter(
         )
         .await?;
     Ok(())
+}
+
+/// The properties of a dead letter: the request's, with `headers`, except `user_id` (kept in
+/// the [`headers::ORIGINAL_USER_ID`] header: RabbitMQ refuses a publish whose `user_id` is not
+/// the publishing connection's user, so copying a caller's would close the worker's channel and
+/// redeliver the request in a loop), `expiration` (a dead letter must not expire on its way to
+/// the queue) and `cluster_id`.
+fn dead_letter_properties(props: &BasicProperties, mut table: FieldTable) -> BasicProperties {
+    if let Some(user) = props.user_id() {
+        table.insert(
+            headers::ORIGINAL_USER_ID.into(),
+            AMQPValue::LongString(LongString::from(user.as_str())),
+        );
+    }
+    let mut out = BasicProperties::default().with_headers(table);
+    if let Some(v) = props.content_type() {
+        out = out.with_content_type(v.clone());
+    }
+    if let Some(v) = props.content_encoding() {
+        out = out.with_content_encoding(v.clone());
+    }
+    if let Some(v) = props.delivery_mode() {
+        out = out.with_delivery_mode(*v);
+    }
+    if let Some(v) = props.priority() {
+        out = out.with_priority(*v);
+    }
+    if let Some(v) = props.correlation_id() {
+        out = out.with_correlation_id(v.clone());
+    }
+    if let Some(v) = props.reply_to() {
+        out = out.with_reply_to(v.clone());
+    }
+    if let Some(v) = props.message_id() {
+        out = out.with_message_id(v.clone());
+    }
+    if let Some(v) = props.timestamp() {
+        out = out.with_timestamp(*v);
+    }
+    if let Some(v) = props.kind() {
+        out = out.with_type(v.clone());
+    }
+    if let Some(v) = props.app_id() {
+        out = out.with_app_id(v.clone());
+    }
+    out
+}
+
+/// Why the broker dead-lettered a message (its `x-first-death-reason` header).
+pub fn broker_death_reason(headers_table: Option<&FieldTable>) -> DeadLetterReason {
+    let reason = headers_table
+        .and_then(|t| t.inner().get("x-first-death-reason"))
+        .and_then(|v| match v {
+            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+            _ => None,
+        });
+    DeadLetterReason::from_broker(reason)
 }
 
 /// Reads the absolute deadline header (Unix ms) if present and an integer.

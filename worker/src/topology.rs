@@ -10,9 +10,21 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
+/// The most messages the public dead-letter queue keeps; past it the oldest are dropped.
+pub const DEAD_LETTER_MAX_LENGTH: i64 = 10_000;
+
+/// The most bytes (of bodies) the public dead-letter queue keeps; past it the oldest are
+/// dropped.
+pub const DEAD_LETTER_MAX_BYTES: i64 = 64 * 1024 * 1024;
+
 /// Declares the topology of `names` on `channel`:
 ///
-/// - the dead-letter exchange (fanout) and its queue;
+/// - the dead-letter exchange (fanout) and its queue, bounded ([`DEAD_LETTER_MAX_LENGTH`],
+///   [`DEAD_LETTER_MAX_BYTES`], oldest dropped first);
+/// - the quarantine exchange (fanout) and its queue, bounded alike: the tubes' and the unrouted
+///   queue's dead-letter exchange. What the broker dead-letters on its own (expired in a tube,
+///   past the delivery limit) still holds its secrets; only the worker reads the quarantine
+///   and relays a redacted copy to the dead-letter exchange ([`crate::delivery`]);
 /// - the unrouted exchange (fanout) and its queue, which the worker consumes to answer
 ///   `unknown_operation`;
 /// - the request exchange (direct, with the unrouted exchange as its alternate exchange);
@@ -41,16 +53,31 @@ pub async fn declare(channel: &Channel, names: &Names, config: &Config) -> Resul
     let mut dead_lettering_args = base_args.clone();
     dead_lettering_args.insert(
         "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(LongString::from(names.dead_letter())),
+        AMQPValue::LongString(LongString::from(names.quarantine())),
+    );
+    let mut bounded_args = base_args.clone();
+    bounded_args.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(DEAD_LETTER_MAX_LENGTH),
+    );
+    bounded_args.insert(
+        "x-max-length-bytes".into(),
+        AMQPValue::LongLongInt(DEAD_LETTER_MAX_BYTES),
     );
 
     let fanout = |name, queue_args| {
         declare_fanout_queue(channel, name, exchange_options, queue_options, queue_args)
     };
-    fanout(names.dead_letter(), base_args.clone())
+    fanout(names.dead_letter(), bounded_args.clone())
         .await
         .map_err(WorkerError::broker(
-            "declaring the dead-letter exchange and queue",
+            "declaring the dead-letter exchange and queue (one declared by an older authq, \
+             unbounded, must be drained and deleted first)",
+        ))?;
+    fanout(names.quarantine(), bounded_args)
+        .await
+        .map_err(WorkerError::broker(
+            "declaring the quarantine exchange and queue",
         ))?;
     let unrouted = names.unrouted();
     fanout(unrouted, dead_lettering_args.clone())

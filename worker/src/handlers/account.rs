@@ -11,7 +11,7 @@ use authq_protocol::events::{EventData, EventKind};
 use authq_protocol::ops::{
     CheckRequest, DeleteUserReply, DeleteUserRequest, ProfileReply, RegisterReply, RegisterRequest,
     SetProfileRequest, StartResetReply, StartResetRequest, SuspendRequest, UnsuspendRequest,
-    UserRef, UserStateReply,
+    UserRef, UserState, UserStateReply,
 };
 use std::sync::Arc;
 
@@ -41,12 +41,23 @@ pub async fn register(ctx: &Call<'_>, req: RegisterRequest) -> Result<RegisterRe
         None => None,
     };
     let limits = &ctx.config.limits;
-    ctx.claim(vec![(
-        format!("register:{}", email.key),
-        limits.register_per_email,
-        limits.spam_window,
-    )])
-    .await?;
+    let claimed = ctx
+        .claim(vec![(
+            format!("register:{}", email.key),
+            limits.register_per_email,
+            limits.spam_window,
+        )])
+        .await;
+    if let Err(HandlerError::TooManyAttempts) = claimed {
+        // The documented rule holds past the limit too: an active or suspended email is
+        // `user_exists` (the limit is there to stop codes being re-issued to a pending one).
+        let key = email.key.clone();
+        let existing = ctx.read(move |s| s.credentials(&key)).await?;
+        if existing.is_some_and(|c| c.user.state != UserState::Pending) {
+            return Err(HandlerError::UserExists);
+        }
+    }
+    claimed?;
     let (code, _) = crypto::new_code()?;
     let digest = ctx.code_digest(CodePurpose::Confirm, &email.key, code.expose());
     let now = ctx.now();

@@ -11,12 +11,12 @@ use crate::domain::{Email, check_new_password, normalize_password, too_long};
 use crate::error::HandlerError;
 use crate::policy::PolicyQuestion;
 use crate::store::{CodePurpose, CodeRecord, NewSession};
-use authq_protocol::Secret;
 use authq_protocol::events::{EventData, EventKind};
 use authq_protocol::ops::{
     ChangePasswordReply, ChangePasswordRequest, CompleteResetReply, CompleteResetRequest,
     ConfirmRegistrationReply, ConfirmRegistrationRequest, LoginReply, LoginRequest, UserState,
 };
+use authq_protocol::{ErrorCode, Secret};
 use std::sync::Arc;
 
 /// `login`: verifies the password and opens a fresh session.
@@ -49,6 +49,7 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
     // One store call: claim the attempts (committed before argon2 runs, so parallel requests
     // cannot slip past the limit) and, if granted, read the credentials.
     let (key, now) = (email.key, ctx.now());
+    let race_key = key.clone();
     let claimed = ctx
         .write(move |s| {
             if !s.claim_attempts(&super::attempt_limits(&claims), now)? {
@@ -141,6 +142,7 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
     let absolute_expires_at = now.saturating_add(duration_ms(ctx.config.sessions.max_lifetime));
     let user_id = user.id;
     let events = Arc::clone(&ctx.events);
+    let address = email.address;
     ctx.commit(
         move |s| {
             settle(s)?;
@@ -151,19 +153,38 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
                 expires_at,
                 absolute_expires_at,
             })?;
-            if let Some(user) = &user {
+            let Some(user) = user else {
+                // The user was suspended or deleted between the check and the insert. The
+                // password was right, so a suspension is said as such (as before the race).
+                let suspended = s
+                    .credentials(&race_key)?
+                    .filter(|c| c.user.state == UserState::Suspended);
+                let Some(c) = suspended else {
+                    return Ok(None);
+                };
                 let data = EventData {
-                    user_id: Some(user.id.clone()),
-                    email: Some(user.email.clone()),
+                    user_id: Some(c.user.id),
+                    email: Some(address),
+                    reason: Some(ErrorCode::UserSuspended.as_str().to_owned()),
+                    source: client_ip,
+                    method: Some(METHOD_PASSWORD.to_owned()),
                     ..EventData::default()
                 };
-                events.record(s, EventKind::LoginSucceeded, data, now)?;
-            }
-            Ok(user)
+                events.record(s, EventKind::LoginFailed, data, now)?;
+                return Ok(Some(Err(HandlerError::UserSuspended)));
+            };
+            let data = EventData {
+                user_id: Some(user.id.clone()),
+                email: Some(user.email.clone()),
+                method: Some(METHOD_PASSWORD.to_owned()),
+                ..EventData::default()
+            };
+            events.record(s, EventKind::LoginSucceeded, data, now)?;
+            Ok(Some(Ok(user)))
         },
-        move |user| {
-            // `None`: the user was suspended or deleted between the check and the insert.
-            let user = user.ok_or(HandlerError::InvalidCredentials)?;
+        move |opened| {
+            // `None`: the user was deleted between the check and the insert.
+            let user = opened.ok_or(HandlerError::InvalidCredentials)??;
             Ok(LoginReply {
                 session: token,
                 expires_at,
@@ -174,6 +195,9 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
     .await
 }
 
+/// The `method` of a password login's `auth.login.*` events.
+pub(super) const METHOD_PASSWORD: &str = "password";
+
 /// Records an `auth.login.failed` event (with the user when the email belongs to one) and
 /// returns `error`. The event is written on its own: the failure changed nothing else.
 async fn login_failed<T>(
@@ -183,17 +207,31 @@ async fn login_failed<T>(
     email: String,
     source: Option<String>,
 ) -> Result<T, HandlerError> {
-    let (events, now) = (Arc::clone(&ctx.events), ctx.now());
     let data = EventData {
         user_id,
         email: Some(email),
-        reason: Some(error.code().as_str().to_owned()),
         source,
+        method: Some(METHOD_PASSWORD.to_owned()),
+        ..EventData::default()
+    };
+    login_failed_event(ctx, error, data).await
+}
+
+/// Records an `auth.login.failed` event with `data` (the reason and a policy's words added)
+/// and returns `error`: the one place every login path (password, social) reports a failure.
+pub(super) async fn login_failed_event<T>(
+    ctx: &super::Ctx,
+    error: HandlerError,
+    data: EventData,
+) -> Result<T, HandlerError> {
+    let (events, now) = (Arc::clone(&ctx.events), ctx.now());
+    let data = EventData {
+        reason: Some(error.code().as_str().to_owned()),
         detail: match &error {
             HandlerError::PolicyDenied(reason) => Some(reason.clone()),
             _ => None,
         },
-        ..EventData::default()
+        ..data
     };
     ctx.write(move |s| events.record(s, EventKind::LoginFailed, data, now))
         .await?;

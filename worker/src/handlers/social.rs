@@ -7,22 +7,27 @@
 //! when the provider then fails), exchanges the code, fetches the profile, and lets the store
 //! find, link or create the user and open a session in one transaction.
 
+use super::password::login_failed_event;
 use super::{Call, record_user, require_active};
 use crate::clock::duration_ms;
 use crate::crypto::{self, Digest};
 use crate::domain::Email;
 use crate::error::{HandlerError, InternalError};
+use crate::policy::PolicyQuestion;
 use crate::social::{
     self, Identity, KeptTokens, OAuthClient, ProviderConfig, ProviderError, Tokens, oauth,
 };
 use crate::store::{
     LinkOutcome, NewOAuthState, NewSocialLogin, ProviderEmail, SocialLink, SocialLoginOutcome,
+    UserKey,
 };
 use authq_protocol::Secret;
+use authq_protocol::events::{EventData, EventKind};
 use authq_protocol::ops::{
     LinkSocialReply, LinkSocialRequest, SocialLoginReply, SocialLoginRequest, SocialUrlReply,
     SocialUrlRequest,
 };
+use std::sync::Arc;
 use tracing::{debug, info, warn};
 use zeroize::Zeroize;
 
@@ -163,27 +168,60 @@ fn seal_tokens(
     Ok(sealed?)
 }
 
+/// The `auth.login.*` event data of a social login through `provider`.
+fn social_event(provider: &str, user_id: Option<String>, email: Option<String>) -> EventData {
+    EventData {
+        user_id,
+        email,
+        method: Some(METHOD_SOCIAL.to_owned()),
+        provider: Some(provider.to_owned()),
+        ..EventData::default()
+    }
+}
+
+/// The `method` of a social login's `auth.login.*` events.
+const METHOD_SOCIAL: &str = "social";
+
+/// Whether a failure is reported as `auth.login.failed` (a bug of authq or a request that
+/// could not even be read is not a login attempt).
+fn is_login_failure(e: &HandlerError) -> bool {
+    !matches!(
+        e,
+        HandlerError::Internal(_) | HandlerError::BadRequest(_) | HandlerError::Replayed(_)
+    )
+}
+
 /// `social_login`: `code` and `state` to a session; creates, links or updates the user.
+///
+/// Like `login`, every outcome is an `auth.login.succeeded` or `auth.login.failed` event
+/// (method `social`, with the provider), and the policies (deny-list, hook) have their say with
+/// the user known (id, and the provider's email or the account's) before the session is
+/// handed out, whether or not the provider gave an email. A refused first login leaves no
+/// account behind.
 pub async fn social_login(
     ctx: &Call<'_>,
     req: SocialLoginRequest,
 ) -> Result<SocialLoginReply, HandlerError> {
-    let (provider, identity, tokens) = authorize(ctx, &req.provider, &req.code, &req.state).await?;
+    let name = req.provider.clone();
+    let (provider, identity, tokens) =
+        match authorize(ctx, &req.provider, &req.code, &req.state).await {
+            Ok(found) => found,
+            Err(e) if is_login_failure(&e) => {
+                return login_failed_event(ctx, e, social_event(&name, None, None)).await;
+            }
+            Err(e) => return Err(e),
+        };
     let email = identity.email.as_deref().and_then(|e| Email::parse(e).ok());
+    // The deny-list first, on the provider's email, before anything is created or linked; the
+    // whole chain (the hook too) runs below with the user known.
+    if let Some(email) = &email
+        && let Err(reason) = ctx.policy.deny_list(&email.address)
+    {
+        let data = social_event(&name, None, Some(email.address.clone()));
+        return login_failed_event(ctx, HandlerError::PolicyDenied(reason), data).await;
+    }
     let link_verified_email = ctx.social.config().may_link_verified_email(provider);
     let patch = profile_patch(&identity);
-    // The policies have their say before any session is issued, social ones included.
-    if let Some(email) = &email {
-        let question = crate::policy::PolicyQuestion {
-            event: "login",
-            user_id: None,
-            email: email.address.clone(),
-        };
-        ctx.policy
-            .check(&question)
-            .await
-            .map_err(HandlerError::PolicyDenied)?;
-    }
 
     let (session, digest) = crypto::new_token()?;
     let now = ctx.now();
@@ -202,13 +240,16 @@ pub async fn social_login(
     drop(tokens);
     let new_user_id = uuid::Uuid::now_v7().to_string();
     let max_profile_bytes = ctx.config.max_profile_bytes;
-    let name = req.provider;
+    let provider_name = req.provider;
     let subject = identity.subject;
     let verified = identity.email_verified;
-    ctx.commit(
-        move |s| {
+    let provider_email = email.as_ref().map(|e| e.address.clone());
+    // The session is opened here but its token stays in this function until the policies
+    // allow it; a refusal ends it at once.
+    let outcome = ctx
+        .write(move |s| {
             s.social_login(&NewSocialLogin {
-                provider: &name,
+                provider: &provider_name,
                 subject: &subject,
                 email: email.as_ref().map(|e| ProviderEmail {
                     address: &e.address,
@@ -226,26 +267,60 @@ pub async fn social_login(
                 tokens_sealed: tokens_sealed.as_deref(),
                 now,
             })
-        },
-        move |outcome| match outcome {
-            SocialLoginOutcome::LoggedIn { user, created } => {
-                record_user(&user.id);
-                Ok(SocialLoginReply {
-                    session,
-                    expires_at,
-                    user: user.into_info(),
-                    created,
-                })
+        })
+        .await?;
+    let (user, created) = match outcome {
+        SocialLoginOutcome::LoggedIn { user, created } => (user, created),
+        SocialLoginOutcome::LinkRequired => {
+            let data = social_event(&name, None, provider_email);
+            return login_failed_event(ctx, HandlerError::LinkRequired, data).await;
+        }
+        SocialLoginOutcome::Suspended => {
+            let data = social_event(&name, None, provider_email);
+            return login_failed_event(ctx, HandlerError::UserSuspended, data).await;
+        }
+    };
+    record_user(&user.id);
+    let email = provider_email.unwrap_or_else(|| user.email.clone());
+    // The policies have the last word before the session is handed out, as for `login`.
+    let question = PolicyQuestion {
+        event: "login",
+        user_id: Some(user.id.clone()),
+        email: email.clone(),
+    };
+    if let Err(reason) = ctx.policy.check(&question).await {
+        let (user_id, now) = (user.id.clone(), ctx.now());
+        ctx.write(move |s| {
+            s.end_session(&digest, now)?;
+            if created {
+                s.delete_user(UserKey::Id(&user_id))?;
             }
-            SocialLoginOutcome::LinkRequired => Err(HandlerError::LinkRequired),
-            SocialLoginOutcome::Suspended => Err(HandlerError::UserSuspended),
+            Ok(())
+        })
+        .await?;
+        let data = social_event(&name, Some(user.id), Some(email));
+        return login_failed_event(ctx, HandlerError::PolicyDenied(reason), data).await;
+    }
+    let events = Arc::clone(&ctx.events);
+    let data = social_event(&name, Some(user.id.clone()), Some(email));
+    ctx.commit(
+        move |s| events.record(s, EventKind::LoginSucceeded, data, now),
+        move |()| {
+            Ok(SocialLoginReply {
+                session,
+                expires_at,
+                user: user.into_info(),
+                created,
+            })
         },
     )
     .await
 }
 
 /// `link_social`: links the provider account of a fresh `social_url` round trip to the user of
-/// a live session (how a `link_required` login is completed).
+/// a live session (how a `link_required` login is completed). The user authenticates with the
+/// provider, so it is reported and checked like a social login: `auth.login.succeeded` or
+/// `auth.login.failed` (method `social`), and the policies run with the user before the link.
 pub async fn link_social(
     ctx: &Call<'_>,
     req: LinkSocialRequest,
@@ -259,37 +334,66 @@ pub async fn link_social(
         .ok_or(HandlerError::SessionInvalid)?;
     record_user(&live.user.id);
     require_active(&live.user)?;
+    let name = req.provider.clone();
+    let (user_id, user_email) = (live.user.id.clone(), live.user.email.clone());
+    let failed = |e: HandlerError| {
+        let data = social_event(&name, Some(user_id.clone()), Some(user_email.clone()));
+        login_failed_event::<LinkSocialReply>(ctx, e, data)
+    };
 
     // The provider's tokens are not needed once the identity is known: dropped here.
-    let (_, identity, _) = authorize(ctx, &req.provider, &req.code, &req.state).await?;
+    let identity = match authorize(ctx, &req.provider, &req.code, &req.state).await {
+        Ok((_, identity, _)) => identity,
+        Err(e) if is_login_failure(&e) => return failed(e).await,
+        Err(e) => return Err(e),
+    };
+    let question = PolicyQuestion {
+        event: "login",
+        user_id: Some(live.user.id.clone()),
+        email: live.user.email.clone(),
+    };
+    if let Err(reason) = ctx.policy.check(&question).await {
+        return failed(HandlerError::PolicyDenied(reason)).await;
+    }
     let now = ctx.now();
     let provider = req.provider.clone();
     let subject = identity.subject.clone();
     let email = identity.email;
     let reply_provider = req.provider;
     let reply_subject = identity.subject;
-    ctx.commit(
-        move |s| {
-            s.link_social(&SocialLink {
-                session_digest: &session_digest,
-                provider: &provider,
-                subject: &subject,
-                email: email.as_deref(),
-                now,
-            })
-        },
-        move |outcome| match outcome {
-            LinkOutcome::Linked(user) => Ok(LinkSocialReply {
-                user: user.into_info(),
-                provider: reply_provider,
-                subject: reply_subject,
-            }),
-            LinkOutcome::AlreadyLinked => Err(HandlerError::AlreadyLinked),
-            LinkOutcome::SessionInvalid => Err(HandlerError::SessionInvalid),
-            LinkOutcome::Suspended => Err(HandlerError::UserSuspended),
-        },
-    )
-    .await
+    let events = Arc::clone(&ctx.events);
+    let data = social_event(&name, Some(user_id.clone()), Some(user_email.clone()));
+    let linked = ctx
+        .commit(
+            move |s| {
+                let outcome = s.link_social(&SocialLink {
+                    session_digest: &session_digest,
+                    provider: &provider,
+                    subject: &subject,
+                    email: email.as_deref(),
+                    now,
+                })?;
+                if let LinkOutcome::Linked(_) = &outcome {
+                    events.record(s, EventKind::LoginSucceeded, data, now)?;
+                }
+                Ok(outcome)
+            },
+            move |outcome| match outcome {
+                LinkOutcome::Linked(user) => Ok(LinkSocialReply {
+                    user: user.into_info(),
+                    provider: reply_provider,
+                    subject: reply_subject,
+                }),
+                LinkOutcome::AlreadyLinked => Err(HandlerError::AlreadyLinked),
+                LinkOutcome::SessionInvalid => Err(HandlerError::SessionInvalid),
+                LinkOutcome::Suspended => Err(HandlerError::UserSuspended),
+            },
+        )
+        .await;
+    match linked {
+        Err(e) if is_login_failure(&e) => failed(e).await,
+        other => other,
+    }
 }
 
 /// What a re-check concluded.
