@@ -12,6 +12,9 @@
 //!   time; each migration commits with its version in one transaction.
 
 use super::StoreError;
+use super::postgres::StatementCache;
+use super::query::Tx;
+use super::users::RekeyReport;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The SQLite migrations, in order.
@@ -136,6 +139,11 @@ const SQLITE: &[&str] = &[
     r#"
     ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 8: canonical email keys (`domain::canonical_email_key`); rows the new rules refuse or
+    // that collide with another account are flagged for review (see `rekey_emails`).
+    r#"
+    ALTER TABLE users ADD COLUMN email_review TEXT;
+    "#,
 ];
 
 /// The PostgreSQL migrations: the same tables as [`SQLITE`], version for version.
@@ -253,7 +261,28 @@ const POSTGRES: &[&str] = &[
     r#"
     ALTER TABLE users ADD COLUMN session_epoch BIGINT NOT NULL DEFAULT 0;
     "#,
+    // 8: canonical email keys.
+    r#"
+    ALTER TABLE users ADD COLUMN email_review TEXT;
+    "#,
 ];
+
+/// The data step of a migration, run in its transaction after its SQL, on either engine.
+fn after(version: u32, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    if version == 8 {
+        let report = tx.rekey_emails()?;
+        if report != RekeyReport::default() {
+            tracing::warn!(
+                rekeyed = report.rekeyed,
+                refused = report.refused,
+                duplicates = report.duplicates,
+                "email keys made canonical; refused and duplicate addresses are flagged in \
+                 users.email_review"
+            );
+        }
+    }
+    Ok(())
+}
 
 /// The schema version this build brings a database to.
 pub const SCHEMA_VERSION: u32 = SQLITE.len() as u32;
@@ -297,6 +326,9 @@ fn apply_postgres_locked(client: &mut postgres::Client) -> Result<u32, StoreErro
         tx.batch_execute(sql)?;
         tx.execute("DELETE FROM authq_schema", &[])?;
         tx.execute("INSERT INTO authq_schema (version) VALUES ($1)", &[&target])?;
+        let mut cache = StatementCache::default();
+        let mut tx = Tx::pg_transaction(tx, &mut cache);
+        after(u32::try_from(target).unwrap_or(u32::MAX), &mut tx)?;
         tx.commit()?;
         tracing::info!(version = target, "applied database migration");
     }
@@ -319,6 +351,7 @@ pub fn apply_sqlite(conn: &mut Connection) -> Result<u32, StoreError> {
             continue; // another worker got here first
         }
         tx.execute_batch(sql)?;
+        after(target, &mut Tx::sqlite(&tx, true))?;
         tx.pragma_update(None, "user_version", target)?;
         tx.commit()?;
         tracing::info!(version = target, "applied database migration");
@@ -333,6 +366,58 @@ fn version(conn: &Connection) -> Result<u32, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upgrading_makes_email_keys_canonical_and_flags_what_it_cannot_keep() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &SQLITE[..7] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        // Keys as authq made them before: the address trimmed and lower-cased.
+        for (id, email, at) in [
+            ("quoted", "\"A1\"@example.com", 1),
+            ("plain", "a1@example.com", 2),
+            ("fullwidth", "\u{ff41}2@example.com", 3),
+            ("cyrillic", "\u{430}3@example.com", 4),
+            ("idn", "b@B\u{fc}cher.example", 5),
+        ] {
+            conn.execute(
+                "INSERT INTO users (id, email, email_key, state, created_at, updated_at)
+                 VALUES (?1, ?2, lower(?2), 'active', ?3, ?3)",
+                rusqlite::params![id, email, at],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO users (id, email, email_key, state, created_at, updated_at)
+             VALUES ('social', '', 'social:p:1', 'active', 6, 6)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(apply_sqlite(&mut conn).unwrap(), 7);
+        let row = |id: &str| -> (String, Option<String>) {
+            conn.query_row(
+                "SELECT email_key, email_review FROM users WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(row("plain"), ("a1@example.com".into(), None));
+        assert_eq!(
+            row("quoted"),
+            ("review:quoted".into(), Some("duplicate".into())),
+            "the quoted spelling of an existing account's address"
+        );
+        assert_eq!(row("fullwidth"), ("a2@example.com".into(), None));
+        assert_eq!(
+            row("cyrillic"),
+            ("review:cyrillic".into(), Some("refused".into()))
+        );
+        assert_eq!(row("idn"), ("b@xn--bcher-kva.example".into(), None));
+        assert_eq!(row("social"), ("social:p:1".into(), None));
+    }
 
     #[test]
     fn migrations_apply_once_and_refuse_newer_schemas() {

@@ -378,3 +378,62 @@ impl Tx<'_> {
         )
     }
 }
+
+/// What [`Tx::rekey_emails`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RekeyReport {
+    /// Rows whose key became the canonical form of their address.
+    pub rekeyed: u64,
+    /// Rows whose address the current rules refuse (flagged `refused`).
+    pub refused: u64,
+    /// Rows whose canonical key another account holds (flagged `duplicate`).
+    pub duplicates: u64,
+}
+
+impl Tx<'_> {
+    /// Brings every user's `email_key` to the canonical form of its address
+    /// ([`crate::domain::canonical_email_key`]), once, in the migration that introduced it.
+    /// A row already holding its canonical key keeps it; a row whose address the rules refuse
+    /// (mixed scripts, an ASCII look-alike, a quoted local part that needs its quotes), or
+    /// whose canonical key another row holds (a look-alike second account), is never merged or
+    /// deleted: its key becomes `review:{id}` (no login or reset finds it by email any more)
+    /// and `email_review` says why, for an administrator to decide. Changed rows lose their
+    /// pending codes (digests are keyed by the old key); their counters expire by themselves.
+    pub(super) fn rekey_emails(&mut self) -> Result<RekeyReport, StoreError> {
+        let rows: Vec<(String, String, String)> = self.query_all(
+            "SELECT id, email, email_key FROM users
+             WHERE email <> '' AND email_key NOT LIKE 'social:%'
+             ORDER BY created_at, id",
+            args![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let mut report = RekeyReport::default();
+        for (id, email, key) in rows {
+            let (new_key, review) = match crate::domain::canonical_email_key(email.trim()) {
+                Ok(canonical) if canonical == key => continue,
+                Ok(canonical) => {
+                    let taken: Option<String> = self.query_value(
+                        "SELECT id FROM users WHERE email_key = ?1",
+                        args![&canonical],
+                    )?;
+                    match taken {
+                        None => (canonical, None),
+                        Some(_) => (format!("review:{id}"), Some("duplicate")),
+                    }
+                }
+                Err(_) => (format!("review:{id}"), Some("refused")),
+            };
+            match review {
+                None => report.rekeyed += 1,
+                Some("refused") => report.refused += 1,
+                Some(_) => report.duplicates += 1,
+            }
+            self.execute(
+                "UPDATE users SET email_key = ?2, email_review = ?3 WHERE id = ?1",
+                args![&id, &new_key, review],
+            )?;
+            self.execute("DELETE FROM codes WHERE user_id = ?1", args![&id])?;
+        }
+        Ok(report)
+    }
+}
