@@ -25,6 +25,7 @@ mod conformance;
 mod events;
 mod faults;
 mod flood;
+mod hosts;
 mod lifecycle;
 mod permissions;
 mod poison;
