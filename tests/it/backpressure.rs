@@ -93,6 +93,7 @@ async fn a_request_no_queue_takes_is_unroutable_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_connection_ends_in_the_timeout_not_a_hang() {
+    let _turn = crate::private_broker::one_at_a_time();
     let broker = PrivateBroker::start();
     let url = broker.amqp_url();
     let env = TestEnv::start_with(|c| c.amqp_url = url).await;

@@ -27,6 +27,7 @@ fn queues(cluster: &PrivateCluster, via: usize) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_node_that_leads_the_tubes_loses_no_confirmed_call_and_doubles_none() {
+    let _turn = crate::private_broker::one_at_a_time();
     let cluster = tokio::task::block_in_place(|| PrivateCluster::start(3));
     let urls = cluster.amqp_urls();
     let env = TestEnv::start_with(|c| c.amqp_url = urls.clone()).await;

@@ -184,6 +184,7 @@ async fn a_walk_through_publishes_exactly_its_events_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_committed_while_the_broker_is_down_goes_out_when_it_is_back() {
+    let _turn = crate::private_broker::one_at_a_time();
     let broker = PrivateBroker::start();
     let url = broker.amqp_url();
     let env = TestEnv::start_with(|c| c.amqp_url = url.clone()).await;

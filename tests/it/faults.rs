@@ -23,6 +23,7 @@ async fn depth(url: &str, queue: &str) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_loses_no_accepted_request_and_the_pool_reconnects_by_itself() {
+    let _turn = crate::private_broker::one_at_a_time();
     let broker = PrivateBroker::start();
     let url = broker.amqp_url();
     let env = TestEnv::start_with(|c| {

@@ -270,6 +270,7 @@ fn wait_ready(net: &Network, host: usize, amqp: &str, ns: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_share_one_user_base_and_a_killed_host_loses_nothing() {
+    let _turn = crate::private_broker::one_at_a_time();
     let id = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
     let net = Network::new(&id, 3);
     let bridge_ip = format!("{SUBNET}.1");

@@ -15,6 +15,40 @@ use tempfile::TempDir;
 
 const BIN: &str = "/usr/lib/rabbitmq/bin";
 
+/// Tests that start private broker nodes (or, in `hosts`, a private PostgreSQL) take turns:
+/// each node is a whole Erlang VM, and several starting, stopping and recovering their quorum
+/// queues at once on two cores, beside the rest of the suite, made a restart slow enough for
+/// calls to time out. The first thing such a test does is take its turn; a test that failed
+/// while holding it does not block the others.
+pub fn one_at_a_time() -> Turn {
+    let mut busy = TURN_TAKEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    while *busy {
+        busy = TURN_FREED
+            .wait(busy)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    *busy = true;
+    Turn
+}
+
+static TURN_TAKEN: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+static TURN_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// A test's turn with private nodes ([`one_at_a_time`]), given back when dropped (a failing
+/// test's too, while it unwinds).
+pub struct Turn;
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *TURN_TAKEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+        TURN_FREED.notify_one();
+    }
+}
+
 /// A running private broker node.
 pub struct PrivateBroker {
     node: String,

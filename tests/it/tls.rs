@@ -107,6 +107,7 @@ fn call(url: &str, namespace: &str, ca: Option<&Path>) -> Output {
 
 #[test]
 fn amqps_works_in_the_worker_and_the_client_with_a_private_ca_and_only_with_it() {
+    let _turn = crate::private_broker::one_at_a_time();
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
     let tls_port = free_port();
