@@ -450,6 +450,21 @@ impl Raw {
             .message_count()
     }
 
+    /// Waits (bounded polling, 30 s) until `queue` holds exactly `n` messages: the broker
+    /// dead-letters and expires messages asynchronously, so a depth read right after an
+    /// action may still show the state before it.
+    pub async fn depth_reaches(&self, queue: &str, n: u32) {
+        let mut last = 0;
+        for _ in 0..600 {
+            last = self.depth(queue).await;
+            if last == n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("queue {queue} holds {last} messages, never {n} within 30 s");
+    }
+
     /// Declares an exclusive reply queue and returns its name and a consumer on it.
     pub async fn reply_queue(&self) -> (String, lapin::Consumer) {
         let q = self
