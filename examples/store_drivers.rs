@@ -1,11 +1,14 @@
 //! Which PostgreSQL driver for `check`? Measures the session look-up alone (no broker), 128 at
-//! a time, three ways, in alternating rounds:
+//! a time, four ways, in alternating rounds:
 //!
-//! - `sqlite`: the store's SQLite path (inline reader on the executor, else the blocking pool);
-//! - `postgres (sync, r2d2)`: the store's PostgreSQL path as the worker runs it (a store permit,
-//!   `spawn_blocking`, a pooled connection of the synchronous driver);
-//! - `tokio-postgres (async)`: the same prepared query on the executor through the async
-//!   driver, one connection per core, requests pipelined on each.
+//! - `sqlite`: the store's SQLite path as the worker runs it (inline reader on the executor,
+//!   else the blocking pool);
+//! - `postgres (sync, r2d2)`: the synchronous driver alone (a store permit, `spawn_blocking`, a
+//!   pooled connection), the path every PostgreSQL write takes;
+//! - `postgres (store)`: the store's PostgreSQL path as the worker runs `check`
+//!   (`Store::check_session_now`, the async driver through `store::pg_reads`);
+//! - `tokio-postgres (async)`: the same prepared query straight through the async driver, one
+//!   connection per core, requests pipelined on each: the ceiling of the store's path.
 //!
 //! `cargo run --release --example store_drivers [postgres-admin-url]` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`; a database `authq_driver_bench` is made anew).
@@ -67,8 +70,9 @@ async fn main() -> anyhow::Result<()> {
     );
     for round in 1..=3 {
         for (name, result) in [
-            ("sqlite", run_store(&sqlite).await),
-            ("postgres (sync, r2d2)", run_store(&pg).await),
+            ("sqlite", run_store(&sqlite, true).await),
+            ("postgres (sync, r2d2)", run_store(&pg, false).await),
+            ("postgres (store)", run_store(&pg, true).await),
             (
                 "tokio-postgres (async)",
                 run_async(&async_clients, &statements).await,
@@ -157,9 +161,9 @@ where
     Ok((CALLS as f64 / elapsed.as_secs_f64(), at(0.5), at(0.99)))
 }
 
-/// The worker's path: a permit, then the executor look-up if the engine has one, else the
+/// The worker's path: the executor look-up (when `now`) if it answers, else a permit and the
 /// blocking pool.
-async fn run_store(store: &Arc<Store>) -> anyhow::Result<(f64, Duration, Duration)> {
+async fn run_store(store: &Arc<Store>, now: bool) -> anyhow::Result<(f64, Duration, Duration)> {
     let permits = Arc::new(tokio::sync::Semaphore::new(POOL as usize));
     let store = Arc::clone(store);
     let renewal = Renewal {
@@ -170,7 +174,7 @@ async fn run_store(store: &Arc<Store>) -> anyhow::Result<(f64, Duration, Duratio
         let (store, permits) = (Arc::clone(&store), Arc::clone(&permits));
         async move {
             let d = digest(i % USERS);
-            if let Some(found) = store.check_session_now(&d, 1, renewal) {
+            if now && let Some(found) = store.check_session_now(&d, 1, renewal).await {
                 anyhow::ensure!(found?.is_some(), "a live session");
                 return Ok(());
             }

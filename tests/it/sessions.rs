@@ -83,3 +83,123 @@ async fn unknown_and_garbage_sessions_are_invalid() {
     }
     env.stop().await;
 }
+
+/// `check`'s look-up on PostgreSQL runs through the async driver (`store::pg_reads`). When
+/// PostgreSQL ends those connections (a restart, an administrator), no look-up fails: each
+/// one the async path cannot answer is answered by the synchronous pool, and the async path
+/// comes back by itself. Runs on PostgreSQL in both passes of the suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_on_postgres_survives_the_end_of_its_async_connections() {
+    use authq_worker::store::{NewSession, Renewal, Store, StoreLocation};
+    use std::sync::Arc;
+
+    struct Database(String);
+    impl Drop for Database {
+        fn drop(&mut self) {
+            crate::harness::drop_postgres_database(&self.0);
+        }
+    }
+    let db = Database(format!("authq_test_{}", uuid::Uuid::new_v4().simple()));
+    let url = crate::harness::create_postgres_database(&db.0);
+    let store = tokio::task::spawn_blocking(move || {
+        let store = Store::open(&StoreLocation::Postgres(url), 4).expect("the store opens");
+        store
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO users (id, email, email_key, state, created_at, updated_at)
+                     VALUES ('u', 'ann@example.com', 'ann@example.com', 'active', 0, 0)",
+                    &[],
+                )?;
+                tx.create_session(&NewSession {
+                    user_id: "u",
+                    digest: &[7; 32],
+                    now: 0,
+                    expires_at: 1_000_000,
+                    absolute_expires_at: 1_000_000,
+                })
+            })
+            .expect("a user and a session");
+        Arc::new(store)
+    })
+    .await
+    .unwrap();
+    let renewal = Renewal {
+        renew_window_ms: 0,
+        idle_timeout_ms: 0,
+    };
+    // One look-up as `check` makes it: the async path, else the synchronous pool; every one
+    // must find the session. `true` when the async path answered.
+    let look_up = async || match store.check_session_now(&[7; 32], 1, renewal).await {
+        Some(found) => {
+            assert_eq!(found.expect("no error").expect("live").user.id, "u");
+            true
+        }
+        None => {
+            let store = Arc::clone(&store);
+            let found = tokio::task::spawn_blocking(move || {
+                store.read(|tx| tx.check_session(&[7; 32], 1, renewal))
+            })
+            .await
+            .unwrap();
+            assert_eq!(found.expect("no error").expect("live").user.id, "u");
+            false
+        }
+    };
+    let (mut on_async, mut on_pool) = (0, 0);
+    let mut count = |answered_async: bool| {
+        if answered_async {
+            on_async += 1
+        } else {
+            on_pool += 1
+        }
+        (on_async, on_pool)
+    };
+    // Bounded polling: the async connections are made in the background on first use.
+    let mut counts = (0, 0);
+    for _ in 0..2000 {
+        counts = count(look_up().await);
+        if counts.0 >= 10 {
+            break;
+        }
+    }
+    assert!(counts.0 >= 10, "the async path never answered: {counts:?}");
+
+    // PostgreSQL ends every connection to the database (the async ones and the pool's).
+    let admin = crate::harness::postgres_admin_url();
+    let name = db.0.clone();
+    let ended = tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        c.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .unwrap()
+        .len()
+    })
+    .await
+    .unwrap();
+    assert!(ended >= 2, "{ended} connections ended");
+
+    // Every look-up still finds the session; some went to the pool while the async
+    // connections were made anew, and then the async path answers again.
+    let before = counts;
+    for _ in 0..2000 {
+        counts = count(look_up().await);
+        if counts.1 > before.1 && counts.0 >= before.0 + 10 {
+            break;
+        }
+    }
+    assert!(
+        counts.1 > before.1,
+        "no look-up fell back to the pool: {counts:?}"
+    );
+    assert!(
+        counts.0 >= before.0 + 10,
+        "the async path never came back: {counts:?}"
+    );
+    let store = Arc::into_inner(store).expect("the last handle");
+    tokio::task::spawn_blocking(move || drop(store))
+        .await
+        .unwrap();
+}

@@ -146,17 +146,18 @@ impl Ctx {
             .map_err(HandlerError::from)
     }
 
-    /// A read that may run right here on the executor: `now` is a store call that never waits
-    /// (an indexed point look-up on an idle inline reader, microseconds) and returns `None` when
-    /// it would have to; then `blocking` runs on the blocking pool as [`Ctx::read`] does. This
-    /// saves the hot path two thread hand-offs, which cost more than the look-up itself.
+    /// A read that may run right here on the executor: `now` is a store call that never blocks
+    /// a thread (an indexed point look-up on an idle SQLite inline reader, microseconds, or on
+    /// PostgreSQL's async driver) and gives `None` when it would have to; then `blocking` runs
+    /// on the blocking pool as [`Ctx::read`] does. This saves the hot path two thread
+    /// hand-offs, which cost more than the look-up itself.
     pub async fn read_now_or<T: Send + 'static>(
         &self,
-        now: impl FnOnce(&Store) -> Option<Result<T, StoreError>>,
+        now: impl Future<Output = Option<Result<T, StoreError>>>,
         blocking: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, HandlerError> {
         let start = Instant::now();
-        if let Some(result) = now(&self.store) {
+        if let Some(result) = now.await {
             self.metrics.stages.store.since(start);
             return result.map_err(HandlerError::from);
         }

@@ -24,7 +24,7 @@ pub async fn check(ctx: &Call<'_>, req: CheckRequest) -> Result<CheckReply, Hand
     let (now, renewal) = (ctx.now(), ctx.renewal());
     let session = ctx
         .read_now_or(
-            |s| s.check_session_now(&digest, now, renewal),
+            ctx.store.check_session_now(&digest, now, renewal),
             move |s| s.check_session(&digest, now, renewal),
         )
         .await?

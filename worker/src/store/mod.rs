@@ -25,6 +25,7 @@ pub mod deletions;
 pub mod migrations;
 pub mod outbox;
 pub mod outcomes;
+pub mod pg_reads;
 pub mod postgres;
 pub mod query;
 pub mod sessions;
@@ -199,21 +200,26 @@ impl Store {
         }
     }
 
-    /// [`Tx::check_session`] for the async executor: it never waits. `None` when it would have
-    /// to (PostgreSQL, no SQLite inline reader idle, the database busy) or when the session is
-    /// due for renewal (a write); the caller then runs `check_session` on the blocking pool.
-    pub fn check_session_now(
+    /// [`Tx::check_session`] for the async executor: it never blocks a thread. SQLite: an
+    /// idle inline reader, at once; PostgreSQL: the async driver ([`pg_reads`]). `None` when it
+    /// would have to block (no SQLite inline reader idle, the database busy, no async
+    /// PostgreSQL connection ready) or when the session is due for renewal (a write); the
+    /// caller then runs `check_session` on the blocking pool.
+    pub async fn check_session_now(
         &self,
         digest: &Digest,
         now: i64,
         renewal: Renewal,
     ) -> Option<Result<Option<SessionInfo>, StoreError>> {
-        let Backend::Sqlite(s) = &self.backend else {
-            return None;
+        let found = match &self.backend {
+            Backend::Sqlite(s) => match s.read_inline(|tx| tx.live_session(digest, now))? {
+                // Busy (a writer is checkpointing, say): never wait on the executor.
+                Err(e) if sqlite::is_busy(&e) => return None,
+                other => other,
+            },
+            Backend::Postgres(s) => s.reads().live_session(digest, now).await?,
         };
-        match s.read_inline(|tx| tx.live_session(digest, now))? {
-            // Busy (a writer is checkpointing, say): never wait on the executor.
-            Err(e) if sqlite::is_busy(&e) => None,
+        match found {
             Err(e) => Some(Err(e)),
             Ok(None) => Some(Ok(None)),
             // A renewal is a write: the blocking pool does it (and reads again).

@@ -14,9 +14,11 @@
 
 use super::StoreError;
 use super::migrations;
+use super::pg_reads::PgReads;
 use super::query::Tx;
 use r2d2::{ManageConnection, Pool};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Prepared statements of one connection, by the `&'static str` they were written as.
@@ -131,6 +133,7 @@ impl ManageConnection for Manager {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool<Manager>,
+    reads: Arc<PgReads>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -146,6 +149,8 @@ impl PgStore {
     /// worker at a time, under an advisory lock). `pool_size` bounds concurrent connections.
     pub fn open(url: &str, pool_size: u32) -> Result<Self, StoreError> {
         let config: postgres::Config = url.parse()?;
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let reads = Arc::new(PgReads::new(url.parse()?, cores));
         let manager = Manager { config };
         let mut first = manager.connect()?;
         migrations::apply_postgres(first.parts()?.0)?;
@@ -154,7 +159,12 @@ impl PgStore {
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(30))
             .build(manager)?;
-        Ok(Self { pool })
+        Ok(Self { pool, reads })
+    }
+
+    /// The async connections for `check`'s look-up.
+    pub(super) fn reads(&self) -> &PgReads {
+        &self.reads
     }
 
     /// Runs `work` on a connection in autocommit mode.

@@ -381,7 +381,7 @@ impl<'c> Tx<'c> {
     }
 }
 
-fn pg_params<'v>(args: &'v [Value<'_>]) -> Vec<&'v (dyn postgres::types::ToSql + Sync)> {
+pub(super) fn pg_params<'v>(args: &'v [Value<'_>]) -> Vec<&'v (dyn postgres::types::ToSql + Sync)> {
     args.iter()
         .map(|v| v as &(dyn postgres::types::ToSql + Sync))
         .collect()

@@ -2,7 +2,7 @@
 //! Stored by the token's digest only.
 
 use super::StoreError;
-use super::query::{Tx, args};
+use super::query::{Row, Tx, args};
 use super::users::{Credentials, UserRecord};
 use crate::crypto::Digest;
 use authq_protocol::ops::UserState;
@@ -86,6 +86,16 @@ pub(super) struct LiveSession {
 }
 
 impl LiveSession {
+    /// Reads a row of [`CHECK_SESSION`].
+    pub(super) fn from_row(r: &Row<'_, '_>) -> Result<Self, StoreError> {
+        Ok(Self {
+            user: UserRecord::from_row(r, 0)?,
+            expires_at: r.get(4)?,
+            absolute_expires_at: r.get(5)?,
+            session_epoch: u64::try_from(r.get::<i64>(6)?).unwrap_or(0),
+        })
+    }
+
     /// The new idle expiry when the session is due for renewal at `now`, else `None`.
     pub(super) fn renewal(&self, now: i64, renewal: Renewal) -> Option<i64> {
         let due = now >= self.expires_at.saturating_sub(renewal.renew_window_ms);
@@ -113,14 +123,7 @@ impl Tx<'_> {
         digest: &Digest,
         now: i64,
     ) -> Result<Option<LiveSession>, StoreError> {
-        self.query_opt(CHECK_SESSION, args![digest, now], |r| {
-            Ok(LiveSession {
-                user: UserRecord::from_row(r, 0)?,
-                expires_at: r.get(4)?,
-                absolute_expires_at: r.get(5)?,
-                session_epoch: u64::try_from(r.get::<i64>(6)?).unwrap_or(0),
-            })
-        })
+        self.query_opt(CHECK_SESSION, args![digest, now], LiveSession::from_row)
     }
 
     /// Creates a session, only if the user is (still) active. `None` otherwise.

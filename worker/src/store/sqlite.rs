@@ -223,8 +223,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_executor_look_up_never_waits_and_never_writes() {
+    #[tokio::test]
+    async fn the_executor_look_up_never_waits_and_never_writes() {
         let dir = tempfile::tempdir().unwrap();
         let (store, sqlite) = open(&dir, 2);
         sqlite
@@ -245,6 +245,7 @@ mod tests {
         // Live and not due: answered here, unrenewed.
         let found = store
             .check_session_now(&live, 10, renewal)
+            .await
             .unwrap()
             .unwrap();
         assert_eq!((found.unwrap().expires_at, false), (1000, false));
@@ -252,12 +253,13 @@ mod tests {
         assert!(
             store
                 .check_session_now(&[2; 32], 10, renewal)
+                .await
                 .unwrap()
                 .unwrap()
                 .is_none()
         );
         // Due for renewal (a write): left to the blocking pool, which renews.
-        assert!(store.check_session_now(&live, 950, renewal).is_none());
+        assert!(store.check_session_now(&live, 950, renewal).await.is_none());
         let renewed = store
             .read(|tx| tx.check_session(&live, 950, renewal))
             .unwrap()
@@ -266,11 +268,11 @@ mod tests {
         // Every inline reader taken: no wait, no answer.
         let taken: Vec<_> = std::iter::from_fn(|| sqlite.inline_readers.take()).collect();
         assert!(!taken.is_empty());
-        assert!(store.check_session_now(&live, 10, renewal).is_none());
+        assert!(store.check_session_now(&live, 10, renewal).await.is_none());
         taken
             .into_iter()
             .for_each(|c| sqlite.inline_readers.give_back(c));
-        assert!(store.check_session_now(&live, 10, renewal).is_some());
+        assert!(store.check_session_now(&live, 10, renewal).await.is_some());
     }
 
     #[test]
