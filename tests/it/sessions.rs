@@ -116,6 +116,14 @@ async fn check_on_postgres_survives_the_end_of_its_async_connections() {
                     now: 0,
                     expires_at: 1_000_000,
                     absolute_expires_at: 1_000_000,
+                })?;
+                // Idle-expired at 1,500 (for the batch below).
+                tx.create_session(&NewSession {
+                    user_id: "u",
+                    digest: &[8; 32],
+                    now: 0,
+                    expires_at: 1_500,
+                    absolute_expires_at: 1_000_000,
                 })
             })
             .expect("a user and a session");
@@ -155,14 +163,43 @@ async fn check_on_postgres_survives_the_end_of_its_async_connections() {
         (on_async, on_pool)
     };
     // Bounded polling: the async connections are made in the background on first use.
-    let mut counts = (0, 0);
-    for _ in 0..2000 {
-        counts = count(look_up().await);
-        if counts.0 >= 10 {
+    // Bounded polling until every async connection answers (64 in a row, round-robin).
+    let (mut counts, mut in_a_row) = ((0, 0), 0);
+    for _ in 0..5000 {
+        let answered_async = look_up().await;
+        counts = count(answered_async);
+        in_a_row = if answered_async { in_a_row + 1 } else { 0 };
+        if in_a_row >= 64 {
             break;
         }
     }
-    assert!(counts.0 >= 10, "the async path never answered: {counts:?}");
+    assert!(in_a_row >= 64, "the async path never answered steadily: {counts:?}");
+
+    // Look-ups queued together share a query; each gets its own answer, held to its own `now`:
+    // the live session, an unknown digest, a session live at 1 and expired at 2,000.
+    let cases: Vec<([u8; 32], i64, bool)> = (0..600)
+        .map(|i| match i % 4 {
+            0 => ([7; 32], 1, true),
+            1 => ([9; 32], 1, false),
+            2 => ([8; 32], 1, true),
+            _ => ([8; 32], 2_000, false),
+        })
+        .collect();
+    let answers = futures_util::future::join_all(
+        cases
+            .iter()
+            .map(|(digest, now, _)| store.check_session_now(digest, *now, renewal)),
+    )
+    .await;
+    let mut answered = 0;
+    for ((digest, now, live), answer) in cases.iter().zip(answers) {
+        if let Some(found) = answer {
+            let found = found.expect("no error");
+            assert_eq!(found.is_some(), *live, "digest {} at {now}", digest[0]);
+            answered += 1;
+        }
+    }
+    assert!(answered >= 300, "{answered} of 600 answered by the async path");
 
     // PostgreSQL ends every connection to the database (the async ones and the pool's).
     let admin = crate::harness::postgres_admin_url();

@@ -15,7 +15,9 @@
 //!   transactions.
 //!
 //! Calls are synchronous: the worker runs them on tokio's blocking pool, bounded by the
-//! connection pool's size. The store never sees a secret in clear: tokens and codes arrive as
+//! connection pool's size. One exception, `check`'s look-up ([`Store::check_session_now`]),
+//! runs on the executor: an idle SQLite inline reader, or PostgreSQL's async driver
+//! ([`pg_reads`]). The store never sees a secret in clear: tokens and codes arrive as
 //! digests, passwords as argon2id PHC strings. Time arrives as an argument (`now`, Unix ms),
 //! so expiry is the caller's clock's business.
 

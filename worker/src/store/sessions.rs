@@ -96,6 +96,11 @@ impl LiveSession {
         })
     }
 
+    /// Whether the session is live at `now` (what `live_session!` asks of the database).
+    pub(super) fn live_at(&self, now: i64) -> bool {
+        self.expires_at > now && self.absolute_expires_at > now
+    }
+
     /// The new idle expiry when the session is due for renewal at `now`, else `None`.
     pub(super) fn renewal(&self, now: i64, renewal: Renewal) -> Option<i64> {
         let due = now >= self.expires_at.saturating_sub(renewal.renew_window_ms);
