@@ -327,6 +327,10 @@ pub struct ServeArgs {
     /// `start_reset` calls per email per hour.
     #[arg(long, env = "AUTHQ_RESET_PER_EMAIL", default_value_t = defaults().limits.reset_per_email)]
     pub reset_per_email: u32,
+    /// Serve Prometheus metrics (`/metrics`), `/livez` and `/readyz` on this address (e.g.
+    /// `127.0.0.1:9187`). Off by default.
+    #[arg(long, env = "AUTHQ_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// On exit, write the worker's counters and per-stage timings (JSON) to this file. `authq
     /// bench --spawn` reads it to show where the time goes.
     #[arg(long, env = "AUTHQ_METRICS_FILE")]
@@ -434,6 +438,7 @@ impl ServeArgs {
         config.max_profile_bytes = self.max_profile_bytes;
         config.store_pool_size = self.store_pool_size;
         config.shutdown_grace = self.shutdown_grace;
+        config.metrics_addr = self.metrics_addr;
         config.queue_expires = self.queue_expires;
         config.admin_callers = self.admin_callers;
         config.reset_callers = self.reset_callers;

@@ -10,6 +10,7 @@
 
 mod harness;
 mod idempotency;
+mod observe;
 mod private_broker;
 
 mod account;

@@ -173,7 +173,10 @@ async fn check_on_postgres_survives_the_end_of_its_async_connections() {
             break;
         }
     }
-    assert!(in_a_row >= 64, "the async path never answered steadily: {counts:?}");
+    assert!(
+        in_a_row >= 64,
+        "the async path never answered steadily: {counts:?}"
+    );
 
     // Look-ups queued together share a query; each gets its own answer, held to its own `now`:
     // the live session, an unknown digest, a session live at 1 and expired at 2,000.
@@ -199,7 +202,10 @@ async fn check_on_postgres_survives_the_end_of_its_async_connections() {
             answered += 1;
         }
     }
-    assert!(answered >= 300, "{answered} of 600 answered by the async path");
+    assert!(
+        answered >= 300,
+        "{answered} of 600 answered by the async path"
+    );
 
     // PostgreSQL ends every connection to the database (the async ones and the pool's).
     let admin = crate::harness::postgres_admin_url();

@@ -71,6 +71,8 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests before giving up on them (they are then
     /// redelivered to another worker).
     pub shutdown_grace: Duration,
+    /// Where to serve `/metrics`, `/livez` and `/readyz` ([`crate::observe`]); `None`: nowhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// How often expired sessions and codes are purged from the store.
     pub purge_interval: Duration,
     /// When set, every queue is declared with this `x-expires`, so an abandoned namespace
@@ -135,6 +137,7 @@ impl Default for Config {
             max_profile_bytes: 16 * 1024,
             store_pool_size: 8,
             shutdown_grace: Duration::from_secs(30),
+            metrics_addr: None,
             purge_interval: Duration::from_secs(600),
             queue_expires: None,
             social: SocialConfig::default(),
@@ -289,6 +292,7 @@ impl fmt::Debug for Config {
             .field("max_profile_bytes", &self.max_profile_bytes)
             .field("store_pool_size", &self.store_pool_size)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("metrics_addr", &self.metrics_addr)
             .field("purge_interval", &self.purge_interval)
             .field("queue_expires", &self.queue_expires)
             .field("social", &self.social)

@@ -59,6 +59,8 @@ pub struct Shared {
     pub names: Names,
     /// The broker's nodes (one, or several of a cluster), for (re)connecting.
     pub nodes: crate::broker::BrokerNodes,
+    /// Readiness, as `/readyz` reports it.
+    pub health: Arc<crate::observe::Health>,
     /// The clock callers' deadlines are compared with (the system clock outside tests).
     pub deadline_clock: Arc<dyn crate::clock::Clock>,
     /// Armed fault hooks (tests only).
@@ -85,13 +87,27 @@ pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, deli
     if source == Source::Tube(Tube::Session) {
         shared.ctx.hasher.note_session_traffic(start);
     }
-    run(&shared, &channel, source, &delivery)
+    // The operation as a metrics label: a known one, else `unknown` (never the raw key).
+    let op = match source {
+        Source::Tube(_) => Operation::parse(delivery.routing_key.as_str()),
+        Source::Unrouted | Source::Quarantine => None,
+    };
+    let metrics = &shared.ctx.metrics;
+    metrics.in_flight.inc();
+    run(&shared, &channel, source, &delivery, op)
         .instrument(span)
         .await;
-    shared.ctx.metrics.stages.total.since(start);
+    metrics.in_flight.dec();
+    metrics.request_took(op, start.elapsed());
 }
 
-async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Delivery) {
+async fn run(
+    shared: &Shared,
+    channel: &Channel,
+    source: Source,
+    delivery: &Delivery,
+    label: Option<Operation>,
+) {
     let metrics = &shared.ctx.metrics;
     if source == Source::Quarantine {
         // 0. The broker's own dead letter of a tube: never processed, relayed redacted.
@@ -177,18 +193,18 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
     }
     let body = match outcome {
         Ok(Err(HandlerError::Replayed(body))) => {
-            metrics.replayed.inc();
+            metrics.replayed(label);
             debug!("answered before: replaying the first outcome");
             body
         }
         Ok(Ok(body)) => {
-            metrics.replied_ok.inc();
+            metrics.answered(label, Ok(()));
             debug!("ok");
             body
         }
         Ok(Err(e)) => {
             let code = e.code();
-            metrics.count_error(code);
+            metrics.answered(label, Err(code));
             if let HandlerError::Internal(cause) = &e {
                 error!(error = %cause, error_debug = ?cause, "internal error");
             } else {
@@ -198,7 +214,7 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
         }
         Err(()) => {
             error!("handler panicked: dead-lettering the request");
-            metrics.count_error(ErrorCode::Internal);
+            metrics.answered(label, Err(ErrorCode::Internal));
             if reply::dead_letter(
                 channel,
                 &shared.names,
@@ -208,7 +224,7 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
             .await
             .is_ok()
             {
-                metrics.dead_lettered.inc();
+                metrics.dead_lettered(DeadLetterReason::HandlerPanicked);
             }
             encode_error(ErrorCode::Internal, ErrorCode::Internal.default_message())
         }
@@ -363,7 +379,7 @@ async fn dead_letter_and_ack(
 ) {
     match reply::dead_letter(channel, &shared.names, delivery, reason).await {
         Ok(()) => {
-            shared.ctx.metrics.dead_lettered.inc();
+            shared.ctx.metrics.dead_lettered(reason);
             ack(channel, delivery).await;
         }
         Err(e) => error!(error = %e, "cannot dead-letter; leaving the message unacknowledged"),

@@ -346,8 +346,12 @@ impl HashPool {
         let (tx, rx) = oneshot::channel();
         let span = Span::current();
         let metrics = Arc::clone(&self.metrics);
+        let queued = std::time::Instant::now();
+        metrics.argon2_queue_depth.inc();
         let job: Job = Box::new(move |hasher| {
             let _entered = span.enter();
+            metrics.argon2_queue_depth.dec();
+            metrics.argon2_wait.observe(queued.elapsed().as_secs_f64());
             metrics.argon2_runs.inc();
             let start = std::time::Instant::now();
             let outcome = f(hasher);

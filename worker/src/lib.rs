@@ -19,7 +19,8 @@
 //! - [`store`] — the user store on SQLite or PostgreSQL, one module per thing it keeps.
 //! - [`crypto`], [`hashing`], [`domain`]: tokens and digests, argon2, input validation.
 //! - [`social`] — social login: providers, the OAuth2 / OIDC client, sealing.
-//! - [`clock`], [`metrics`], [`error`]: time, counters, error types.
+//! - [`clock`], [`metrics`], [`error`]: time, the metrics registry, error types.
+//! - [`observe`] — `/metrics`, `/livez` and `/readyz` on `--metrics-addr`.
 
 pub mod broker;
 pub mod caller;
@@ -37,6 +38,7 @@ pub mod hashing;
 pub mod idempotency;
 pub mod keys;
 pub mod metrics;
+pub mod observe;
 pub mod policy;
 pub mod pool;
 pub mod redact;

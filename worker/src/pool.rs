@@ -46,6 +46,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 #[derive(Debug)]
 pub struct WorkerHandle {
     cancel: CancellationToken,
+    observed_at: Option<std::net::SocketAddr>,
     task: Option<JoinHandle<Result<(), WorkerError>>>,
     metrics: Arc<Metrics>,
     names: Names,
@@ -127,6 +128,7 @@ impl WorkerHandle {
             },
             names: names.clone(),
             nodes: crate::broker::BrokerNodes::new(&config.amqp_url),
+            health: Arc::default(),
             deadline_clock,
             #[cfg(feature = "fault-injection")]
             faults: Arc::clone(&faults),
@@ -134,6 +136,16 @@ impl WorkerHandle {
 
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let observer_stop = CancellationToken::new();
+        // Bound before connecting: an address in use is reported at once.
+        let observer = match config.metrics_addr {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                WorkerError::Config(crate::config::ConfigError::Invalid(format!(
+                    "--metrics-addr {addr}: {e}"
+                )))
+            })?),
+            None => None,
+        };
         // The first connection must work: a wrong URL or password is an operator's mistake to
         // report at once, not to retry forever. Later losses are retried (see `supervise`).
         let link = Link::open(&shared, &cancel, &tracker).await?;
@@ -147,6 +159,30 @@ impl WorkerHandle {
             )),
             None => None,
         };
+        let observed_at = observer.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(listener) = observer {
+            if let Some(addr) = observed_at {
+                info!(%addr, "serving /metrics, /livez and /readyz");
+            }
+            // Both outlive the consumers (readiness turns 503 as shutdown begins) and stop when
+            // the worker has stopped.
+            tokio::spawn(crate::observe::serve(
+                listener,
+                Arc::clone(&metrics),
+                Arc::clone(&shared.health),
+                observer_stop.clone(),
+            ));
+            tokio::spawn(crate::observe::refresh(
+                crate::observe::Sources {
+                    metrics: Arc::clone(&metrics),
+                    health: Arc::clone(&shared.health),
+                    store: Arc::clone(&shared.ctx.store),
+                    names: names.clone(),
+                    clock: Arc::clone(&shared.ctx.clock),
+                },
+                observer_stop.clone(),
+            ));
+        }
         let purge = tokio::spawn(purge_loop(Arc::clone(&shared), cancel.clone()));
         // The relay outlives the consumers: it publishes the events of the requests that finish
         // during shutdown too, then stops.
@@ -170,10 +206,11 @@ impl WorkerHandle {
             purge,
             (relay, relay_stop),
             tracker,
-            cancel.clone(),
+            (cancel.clone(), observer_stop),
         ));
         Ok(Self {
             cancel,
+            observed_at,
             task: Some(task),
             metrics,
             names,
@@ -185,6 +222,12 @@ impl WorkerHandle {
     /// The worker's counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Where `/metrics`, `/livez` and `/readyz` are served (`--metrics-addr`, with the port the
+    /// system chose if it was 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.observed_at
     }
 
     /// The worker's fault hooks (tests only).
@@ -346,6 +389,12 @@ impl Link {
             hash_threads = config.hashing.threads,
             "worker consuming"
         );
+        // A spare channel for the observer's passive declares (`crate::observe`).
+        let spare = connection
+            .create_channel()
+            .await
+            .map_err(WorkerError::broker("opening a channel"))?;
+        shared.health.connected(spare, consumers.len());
         abandoned.disarm();
         Ok(Self {
             connection,
@@ -458,11 +507,17 @@ async fn supervise(
     purge: JoinHandle<()>,
     (relay, relay_stop): (JoinHandle<()>, CancellationToken),
     tracker: TaskTracker,
-    cancel: CancellationToken,
+    (cancel, observer_stop): (CancellationToken, CancellationToken),
 ) -> Result<(), WorkerError> {
+    let _observer_stop = observer_stop.drop_guard();
     let grace = shared.ctx.config.shutdown_grace;
     let channels = loop {
         link.lost.cancelled().await;
+        if cancel.is_cancelled() {
+            shared.health.stopping();
+        } else {
+            shared.health.disconnected();
+        }
         let (channels, failure) = link.stop_consumers().await;
         if cancel.is_cancelled() {
             if let Some(e) = failure {

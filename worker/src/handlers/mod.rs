@@ -140,10 +140,20 @@ impl Ctx {
             .map_err(|e| InternalError::Join(e.to_string()))?;
         let outcome = tokio::task::spawn_blocking(move || span.in_scope(|| f(&store))).await;
         drop(permit);
-        self.metrics.stages.store.since(start);
+        self.store_call_done(start, outcome.as_ref().is_ok_and(Result::is_ok));
         outcome
             .map_err(|e| InternalError::Join(e.to_string()))?
             .map_err(HandlerError::from)
+    }
+
+    /// Counts a store call that started at `start`.
+    fn store_call_done(&self, start: Instant, ok: bool) {
+        let took = start.elapsed();
+        self.metrics.stages.store.add(took);
+        self.metrics.store_calls.observe(took.as_secs_f64());
+        if !ok {
+            self.metrics.store_errors.inc();
+        }
     }
 
     /// A read that may run right here on the executor: `now` is a store call that never blocks
@@ -158,7 +168,7 @@ impl Ctx {
     ) -> Result<T, HandlerError> {
         let start = Instant::now();
         if let Some(result) = now.await {
-            self.metrics.stages.store.since(start);
+            self.store_call_done(start, result.is_ok());
             return result.map_err(HandlerError::from);
         }
         self.read(blocking).await

@@ -17,6 +17,14 @@ pub struct OutboxEvent {
 }
 
 impl Tx<'_> {
+    /// Events waiting to be relayed, and the oldest one's `created_at` (Unix ms).
+    pub fn outbox_figures(&mut self) -> Result<(i64, Option<i64>), StoreError> {
+        let figures = self.query_opt("SELECT count(*), min(created_at) FROM outbox", &[], |r| {
+            Ok((r.get::<i64>(0)?, r.get::<Option<i64>>(1)?))
+        })?;
+        Ok(figures.unwrap_or((0, None)))
+    }
+
     /// Appends an event to the outbox, in this transaction. On PostgreSQL the append takes
     /// [`Lock::OutboxAppend`] until commit, so sequence numbers are visible in commit order
     /// (the relay never publishes `seq` 11 while 10 is still uncommitted).
