@@ -52,6 +52,10 @@ pub enum Command {
     /// Print auth events as they happen, one JSON object per line (binds a temporary queue to
     /// the deployment's events exchange; secret-bearing events only with `--bind 'secret.#'`).
     Events(EventsArgs),
+    /// Watch a running deployment: per tube its depth, consumers and rate, per operation its
+    /// rate, errors and p50/p99, refreshed every interval, from workers' `--metrics-addr`
+    /// endpoints. In a pipe, one line of `key=value` fields per interval.
+    Top(TopArgs),
     /// The echo ceiling `authq bench` starts as a process of its own (not for direct use).
     #[command(hide = true)]
     BenchEcho(BenchEchoArgs),
@@ -74,6 +78,27 @@ pub struct BenchEchoArgs {
     /// A classic queue instead of a quorum queue.
     #[arg(long)]
     pub classic: bool,
+}
+
+/// `authq top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// A worker's metrics endpoint (`HOST:PORT` as given to `serve --metrics-addr`, or a URL).
+    /// Repeat, or separate with commas, for several workers: their figures are added up.
+    #[arg(
+        long,
+        env = "AUTHQ_TOP_METRICS",
+        value_delimiter = ',',
+        required = true,
+        value_name = "HOST:PORT"
+    )]
+    pub metrics: Vec<String>,
+    /// Time between two refreshes.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Exit after this many refreshes.
+    #[arg(long)]
+    pub count: Option<u64>,
 }
 
 /// `authq events`.

@@ -5,6 +5,7 @@ mod bench;
 mod call;
 mod cli;
 mod events;
+mod top;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -18,9 +19,11 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         // `call` reports its own failures on stderr; lapin's logs would repeat them.
-        Command::Call(_) | Command::Bench(_) | Command::Events(_) | Command::BenchEcho(_) => {
-            "warn,lapin=off"
-        }
+        Command::Call(_)
+        | Command::Bench(_)
+        | Command::Events(_)
+        | Command::Top(_)
+        | Command::BenchEcho(_) => "warn,lapin=off",
     };
     init_logging(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -44,6 +47,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Events(args) => runtime.block_on(events::run(args)),
+        Command::Top(args) => match runtime.block_on(top::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("authq top: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::BenchEcho(args) => match runtime.block_on(bench::echo_serve(args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -47,7 +47,9 @@ fn contains_secret(text: &str, secret: &str) -> bool {
 async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_letters() {
     let capture = Capture::default();
     let writer = capture.clone();
+    // The JSON format, as `authq serve --log-format json` writes it.
     tracing_subscriber::fmt()
+        .json()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .with_writer(move || writer.clone())
@@ -276,6 +278,23 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
         logs.contains("TRACE") && logs.contains("request"),
         "the capture saw trace output and request spans"
     );
+    // Every line is one JSON object, and every line written while a request was handled carries
+    // its operation and its request id (the `message_id`, or one the worker made).
+    let mut in_requests = 0;
+    for line in logs.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let Some(request) = v["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|s| s["name"] == "request"))
+        else {
+            continue;
+        };
+        in_requests += 1;
+        assert!(request["op"].is_string(), "no operation: {line}");
+        assert!(request["request_id"].is_string(), "no request id: {line}");
+    }
+    assert!(in_requests > 100, "{in_requests} lines inside requests");
     assert!(shut.replied_error >= 15, "the error paths ran: {shut:?}");
     let hex_key: String = key.iter().map(|b| format!("{b:02x}")).collect();
     let key_text = String::from_utf8_lossy(&key).into_owned();

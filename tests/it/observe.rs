@@ -217,3 +217,55 @@ async fn readyz_turns_503_while_the_broker_is_down_and_200_when_it_is_back() {
     env.client.ping().await.unwrap();
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_shows_a_live_pool_in_a_pipe() {
+    let env = TestEnv::start_with(observed_env_config).await;
+    let addr = env.worker().metrics_addr().expect("an address");
+    let session = env
+        .session("ann@example.com", "correct horse battery")
+        .await;
+    let top = tokio::process::Command::new(env!("CARGO_BIN_EXE_authq"))
+        .args(["top", "--metrics", &addr.to_string()])
+        .args(["--interval", "300ms", "--count", "6"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("authq top starts");
+    // Checks flow (and one fails) while top watches.
+    let output = {
+        let client = env.client.clone();
+        let drive = tokio::spawn(async move {
+            loop {
+                client.check(&session).await.unwrap();
+                let _ = client.check("not-a-session").await;
+            }
+        });
+        let output = top.wait_with_output().await.unwrap();
+        drive.abort();
+        output
+    };
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<HashMap<&str, &str>> = text
+        .lines()
+        .map(|l| l.split(' ').filter_map(|kv| kv.split_once('=')).collect())
+        .collect();
+    assert_eq!(lines.len(), 6, "one line per interval in a pipe:\n{text}");
+    for line in &lines {
+        assert_eq!(line["endpoints"], "1/1", "{text}");
+        assert!(line["session.consumers"].parse::<f64>().unwrap() >= 1.0);
+    }
+    // Some interval saw checks answered, and errors among them, with their latency.
+    let busy = lines
+        .iter()
+        .find(|l| {
+            l.get("check.rate")
+                .is_some_and(|r| r.parse::<f64>().unwrap() > 0.0)
+        })
+        .unwrap_or_else(|| panic!("no interval saw checks:\n{text}"));
+    assert!(busy["check.errors"].parse::<f64>().unwrap() > 0.0, "{text}");
+    assert!(busy["check.p99_ms"].parse::<f64>().unwrap() > 0.0, "{text}");
+    assert!(busy["session.rate"].parse::<f64>().unwrap() > 0.0, "{text}");
+    env.stop().await;
+}

@@ -71,10 +71,19 @@ pub struct Shared {
 /// Processes one delivery to the end: reply (or dead-letter, or drop) and acknowledgement.
 pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, delivery: Delivery) {
     let props = &delivery.properties;
+    // Every log line of a request carries an id: its `message_id`, or one made here.
+    let made_id;
+    let request_id = match props.message_id() {
+        Some(id) => id.as_str(),
+        None => {
+            made_id = format!("authq-{}", uuid::Uuid::now_v7().simple());
+            made_id.as_str()
+        }
+    };
     let span = info_span!(
         "request",
         op = %delivery.routing_key,
-        request_id = props.message_id().as_ref().map(|s| s.as_str()),
+        request_id,
         correlation_id = props.correlation_id().as_ref().map(|s| s.as_str()),
         tube = source.as_str(),
         user_id = field::Empty,
