@@ -69,14 +69,18 @@ async fn scrape_when(
     addr: std::net::SocketAddr,
     done: impl Fn(&Scrape) -> bool,
 ) -> Scrape {
+    let mut last = None;
     for _ in 0..300 {
         let scrape = Scrape::of(http, addr).await;
         if done(&scrape) {
             return scrape;
         }
+        last = Some(scrape);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the scrape never showed what was expected");
+    let mut seen: Vec<_> = last.map(|s| s.0.into_iter().collect()).unwrap_or_default();
+    seen.sort_by(|a: &(_, f64), b| a.0.cmp(&b.0));
+    panic!("the scrape never showed what was expected; the last one: {seen:?}");
 }
 
 /// An HTTP client whose requests fail past `timeout`.
@@ -114,10 +118,21 @@ async fn metrics_count_each_request_by_operation_and_outcome() {
             .await,
         ErrorCode::InvalidCredentials,
     );
+    // An operation nobody serves (its routing key never becomes a label), and a body that is
+    // not JSON.
+    for (op, body) in [
+        ("frobnicate-ann@example.com", &b"{}"[..]),
+        ("check", b"{oops"),
+    ] {
+        env.client
+            .call_raw(op, body, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
 
     let check = [("operation", "check")];
     let s = scrape_when(&http, addr, |s| {
-        s.get("authq_request_duration_seconds", &check) >= 5.0
+        s.get("authq_request_duration_seconds", &check) >= 6.0
             && s.get("authq_ready", &[]) == 1.0
             && s.get("authq_tube_consumers", &[("tube", "session")]) >= 1.0
     })
@@ -135,7 +150,9 @@ async fn metrics_count_each_request_by_operation_and_outcome() {
     assert_eq!(requests("register", "ok"), 1.0);
     assert_eq!(requests("confirm_registration", "ok"), 1.0);
     assert_eq!(requests("logout", "ok"), 0.0, "made, never used");
-    assert_eq!(s.get("authq_request_duration_seconds", &check), 5.0);
+    assert_eq!(requests("unknown", "unknown_operation"), 1.0);
+    assert_eq!(requests("check", "bad_request"), 1.0);
+    assert_eq!(s.get("authq_request_duration_seconds", &check), 6.0);
     // Three argon2 runs: the confirmation's hash and two logins.
     assert_eq!(s.get("authq_argon2_runs_total", &[]), 3.0);
     assert_eq!(s.get("authq_argon2_wait_seconds", &[]), 3.0);
