@@ -37,8 +37,9 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     let urls: Vec<String> = args.metrics.iter().map(|m| metrics_url(m)).collect();
     // reqwest is built without a TLS provider of its own; ring is the process default.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // A worker slow to answer delays the view rather than vanishing from it.
     let http = reqwest::Client::builder()
-        .timeout(args.interval.max(std::time::Duration::from_millis(500)))
+        .timeout(args.interval.max(std::time::Duration::from_secs(5)))
         .build()
         .context("an HTTP client")?;
     let terminal = std::io::stdout().is_terminal();
