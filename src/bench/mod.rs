@@ -5,7 +5,7 @@
 //! - [`driver`]: N calls in flight until a count, a duration or a flag; latencies, outcomes.
 //! - [`echo`]: the broker ceiling. [`argon2`]: the argon2 ceiling.
 //! - [`spawn`]: `--spawn`, the worker as a child process (CPU, memory, per-stage timings).
-//! - [`scenarios`]: `ping`, `check`, `login`, `mixed`, `flood`, `backlog`.
+//! - [`scenarios`]: `ping`, `check`, `login`, `mixed`, `flood`, `latency`, `backlog`.
 //! - [`report`]: the table and the JSON.
 
 mod argon2;
@@ -50,7 +50,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 128)]
     pub in_flight: usize,
     /// Calls per measured stream [default: per scenario: ping, check 20000; login 300; mixed
-    /// 5000; flood 10000 checks per phase; backlog 10000 steady-state checks].
+    /// 5000; flood 10000 checks per phase; latency 2000 per stream; backlog 10000 steady-state
+    /// checks].
     #[arg(long, conflicts_with = "duration")]
     pub requests: Option<u64>,
     /// Measure each stream for this long instead of a count (e.g. `20s`).
@@ -118,6 +119,8 @@ pub enum Scenario {
     Mixed,
     /// `check` latency alone, then under a login flood that keeps the password tube full.
     Flood,
+    /// One call in flight: p50 and p99 of `ping` and `check` against the echo's, alternating.
+    Latency,
     /// 100,000 requests published with the pool stopped, then the drain (needs `--spawn`).
     Backlog,
     /// Every scenario in turn.
@@ -132,6 +135,7 @@ impl Scenario {
             Self::Login => "login",
             Self::Mixed => "mixed",
             Self::Flood => "flood",
+            Self::Latency => "latency",
             Self::Backlog => "backlog",
             Self::All => "all",
         }
@@ -202,6 +206,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Scenario::Login,
             Scenario::Mixed,
             Scenario::Flood,
+            Scenario::Latency,
             Scenario::Backlog,
         ],
         s => vec![s],
@@ -211,7 +216,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let machine_before = report::machine();
     println!(
-        "authq bench: {} calls in flight, {} cores, load average {}",
+        "authq bench: {} calls in flight (latency: 1), {} cores, load average {}",
         args.in_flight,
         machine_before["cores"],
         machine_before["loadavg"].as_str().unwrap_or("?")

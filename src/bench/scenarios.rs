@@ -140,7 +140,7 @@ impl<'a> Env<'a> {
 
     /// Starts the echo ceiling's consumer with the session tube's consumers and prefetch, and
     /// warms its queue up; returns it with the call that reaches it.
-    async fn start_echo(&self) -> anyhow::Result<(Ceiling, Op)> {
+    async fn start_echo(&self, in_flight: usize) -> anyhow::Result<(Ceiling, Op)> {
         let session: TubeConfig = authq_worker::Config::default().tube(Tube::Session);
         let shape = Shape {
             consumers: session.consumers,
@@ -166,21 +166,14 @@ impl<'a> Env<'a> {
             async move { client.call_raw(&key, &body, timeout).await.map(|_| ()) }.boxed()
         });
         // Warm the new queue up (its first calls are slower), uncounted.
-        let warm_up = Stop::Count(self.args.in_flight as u64 * 4);
-        drive(
-            "echo warm-up",
-            self.args.in_flight,
-            warm_up,
-            false,
-            Arc::clone(&op),
-        )
-        .await;
+        let warm_up = Stop::Count(in_flight.max(32) as u64 * 4);
+        drive("echo warm-up", in_flight, warm_up, false, Arc::clone(&op)).await;
         Ok((echo, op))
     }
 
     /// Runs the echo ceiling alone.
     async fn echo(&self, stop: Stop) -> anyhow::Result<Outcome> {
-        let (echo, op) = self.start_echo().await?;
+        let (echo, op) = self.start_echo(self.args.in_flight).await?;
         let outcome = drive("echo ceiling", self.args.in_flight, stop, true, op).await;
         echo.stop().await;
         Ok(outcome)
@@ -195,20 +188,32 @@ impl<'a> Env<'a> {
         stop: Stop,
         op: Op,
     ) -> anyhow::Result<(Outcome, Outcome)> {
-        let (echo, echo_op) = self.start_echo().await?;
+        self.against_echo_with(label, self.args.in_flight, stop, op)
+            .await
+    }
+
+    /// [`Env::against_echo`] with `in_flight` calls at once on both sides.
+    async fn against_echo_with(
+        &self,
+        label: &str,
+        in_flight: usize,
+        stop: Stop,
+        op: Op,
+    ) -> anyhow::Result<(Outcome, Outcome)> {
+        let (echo, echo_op) = self.start_echo(in_flight).await?;
         let (mut ceiling, mut load) = (Outcome::default(), Outcome::default());
         for round in 0..ROUNDS {
             let block = stop.share(round, ROUNDS);
             let c = drive(
                 "echo ceiling",
-                self.args.in_flight,
+                in_flight,
                 block.clone(),
                 true,
                 Arc::clone(&echo_op),
             )
             .await;
             ceiling.absorb(c);
-            let o = drive(label, self.args.in_flight, block, true, Arc::clone(&op)).await;
+            let o = drive(label, in_flight, block, true, Arc::clone(&op)).await;
             load.absorb(o);
         }
         echo.stop().await;
@@ -467,6 +472,35 @@ pub async fn run(args: &BenchArgs, scenario: Scenario) -> anyhow::Result<Scenari
                 p99(&echo_during) / p99(&echo).max(1e-9),
                 "(the raw echo's own ratio under the same flood: the floor for the one above)",
             );
+        }
+        Scenario::Latency => {
+            // What one caller waits: a single call in flight, alternating with the echo. Streams
+            // are named `{op} (1)` and `echo ({op}, 1)`: one call in flight.
+            let users = env.users().await?;
+            let sessions: Arc<[String]> = users.into_iter().map(|(_, s)| s).collect();
+            let client = env.client.clone();
+            let ping: Op = Arc::new(move |_| {
+                let client = client.clone();
+                async move { client.ping().await }.boxed()
+            });
+            let check = check_op(&env.client, sessions);
+            for (name, op) in [("ping", ping), ("check", check)] {
+                let (echo, load) = env.against_echo_with(name, 1, env.stop(2_000), op).await?;
+                let p = |o: &Outcome, q| o.percentile(q).as_secs_f64();
+                report
+                    .streams
+                    .push(Stream::load(&format!("echo ({name}, 1)"), &echo));
+                report.streams.push(
+                    Stream::load(&format!("{name} (1)"), &load).against(echo.throughput(), "echo"),
+                );
+                for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
+                    report.figure(
+                        &format!("{name}_{label}_over_echo_{label}"),
+                        p(&load, q) / p(&echo, q).max(1e-9),
+                        format!("(one call in flight; {label} of {name} ÷ {label} of the echo)"),
+                    );
+                }
+            }
         }
         Scenario::Backlog | Scenario::All => unreachable!("handled above"),
     }

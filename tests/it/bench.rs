@@ -128,6 +128,26 @@ fn flood_measures_checks_alone_and_under_a_login_flood() {
 }
 
 #[test]
+fn latency_measures_one_call_in_flight_against_the_echo() {
+    let report = bench("latency", &[]);
+    let seen = assert_counts_add_up(&report);
+    assert_eq!(count_of(&seen, "ping (1)"), 40);
+    assert_eq!(count_of(&seen, "check (1)"), 40);
+    assert_eq!(count_of(&seen, "echo (check, 1)"), 40);
+    for figure in [
+        "ping_p50_over_echo_p50",
+        "ping_p99_over_echo_p99",
+        "check_p50_over_echo_p50",
+        "check_p99_over_echo_p99",
+    ] {
+        assert!(
+            report["figures"][figure]["value"].as_f64().unwrap() > 0.0,
+            "{figure}"
+        );
+    }
+}
+
+#[test]
 fn backlog_is_drained_completely() {
     let report = bench("backlog", &["--backlog", "500"]);
     let seen = assert_counts_add_up(&report);
