@@ -78,6 +78,9 @@ pub struct BenchEchoArgs {
     /// A classic queue instead of a quorum queue.
     #[arg(long)]
     pub classic: bool,
+    /// A classic transient queue (not durable).
+    #[arg(long)]
+    pub transient: bool,
 }
 
 /// `authq top`.

@@ -35,6 +35,8 @@ pub struct Shape {
     pub prefetch: u16,
     /// A classic queue instead of a quorum queue.
     pub classic: bool,
+    /// A classic transient queue (not durable): the raw best case ([`super::raw`]).
+    pub transient: bool,
 }
 
 /// The echo ceiling, wherever it runs.
@@ -83,6 +85,9 @@ impl Ceiling {
             .kill_on_drop(true);
         if shape.classic {
             cmd.arg("--classic");
+        }
+        if shape.transient {
+            cmd.arg("--transient");
         }
         let mut child = cmd.spawn().context("cannot start authq bench-echo")?;
         let stdout = child.stdout.take().context("bench-echo's stdout")?;
@@ -161,8 +166,13 @@ impl Echo {
             consumers,
             prefetch,
             classic,
+            transient,
         } = shape;
-        let queue_type = if classic { "classic" } else { "quorum" };
+        let queue_type = if classic || transient {
+            "classic"
+        } else {
+            "quorum"
+        };
         let connection = Connection::connect(
             url,
             ConnectionProperties::default().with_connection_name("authq-bench-echo".into()),
@@ -171,8 +181,8 @@ impl Echo {
         let routing_key = routing_key.to_owned();
         let queue_name = format!("{}.{routing_key}", names.namespace());
         let setup = connection.create_channel().await?;
-        // The tubes' persistence: a durable queue of the same type. It expires if the bench
-        // dies before deleting it.
+        // The tubes' persistence: a durable queue of the same type (or, for the raw best case,
+        // a transient one). It expires if the bench dies before deleting it.
         let mut args = FieldTable::default();
         args.insert(
             "x-queue-type".into(),
@@ -183,7 +193,7 @@ impl Echo {
             .queue_declare(
                 queue_name.as_str().into(),
                 QueueDeclareOptions {
-                    durable: true,
+                    durable: !transient,
                     ..QueueDeclareOptions::default()
                 },
                 args,

@@ -3,7 +3,8 @@
 //! the password tube). `BENCHMARKS.md` records the figures and how they were made.
 //!
 //! - [`driver`]: N calls in flight until a count, a duration or a flag; latencies, outcomes.
-//! - [`echo`]: the broker ceiling. [`argon2`]: the argon2 ceiling.
+//! - [`echo`]: the broker ceiling; [`raw`]: the raw best-case echo. [`argon2`]: the argon2
+//!   ceiling.
 //! - [`spawn`]: `--spawn`, the worker as a child process (CPU, memory, per-stage timings).
 //! - [`scenarios`]: `ping`, `check`, `login`, `mixed`, `flood`, `latency`, `backlog`.
 //! - [`report`]: the table and the JSON.
@@ -11,6 +12,7 @@
 mod argon2;
 mod driver;
 mod echo;
+mod raw;
 mod report;
 mod scenarios;
 mod spawn;
@@ -193,6 +195,7 @@ pub async fn echo_serve(args: crate::cli::BenchEchoArgs) -> anyhow::Result<()> {
         consumers: args.consumers,
         prefetch: args.prefetch,
         classic: args.classic,
+        transient: args.transient,
     };
     echo::serve(&args.broker.amqp_url, &names, &args.routing_key, shape).await
 }

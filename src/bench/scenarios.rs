@@ -3,6 +3,7 @@
 use super::argon2 as argon2_ceiling;
 use super::driver::{Op, Outcome, Stop, drive, progress};
 use super::echo::{Ceiling, Shape};
+use super::raw::RawClient;
 use super::report::{ScenarioReport, Stream};
 use super::spawn::{Spawned, proc_stats};
 use super::{BenchArgs, Scenario};
@@ -146,6 +147,7 @@ impl<'a> Env<'a> {
             consumers: session.consumers,
             prefetch: session.prefetch,
             classic: self.args.classic_echo,
+            transient: false,
         };
         let echo = Ceiling::start(
             &self.args.broker.amqp_url,
@@ -171,6 +173,40 @@ impl<'a> Env<'a> {
         Ok((echo, op))
     }
 
+    /// Starts the raw best-case echo ([`super::raw`]): its consumer (one, prefetch 64, on a
+    /// classic transient queue) and a raw lapin client; warms it up. Returns the consumer, the
+    /// client (to close) and the call.
+    async fn start_raw_echo(
+        &self,
+        in_flight: usize,
+    ) -> anyhow::Result<(Ceiling, Arc<RawClient>, Op)> {
+        let shape = Shape {
+            consumers: 1,
+            prefetch: 64,
+            classic: true,
+            transient: true,
+        };
+        let names = self.names()?;
+        let url = &self.args.broker.amqp_url;
+        let echo = Ceiling::start(url, &names, shape, self.args.echo_in_process)
+            .await
+            .context("starting the raw echo consumer")?;
+        let raw =
+            Arc::new(RawClient::connect(url, names.request_exchange(), self.args.timeout).await?);
+        let key: Arc<str> = echo.routing_key().into();
+        let body: Arc<[u8]> = format!(r#"{{"session":"{}"}}"#, "A".repeat(43))
+            .into_bytes()
+            .into();
+        let client = Arc::clone(&raw);
+        let op: Op = Arc::new(move |_| {
+            let (client, key, body) = (Arc::clone(&client), Arc::clone(&key), Arc::clone(&body));
+            async move { client.call(&key, &body).await }.boxed()
+        });
+        let warm_up = Stop::Count(in_flight.max(32) as u64 * 4);
+        drive("raw warm-up", in_flight, warm_up, false, Arc::clone(&op)).await;
+        Ok((echo, raw, op))
+    }
+
     /// Runs the echo ceiling alone.
     async fn echo(&self, stop: Stop) -> anyhow::Result<Outcome> {
         let (echo, op) = self.start_echo(self.args.in_flight).await?;
@@ -182,26 +218,18 @@ impl<'a> Env<'a> {
     /// Runs the echo ceiling and `op` in [`ROUNDS`] alternating blocks (echo, op, echo, op, …)
     /// that share `stop` between them, so that both sample the machine at the same moments: the
     /// echo ceiling itself drifts by ±15 % over a minute on a shared 2-core machine.
+    /// `in_flight` calls are in flight on every side, and the raw best-case echo
+    /// ([`super::raw`]) runs as a third block of each round.
     async fn against_echo(
-        &self,
-        label: &str,
-        stop: Stop,
-        op: Op,
-    ) -> anyhow::Result<(Outcome, Outcome)> {
-        self.against_echo_with(label, self.args.in_flight, stop, op)
-            .await
-    }
-
-    /// [`Env::against_echo`] with `in_flight` calls at once on both sides.
-    async fn against_echo_with(
         &self,
         label: &str,
         in_flight: usize,
         stop: Stop,
         op: Op,
-    ) -> anyhow::Result<(Outcome, Outcome)> {
+    ) -> anyhow::Result<Against> {
         let (echo, echo_op) = self.start_echo(in_flight).await?;
-        let (mut ceiling, mut load) = (Outcome::default(), Outcome::default());
+        let (raw_echo, raw_client, raw_op) = self.start_raw_echo(in_flight).await?;
+        let mut out = Against::default();
         for round in 0..ROUNDS {
             let block = stop.share(round, ROUNDS);
             let c = drive(
@@ -212,12 +240,23 @@ impl<'a> Env<'a> {
                 Arc::clone(&echo_op),
             )
             .await;
-            ceiling.absorb(c);
+            out.echo.absorb(c);
+            let r = drive(
+                "raw echo",
+                in_flight,
+                block.clone(),
+                true,
+                Arc::clone(&raw_op),
+            )
+            .await;
+            out.raw.absorb(r);
             let o = drive(label, in_flight, block, true, Arc::clone(&op)).await;
-            load.absorb(o);
+            out.load.absorb(o);
         }
         echo.stop().await;
-        Ok((ceiling, load))
+        raw_client.close().await;
+        raw_echo.stop().await;
+        Ok(out)
     }
 
     async fn argon2(&self, runs: u64) -> anyhow::Result<argon2_ceiling::Ceiling> {
@@ -271,6 +310,28 @@ fn login_op(client: &Client, emails: Arc<[String]>) -> Op {
     })
 }
 
+/// The streams of a scenario measured against both echoes, and its ratios to the raw one.
+fn report_against_raw(report: &mut ScenarioReport, name: &str, a: &Against) {
+    let p99 = |o: &Outcome| o.percentile(0.99).as_secs_f64();
+    report.streams.push(Stream::load("echo ceiling", &a.echo));
+    report
+        .streams
+        .push(Stream::load("raw echo (best case)", &a.raw));
+    report
+        .streams
+        .push(Stream::load(name, &a.load).against(a.echo.throughput(), "echo"));
+    report.figure(
+        &format!("{name}_over_raw_echo"),
+        a.load.throughput() / a.raw.throughput().max(1e-9),
+        "(throughput ÷ the raw best-case echo's: classic transient queue, no confirms, raw lapin)",
+    );
+    report.figure(
+        &format!("{name}_p99_over_raw_echo_p99"),
+        p99(&a.load) / p99(&a.raw).max(1e-9),
+        "(p99 ÷ the raw best-case echo's p99)",
+    );
+}
+
 fn ceiling_stream(c: &argon2_ceiling::Ceiling, threads: usize) -> Stream {
     Stream {
         name: format!("argon2 ceiling ×{threads}"),
@@ -281,6 +342,17 @@ fn ceiling_stream(c: &argon2_ceiling::Ceiling, threads: usize) -> Stream {
         latency: None,
         ratio: None,
     }
+}
+
+/// What [`Env::against_echo`] measured.
+#[derive(Default)]
+struct Against {
+    /// authq's own echo (through the authq client, the tubes' queue type, confirms).
+    echo: Outcome,
+    /// The raw best-case echo.
+    raw: Outcome,
+    /// The scenario's calls.
+    load: Outcome,
 }
 
 /// Alternating blocks of the echo ceiling and the scenario it bounds ([`Env::against_echo`]).
@@ -305,24 +377,19 @@ pub async fn run(args: &BenchArgs, scenario: Scenario) -> anyhow::Result<Scenari
                 let client = client.clone();
                 async move { client.ping().await }.boxed()
             });
-            let (echo, ping) = env.against_echo("ping", env.stop(20_000), op).await?;
-            let ceiling = echo.throughput();
-            report.streams.push(Stream::load("echo ceiling", &echo));
-            report
-                .streams
-                .push(Stream::load("ping", &ping).against(ceiling, "echo"));
+            let a = env
+                .against_echo("ping", inflight, env.stop(20_000), op)
+                .await?;
+            report_against_raw(&mut report, "ping", &a);
         }
         Scenario::Check => {
             let users = env.users().await?;
             let sessions: Arc<[String]> = users.into_iter().map(|(_, s)| s).collect();
-            let (echo, check) = env
-                .against_echo("check", env.stop(20_000), check_op(&env.client, sessions))
+            let op = check_op(&env.client, sessions);
+            let a = env
+                .against_echo("check", inflight, env.stop(20_000), op)
                 .await?;
-            let ceiling = echo.throughput();
-            report.streams.push(Stream::load("echo ceiling", &echo));
-            report
-                .streams
-                .push(Stream::load("check", &check).against(ceiling, "echo"));
+            report_against_raw(&mut report, "check", &a);
         }
         Scenario::Login => {
             let users = env.users().await?;
@@ -485,19 +552,30 @@ pub async fn run(args: &BenchArgs, scenario: Scenario) -> anyhow::Result<Scenari
             });
             let check = check_op(&env.client, sessions);
             for (name, op) in [("ping", ping), ("check", check)] {
-                let (echo, load) = env.against_echo_with(name, 1, env.stop(2_000), op).await?;
+                let a = env.against_echo(name, 1, env.stop(2_000), op).await?;
                 let p = |o: &Outcome, q| o.percentile(q).as_secs_f64();
                 report
                     .streams
-                    .push(Stream::load(&format!("echo ({name}, 1)"), &echo));
+                    .push(Stream::load(&format!("echo ({name}, 1)"), &a.echo));
+                report
+                    .streams
+                    .push(Stream::load(&format!("raw echo ({name}, 1)"), &a.raw));
                 report.streams.push(
-                    Stream::load(&format!("{name} (1)"), &load).against(echo.throughput(), "echo"),
+                    Stream::load(&format!("{name} (1)"), &a.load)
+                        .against(a.echo.throughput(), "echo"),
                 );
                 for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
                     report.figure(
                         &format!("{name}_{label}_over_echo_{label}"),
-                        p(&load, q) / p(&echo, q).max(1e-9),
+                        p(&a.load, q) / p(&a.echo, q).max(1e-9),
                         format!("(one call in flight; {label} of {name} ÷ {label} of the echo)"),
+                    );
+                    report.figure(
+                        &format!("{name}_{label}_over_raw_echo_{label}"),
+                        p(&a.load, q) / p(&a.raw, q).max(1e-9),
+                        format!(
+                            "(one call in flight; {label} of {name} ÷ {label} of the raw best-case echo)"
+                        ),
                     );
                 }
             }

@@ -90,9 +90,18 @@ fn ping_also_runs_against_an_echo_inside_the_bench() {
 }
 
 #[test]
-fn check_runs_against_the_echo_ceiling() {
-    let seen = assert_counts_add_up(&bench("check", &[]));
+fn check_runs_against_the_echo_ceiling_and_the_raw_best_case_echo() {
+    let report = bench("check", &[]);
+    let seen = assert_counts_add_up(&report);
     assert_eq!(count_of(&seen, "check"), 40);
+    assert_eq!(count_of(&seen, "echo ceiling"), 40);
+    assert_eq!(count_of(&seen, "raw echo (best case)"), 40);
+    for figure in ["check_over_raw_echo", "check_p99_over_raw_echo_p99"] {
+        assert!(
+            report["figures"][figure]["value"].as_f64().unwrap() > 0.0,
+            "{figure}"
+        );
+    }
 }
 
 #[test]
@@ -134,11 +143,14 @@ fn latency_measures_one_call_in_flight_against_the_echo() {
     assert_eq!(count_of(&seen, "ping (1)"), 40);
     assert_eq!(count_of(&seen, "check (1)"), 40);
     assert_eq!(count_of(&seen, "echo (check, 1)"), 40);
+    assert_eq!(count_of(&seen, "raw echo (check, 1)"), 40);
     for figure in [
         "ping_p50_over_echo_p50",
         "ping_p99_over_echo_p99",
         "check_p50_over_echo_p50",
         "check_p99_over_echo_p99",
+        "check_p50_over_raw_echo_p50",
+        "check_p99_over_raw_echo_p99",
     ] {
         assert!(
             report["figures"][figure]["value"].as_f64().unwrap() > 0.0,

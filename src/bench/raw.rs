@@ -1,0 +1,134 @@
+//! The raw best-case echo: what the broker allows a request/reply at all, with no authq code
+//! on either side and none of the guarantees authq's tubes pay for. The configuration of the
+//! first line of `../shared/ceilings/echo.sh`: a classic transient queue, one echo consumer
+//! with prefetch 64, non-persistent messages, no publisher confirms, and a raw lapin client
+//! (one channel, an exclusive reply queue consumed without acknowledgements, a map from
+//! correlation id to the waiting call).
+
+use anyhow::Context as _;
+use authq::ClientError;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Calls waiting for their reply, by correlation id.
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>;
+
+/// A raw lapin RPC client (see the module's doc).
+#[derive(Debug)]
+pub struct RawClient {
+    connection: Connection,
+    channel: Channel,
+    exchange: String,
+    reply_to: String,
+    pending: Pending,
+    next: AtomicU64,
+    timeout: Duration,
+}
+
+impl RawClient {
+    /// Connects, declares its exclusive reply queue and consumes it.
+    pub async fn connect(url: &str, exchange: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let connection = Connection::connect(
+            url,
+            ConnectionProperties::default().with_connection_name("authq-bench-raw".into()),
+        )
+        .await
+        .context("the raw client's connection")?;
+        let channel = connection.create_channel().await?;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let mut replies = channel
+            .basic_consume(
+                queue.name().clone(),
+                "authq-bench-raw".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let pending: Pending = Arc::default();
+        let waiting = Arc::clone(&pending);
+        tokio::spawn(async move {
+            while let Some(Ok(reply)) = replies.next().await {
+                let id = reply
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .and_then(|c| c.as_str().parse::<u64>().ok());
+                let call = id.and_then(|id| lock(&waiting).remove(&id));
+                if let Some(call) = call {
+                    let _ = call.send(());
+                }
+            }
+        });
+        Ok(Self {
+            connection,
+            channel,
+            exchange: exchange.to_owned(),
+            reply_to: queue.name().as_str().to_owned(),
+            pending,
+            next: AtomicU64::new(0),
+            timeout,
+        })
+    }
+
+    /// Publishes `body` with `routing_key` and waits for its reply.
+    pub async fn call(&self, routing_key: &str, body: &[u8]) -> Result<(), ClientError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (answered, answer) = oneshot::channel();
+        lock(&self.pending).insert(id, answered);
+        let properties = BasicProperties::default()
+            .with_reply_to(self.reply_to.as_str().into())
+            .with_correlation_id(id.to_string().into());
+        // Without confirms the publish is done once lapin has the frames.
+        let published = self
+            .channel
+            .basic_publish(
+                self.exchange.as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await;
+        if published.is_err() {
+            lock(&self.pending).remove(&id);
+            return Err(ClientError::ConnectionLost);
+        }
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ClientError::ConnectionLost),
+            Err(_) => {
+                lock(&self.pending).remove(&id);
+                Err(ClientError::Timeout(self.timeout))
+            }
+        }
+    }
+
+    /// Closes the connection (its reply queue goes with it).
+    pub async fn close(&self) {
+        let _ = self.connection.close(200, "bench done".into()).await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
