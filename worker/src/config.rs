@@ -580,6 +580,10 @@ pub struct Limits {
     pub login_window: Duration,
     /// Failed logins a source address (`client_ip`) may have per `login_window`.
     pub source_failures: u32,
+    /// How long a login's claim holds a place under the login limits while its password is
+    /// verified: a claim whose worker died lapses after this, uncounted. Longer than a login
+    /// takes (argon2 and its queue); a redelivery of the same request takes the claim again.
+    pub claim_lease: Duration,
     /// `register` calls per email per `spam_window`.
     pub register_per_email: u32,
     /// `start_reset` calls per email per `spam_window`.
@@ -594,6 +598,7 @@ impl Default for Limits {
             login_failures: 10,
             login_window: Duration::from_secs(15 * 60),
             source_failures: 100,
+            claim_lease: Duration::from_secs(60),
             register_per_email: 5,
             reset_per_email: 5,
             spam_window: Duration::from_secs(3600),
@@ -618,6 +623,7 @@ impl Limits {
             || self.register_per_email == 0
             || self.reset_per_email == 0
             || self.login_window.is_zero()
+            || self.claim_lease.is_zero()
             || self.spam_window.is_zero()
         {
             return Err(ConfigError::Invalid(

@@ -232,6 +232,7 @@ impl Tx<'_> {
             "DELETE FROM sessions WHERE expires_at <= ?1 OR absolute_expires_at <= ?1",
             "DELETE FROM codes WHERE expires_at <= ?1",
             "DELETE FROM attempts WHERE expires_at <= ?1",
+            "DELETE FROM attempt_claims WHERE expires_at <= ?1",
             "DELETE FROM oauth_states WHERE expires_at <= ?1",
         ] {
             n += self.execute(sql, args![now])?;
