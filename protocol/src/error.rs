@@ -107,6 +107,11 @@ error_codes! {
     LinkRequired = "link_required", "the email belongs to an existing account: log in and link";
     /// The provider account is already linked to another user.
     AlreadyLinked = "already_linked", "the provider account is linked to another user";
+    /// The store was too busy to answer in time (another worker holds its write lock, or no
+    /// connection was free). Nothing of this attempt was applied that a retry would repeat:
+    /// retry later with the same `message_id`, which is answered with the request's outcome if
+    /// an earlier delivery of it took effect meanwhile.
+    Unavailable = "unavailable", "the store is busy; retry with the same message_id";
 }
 
 impl fmt::Display for ErrorCode {
@@ -176,6 +181,7 @@ mod tests {
                 "missing_subject",
                 "link_required",
                 "already_linked",
+                "unavailable",
             ]
         );
     }

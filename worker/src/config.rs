@@ -68,6 +68,10 @@ pub struct Config {
     pub max_profile_bytes: usize,
     /// Size of the store's connection pool.
     pub store_pool_size: u32,
+    /// How long a SQLite statement waits for the database's write lock (held by another
+    /// process on the same file) before the request is answered `unavailable`. Shorter than a
+    /// caller's usual timeout (the client's default is 10 s), so the answer reaches it.
+    pub store_busy_timeout: Duration,
     /// How long shutdown waits for in-flight requests before giving up on them (they are then
     /// redelivered to another worker).
     pub shutdown_grace: Duration,
@@ -134,6 +138,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             max_profile_bytes: 16 * 1024,
             store_pool_size: 8,
+            store_busy_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
             purge_interval: Duration::from_secs(600),
             queue_expires: None,
@@ -288,6 +293,7 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_profile_bytes", &self.max_profile_bytes)
             .field("store_pool_size", &self.store_pool_size)
+            .field("store_busy_timeout", &self.store_busy_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("purge_interval", &self.purge_interval)
             .field("queue_expires", &self.queue_expires)

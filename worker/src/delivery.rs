@@ -192,6 +192,8 @@ async fn run(shared: &Shared, channel: &Channel, source: Source, delivery: &Deli
             metrics.count_error(code);
             if let HandlerError::Internal(cause) = &e {
                 error!(error = %cause, error_debug = ?cause, "internal error");
+            } else if let HandlerError::Unavailable(cause) = &e {
+                warn!(error = %cause, "the store is busy: answered unavailable");
             } else {
                 debug!(code = code.as_str(), "error reply");
             }

@@ -371,6 +371,11 @@ pub fn apply_sqlite(conn: &mut Connection) -> Result<u32, StoreError> {
     }
     for (i, sql) in SQLITE.iter().enumerate() {
         let target = i as u32 + 1;
+        if found >= target {
+            // Applied already: no write lock to wait for (a worker starting beside one that
+            // holds it, stopped inside a write, must not wait for it).
+            continue;
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if version(&tx)? >= target {
             continue; // another worker got here first
