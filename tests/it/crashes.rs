@@ -180,32 +180,45 @@ async fn logins_whose_worker_is_killed_mid_hash_count_no_failure_and_failures_st
         "no failure counted"
     );
 
-    // A wrong password whose worker is killed mid-hash counts once, when it is verified.
-    let wrong = {
-        let client = client.clone();
-        tokio::spawn(async move { client.login("ann@example.com", "wrong password 0").await })
+    // A wrong password whose worker is killed mid-hash counts once, when it is verified; the
+    // caller's retry with the same message_id gets the same answer and counts nothing more.
+    let wrong = serde_json::json!({ "email": "ann@example.com", "password": "wrong password 0" })
+        .to_string()
+        .into_bytes();
+    let login_wrong = |client: Client, wrong: Vec<u8>| async move {
+        let reply = client
+            .call_raw_with_id("login", &wrong, Duration::from_secs(600), "wrong-0")
+            .await
+            .unwrap();
+        crate::harness::reply_code(&reply)
     };
+    let first_wrong = tokio::spawn(login_wrong(client.clone(), wrong.clone()));
     until(&store, "the wrong password claimed", |s| {
         s.count(&format!("{CLAIMS} AND state = 'pending'")) == 1
     })
     .await;
     worker.kill_9();
     worker = start();
-    let failed = wrong.await.unwrap();
-    assert_eq!(
-        failed.unwrap_err().code(),
-        Some(ErrorCode::InvalidCredentials)
-    );
     let counted = "attempts WHERE key = 'login:ann@example.com' AND count = 1";
+    let failed_twice = format!("{CLAIMS} AND state = 'failed' AND deliveries = 2");
+    assert_eq!(
+        first_wrong.await.unwrap().as_deref(),
+        Some("invalid_credentials")
+    );
     assert_eq!(
         store.count(counted),
         1,
         "one failure, however many deliveries"
     );
+    assert_eq!(store.count(&failed_twice), 1);
+    let retried = login_wrong(client.clone(), wrong).await;
+    assert_eq!(retried.as_deref(), Some("invalid_credentials"));
     assert_eq!(
-        store.count(&format!("{CLAIMS} AND state = 'failed' AND deliveries = 2")),
-        1
+        store.count(counted),
+        1,
+        "a retry of a counted failure counts nothing"
     );
+    assert_eq!(store.count(&failed_twice), 1, "nor takes a new claim");
     // Verified failures still count and lock at the limit (3).
     for i in 1..=2 {
         let e = client

@@ -10,7 +10,7 @@ use crate::crypto::{self, Digest};
 use crate::domain::{Email, check_new_password, normalize_password, too_long};
 use crate::error::HandlerError;
 use crate::policy::PolicyQuestion;
-use crate::store::{CodePurpose, CodeRecord, NewSession};
+use crate::store::{CodePurpose, CodeRecord, NewSession, RequestClaim};
 use authq_protocol::events::{EventData, EventKind};
 use authq_protocol::ops::{
     ChangePasswordReply, ChangePasswordRequest, CompleteResetReply, CompleteResetRequest,
@@ -28,9 +28,9 @@ use std::sync::Arc;
 /// identity, which every delivery of the same request shares ([`Call::identity`]). Once the
 /// email's failures and the other logins in flight reach the limit, attempts are refused with
 /// `too_many_attempts` without running argon2 until the window ends — for unknown emails exactly
-/// as for known ones. Only a verified failure counts (once per request); a success clears the
-/// email's failures; a claim whose worker died lapses uncounted
-/// ([`crate::store::Tx::claim_for_request`]).
+/// as for known ones. Only a verified failure counts (once per request: the same request again
+/// is answered `invalid_credentials` without another argon2 run); a success clears the email's
+/// failures; a claim whose worker died lapses uncounted ([`crate::store::Tx::claim_for_request`]).
 pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, HandlerError> {
     let email = Email::parse(&req.email)?;
     let source = req.client_ip.as_deref().map(source_key).transpose()?;
@@ -62,18 +62,26 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
     let failing = claims.clone();
     let claimed = ctx
         .write(move |s| {
-            if !s.claim_for_request(&super::attempt_limits(&claims), &request, lease, now)? {
-                return Ok(None);
+            match s.claim_for_request(&super::attempt_limits(&claims), &request, lease, now)? {
+                RequestClaim::Refused => Ok(None),
+                claim => Ok(Some((claim, s.credentials(&key)?))),
             }
-            s.credentials(&key).map(Some)
         })
         .await?;
-    let Some(credentials) = claimed else {
+    let Some((claim, credentials)) = claimed else {
         tracing::debug!("attempt limit reached");
         // Not even a look-up: the event names the email only.
         let refused = HandlerError::TooManyAttempts;
         return login_failed(ctx, refused, None, email.address, client_ip).await;
     };
+    if claim == RequestClaim::Failed {
+        // This request was checked before, and the password was wrong: the same answer, not
+        // counted again, and no argon2 run for a password already known to be wrong.
+        tracing::debug!("a failed login delivered again");
+        let user_id = credentials.map(|c| c.user.id);
+        let failed = HandlerError::InvalidCredentials;
+        return login_failed(ctx, failed, user_id, email.address, client_ip).await;
+    }
 
     let password = normalize_password(&req.password);
     let stored = credentials.as_ref().and_then(|c| c.password_hash.clone());

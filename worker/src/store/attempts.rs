@@ -12,6 +12,18 @@
 use super::StoreError;
 use super::query::{Tx, args};
 
+/// What [`Tx::claim_for_request`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestClaim {
+    /// The request holds a place under every limit: check the password.
+    Granted,
+    /// This very request failed before and its failure is counted (a redelivery or retry of
+    /// it): answer the same failure again, without another check and without counting.
+    Failed,
+    /// A limit is reached: nothing was recorded.
+    Refused,
+}
+
 /// One counter to claim an attempt on ([`Tx::claim_attempts`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttemptLimit<'a> {
@@ -82,13 +94,13 @@ impl Tx<'_> {
     /// Claims a place for `request` (a request's identity: the same for every delivery and
     /// retry of it) under every limit in `limits`, all or nothing, for `lease_ms`. A limit's
     /// counter holds verified failures in a fixed window (from its first claim); it refuses
-    /// when its failures plus the live pending claims of other requests reach `max`. `false`
-    /// when any limit refused; then nothing is recorded.
+    /// when its failures plus the live pending claims of other requests reach `max`. When any
+    /// limit refuses, nothing is recorded.
     ///
     /// - A request that already holds a live pending claim takes it again (its lease renewed):
     ///   a redelivery never counts twice, whatever the others did meanwhile.
-    /// - A request whose failure was counted already is let through if the limit holds without
-    ///   its own failure; failing again does not count again ([`Tx::fail_claims`]).
+    /// - A request whose failure is counted already gets [`RequestClaim::Failed`] (unless a
+    ///   limit is reached): its password was checked and was wrong; nothing more is counted.
     /// - A pending claim whose lease ended (its worker died) no longer holds a place and never
     ///   becomes a failure.
     ///
@@ -101,9 +113,10 @@ impl Tx<'_> {
         request: &[u8; 32],
         lease_ms: i64,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<RequestClaim, StoreError> {
         let mut ordered: Vec<&AttemptLimit<'_>> = limits.iter().collect();
         ordered.sort_by_key(|l| l.key);
+        let mut failed_before = false;
         for limit in &ordered {
             let failures = self.open_window(limit, now)?;
             let own: Option<String> = self.query_value(
@@ -121,10 +134,13 @@ impl Tx<'_> {
                     args![limit.key, request, now],
                 )?
                 .unwrap_or(0);
-            let own_failure = i64::from(own.is_some());
-            if failures - own_failure + pending >= i64::from(limit.max) {
-                return Ok(false);
+            if failures + pending >= i64::from(limit.max) {
+                return Ok(RequestClaim::Refused);
             }
+            failed_before |= own.is_some();
+        }
+        if failed_before {
+            return Ok(RequestClaim::Failed);
         }
         for limit in &ordered {
             self.execute(
@@ -132,15 +148,12 @@ impl Tx<'_> {
                  VALUES (?1, ?2, 'pending', 1, ?3)
                  ON CONFLICT (key, request) DO UPDATE SET
                      deliveries = attempt_claims.deliveries + 1,
-                     state = CASE WHEN attempt_claims.expires_at > ?4
-                                  THEN attempt_claims.state ELSE 'pending' END,
-                     expires_at = CASE WHEN attempt_claims.state = 'failed'
-                                            AND attempt_claims.expires_at > ?4
-                                       THEN attempt_claims.expires_at ELSE excluded.expires_at END",
-                args![limit.key, request, now.saturating_add(lease_ms), now],
+                     state = 'pending',
+                     expires_at = excluded.expires_at",
+                args![limit.key, request, now.saturating_add(lease_ms)],
             )?;
         }
-        Ok(true)
+        Ok(RequestClaim::Granted)
     }
 
     /// Counts a verified failure of `request` on every limit in `limits`, once per request:
@@ -246,6 +259,10 @@ mod tests {
     }
 
     fn claim(store: &Store, max: u32, request: u8, now: i64) -> bool {
+        claimed(store, max, request, now) == RequestClaim::Granted
+    }
+
+    fn claimed(store: &Store, max: u32, request: u8, now: i64) -> RequestClaim {
         store
             .write(|tx| tx.claim_for_request(&limits(max), &[request; 32], LEASE, now))
             .unwrap()
@@ -291,15 +308,24 @@ mod tests {
     fn a_verified_failure_counts_once_per_request_and_a_success_clears() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir);
-        for request in 1..=3 {
+        for request in 1..=2 {
             assert!(claim(&store, 3, request, 0));
             fail(&store, request, 1);
-            // Redelivered after its failure was counted (the reply was lost): not counted again.
-            assert!(claim(&store, 3, request, 2));
+            // Redelivered after its failure was counted (the reply was lost): the same failure,
+            // not checked or counted again.
+            assert_eq!(claimed(&store, 3, request, 2), RequestClaim::Failed);
             fail(&store, request, 3);
         }
+        assert_eq!(failures(&store), 2);
+        assert!(claim(&store, 3, 3, 4));
+        fail(&store, 3, 4);
         assert_eq!(failures(&store), 3);
         assert!(!claim(&store, 3, 4, 4), "locked at the limit");
+        assert_eq!(
+            claimed(&store, 3, 3, 4),
+            RequestClaim::Refused,
+            "during the lock, a retry is refused like any login"
+        );
         // The window ends: the failures are gone.
         assert!(claim(&store, 3, 4, WINDOW + 10));
         fail(&store, 4, WINDOW + 11);

@@ -32,7 +32,7 @@ pub mod social;
 pub mod sqlite;
 pub mod users;
 
-pub use attempts::AttemptLimit;
+pub use attempts::{AttemptLimit, RequestClaim};
 pub use codes::{CodePurpose, CodeRecord};
 pub use deletions::{DeletionAck, DeletionRecord};
 pub use outbox::OutboxEvent;
