@@ -108,9 +108,9 @@ error_codes! {
     /// The provider account is already linked to another user.
     AlreadyLinked = "already_linked", "the provider account is linked to another user";
     /// The store was too busy to answer in time (another worker holds its write lock, or no
-    /// connection was free). Nothing of this attempt was applied that a retry would repeat:
-    /// retry later with the same `message_id`, which is answered with the request's outcome if
-    /// an earlier delivery of it took effect meanwhile.
+    /// connection was free). Retry later with the same `message_id` and body: if a delivery of
+    /// the request took effect (this one included), the retry is answered with its outcome;
+    /// otherwise the retry does it.
     Unavailable = "unavailable", "the store is busy; retry with the same message_id";
 }
 
