@@ -289,7 +289,14 @@ async fn a_worker_stopped_inside_a_write_makes_the_other_answer_unavailable_and_
     let store = TestStore::new(dir.path());
     let path = store.location.sqlite_path().unwrap().to_owned();
     let ns = unique_namespace();
-    let a = Serve::start(&ns, &store, dir.path(), &[]);
+    // A long heartbeat for A: the broker must not close the stopped worker's connection (and
+    // requeue what it holds) while the test has it stopped.
+    let url = amqp_url();
+    let a_url = format!(
+        "{url}{}heartbeat=300",
+        if url.contains('?') { '&' } else { '?' }
+    );
+    let a = Serve::start(&ns, &store, dir.path(), &["--amqp-url", &a_url]);
     let client = client(&ns, Duration::from_secs(300)).await;
 
     // A floods the store with registrations, each with its own message_id; `in_flight` holds
@@ -342,10 +349,10 @@ async fn a_worker_stopped_inside_a_write_makes_the_other_answer_unavailable_and_
     assert!(!unanswered.is_empty(), "A stopped with calls in flight");
 
     // B starts on the same file (the migrations are applied already: it needs no write lock)
-    // and serves the tube while A is stopped; its writes wait 2 s for the lock. The callers of
+    // and serves the tube while A is stopped; its writes wait 1 s for the lock. The callers of
     // the unanswered calls retry with their message_ids: B answers each `unavailable`, or with
     // the outcome A recorded before it stopped; never `internal`.
-    let b = Serve::start(&ns, &store, dir.path(), &["--store-busy-timeout", "2s"]);
+    let b = Serve::start(&ns, &store, dir.path(), &["--store-busy-timeout", "1s"]);
     let other = crate::crashes::client(&ns, Duration::from_secs(120)).await;
     let early = retry_all(&other, &unanswered).await;
     let told_unavailable: Vec<&str> = unanswered
