@@ -313,6 +313,10 @@ pub struct ServeArgs {
     /// SQLite connections in the pool.
     #[arg(long, env = "AUTHQ_STORE_POOL_SIZE", default_value_t = defaults().store_pool_size)]
     pub store_pool_size: u32,
+    /// How long a SQLite write waits for the database's write lock (another process holding
+    /// it) before the request is answered `unavailable`, which callers retry.
+    #[arg(long, env = "AUTHQ_STORE_BUSY_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub store_busy_timeout: Duration,
     /// Declare every queue with this `x-expires` (e.g. `10m`), so the deployment's queues vanish
     /// from the broker once no worker has used them for that long. For tests and throw-away
     /// deployments; leave unset in production.
@@ -465,6 +469,7 @@ impl ServeArgs {
         config.max_body_bytes = self.max_body_bytes;
         config.max_profile_bytes = self.max_profile_bytes;
         config.store_pool_size = self.store_pool_size;
+        config.store_busy_timeout = self.store_busy_timeout;
         config.shutdown_grace = self.shutdown_grace;
         config.metrics_addr = self.metrics_addr;
         config.queue_expires = self.queue_expires;

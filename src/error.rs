@@ -193,8 +193,8 @@ impl ClientError {
 
     /// Whether the same call may succeed if made again later (with back-off, and with the same
     /// `message_id` for a mutating operation): a timeout, a lost or failed connection, a broker
-    /// error, a full tube, or a worker's `too_many_attempts`, `provider_unavailable` or
-    /// `internal`. Not: a refused login, a malformed request, a wrong namespace, refused
+    /// error, a full tube, or a worker's `too_many_attempts`, `provider_unavailable`,
+    /// `unavailable` or `internal`. Not: a refused login, a malformed request, a wrong namespace, refused
     /// credentials, an unroutable request.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -205,7 +205,10 @@ impl ClientError {
             | Self::Overloaded => true,
             Self::Server { code, .. } => matches!(
                 code,
-                ErrorCode::TooManyAttempts | ErrorCode::ProviderUnavailable | ErrorCode::Internal
+                ErrorCode::TooManyAttempts
+                    | ErrorCode::ProviderUnavailable
+                    | ErrorCode::Unavailable
+                    | ErrorCode::Internal
             ),
             _ => false,
         }

@@ -107,6 +107,11 @@ error_codes! {
     LinkRequired = "link_required", "the email belongs to an existing account: log in and link";
     /// The provider account is already linked to another user.
     AlreadyLinked = "already_linked", "the provider account is linked to another user";
+    /// The store was too busy to answer in time (another worker holds its write lock, or no
+    /// connection was free). Retry later with the same `message_id` and body: if a delivery of
+    /// the request took effect (this one included), the retry is answered with its outcome;
+    /// otherwise the retry does it.
+    Unavailable = "unavailable", "the store is busy; retry with the same message_id";
 }
 
 impl fmt::Display for ErrorCode {
@@ -176,6 +181,7 @@ mod tests {
                 "missing_subject",
                 "link_required",
                 "already_linked",
+                "unavailable",
             ]
         );
     }

@@ -260,9 +260,10 @@ fn the_suite_provokes_every_error_code_a_caller_can() {
         }
     }
     // Those a caller cannot provoke against a worker configured as the suite says: `internal`
-    // (a worker bug) and the social login provider's answers (they need a provider).
+    // (a worker bug), `unavailable` (a store held by another process) and the social login provider's answers (they need a provider).
     let unprovokable = [
         "internal",
+        "unavailable",
         "invalid_state",
         "provider_refused",
         "provider_unavailable",

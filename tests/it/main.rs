@@ -23,6 +23,7 @@ mod clients;
 mod cluster;
 mod concurrency;
 mod conformance;
+mod crashes;
 mod events;
 mod faults;
 mod flood;

@@ -68,6 +68,10 @@ pub struct Config {
     pub max_profile_bytes: usize,
     /// Size of the store's connection pool.
     pub store_pool_size: u32,
+    /// How long a SQLite statement waits for the database's write lock (held by another
+    /// process on the same file) before the request is answered `unavailable`. Shorter than a
+    /// caller's usual timeout (the client's default is 10 s), so the answer reaches it.
+    pub store_busy_timeout: Duration,
     /// How long shutdown waits for in-flight requests before giving up on them (they are then
     /// redelivered to another worker).
     pub shutdown_grace: Duration,
@@ -136,6 +140,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             max_profile_bytes: 16 * 1024,
             store_pool_size: 8,
+            store_busy_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
             metrics_addr: None,
             purge_interval: Duration::from_secs(600),
@@ -291,6 +296,7 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_profile_bytes", &self.max_profile_bytes)
             .field("store_pool_size", &self.store_pool_size)
+            .field("store_busy_timeout", &self.store_busy_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("metrics_addr", &self.metrics_addr)
             .field("purge_interval", &self.purge_interval)
@@ -584,6 +590,10 @@ pub struct Limits {
     pub login_window: Duration,
     /// Failed logins a source address (`client_ip`) may have per `login_window`.
     pub source_failures: u32,
+    /// How long a login's claim holds a place under the login limits while its password is
+    /// verified: a claim whose worker died lapses after this, uncounted. Longer than a login
+    /// takes (argon2 and its queue); a redelivery of the same request takes the claim again.
+    pub claim_lease: Duration,
     /// `register` calls per email per `spam_window`.
     pub register_per_email: u32,
     /// `start_reset` calls per email per `spam_window`.
@@ -598,6 +608,7 @@ impl Default for Limits {
             login_failures: 10,
             login_window: Duration::from_secs(15 * 60),
             source_failures: 100,
+            claim_lease: Duration::from_secs(60),
             register_per_email: 5,
             reset_per_email: 5,
             spam_window: Duration::from_secs(3600),
@@ -622,6 +633,7 @@ impl Limits {
             || self.register_per_email == 0
             || self.reset_per_email == 0
             || self.login_window.is_zero()
+            || self.claim_lease.is_zero()
             || self.spam_window.is_zero()
         {
             return Err(ConfigError::Invalid(

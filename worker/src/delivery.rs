@@ -175,12 +175,13 @@ async fn run(
         Err(e) => Ok(Err(e)),
         Ok(op) => {
             let scope = outcome_scope(shared, op, delivery);
+            let identity = identity(op, delivery);
             let answered = async {
                 #[cfg(feature = "fault-injection")]
                 if shared.faults.fire(crate::faults::FaultPoint::Panic, op) {
                     panic!("injected fault: a handler panics");
                 }
-                answer(&shared.ctx, op, &delivery.data, scope).await
+                answer(&shared.ctx, op, &delivery.data, scope, identity).await
             };
             AssertUnwindSafe(answered)
                 .catch_unwind()
@@ -216,6 +217,8 @@ async fn run(
             metrics.answered(label, Err(code));
             if let HandlerError::Internal(cause) = &e {
                 error!(error = %cause, error_debug = ?cause, "internal error");
+            } else if let HandlerError::Unavailable(cause) = &e {
+                warn!(error = %cause, "the store is busy: answered unavailable");
             } else {
                 debug!(code = code.as_str(), "error reply");
             }
@@ -285,6 +288,29 @@ fn outcome_scope(shared: &Shared, op: Operation, delivery: &Delivery) -> Option<
     )
 }
 
+/// A login's identity across its deliveries and retries (its attempt claims are keyed by it);
+/// other operations need none.
+fn identity(op: Operation, delivery: &Delivery) -> Option<crate::crypto::Digest> {
+    if op != Operation::Login {
+        return None;
+    }
+    let props = &delivery.properties;
+    let message_id = props
+        .message_id()
+        .as_ref()
+        .map(|id| id.as_str())
+        .filter(|id| !id.is_empty());
+    let correlation_id = props.correlation_id().as_ref().map_or("", |c| c.as_str());
+    let caller = props.user_id().as_ref().map_or("", |u| u.as_str());
+    Some(crate::idempotency::request_identity(
+        caller,
+        message_id,
+        correlation_id,
+        op,
+        &delivery.data,
+    ))
+}
+
 /// Answers a request: from its recorded outcome if it was answered before, else by its
 /// handler, with the outcome recorded alongside the effect.
 async fn answer(
@@ -292,9 +318,10 @@ async fn answer(
     op: Operation,
     body: &[u8],
     scope: Option<OutcomeScope>,
+    identity: Option<crate::crypto::Digest>,
 ) -> Result<Vec<u8>, HandlerError> {
     let Some(scope) = scope else {
-        return handlers::dispatch(ctx, op, body, None).await;
+        return handlers::dispatch(ctx, op, body, None, identity).await;
     };
     let (caller, id) = (scope.key.caller.clone(), scope.key.message_id.clone());
     let since = ctx.outcomes_since();
@@ -308,7 +335,7 @@ async fn answer(
         let reply = scope.open(&first.sealed).map_err(InternalError::from)?;
         return Err(HandlerError::Replayed(reply));
     }
-    handlers::dispatch(ctx, op, body, Some(scope)).await
+    handlers::dispatch(ctx, op, body, Some(scope), identity).await
 }
 
 /// A fault hook: when `point` is armed for this request's operation, "crashes" here: the

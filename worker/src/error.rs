@@ -82,6 +82,10 @@ pub enum HandlerError {
     /// The provider account is linked to another user.
     #[error("already linked")]
     AlreadyLinked,
+    /// The store was too busy to answer in time ([`crate::store::is_unavailable`]); the caller
+    /// retries with the same `message_id`.
+    #[error("store unavailable: {0}")]
+    Unavailable(StoreError),
     /// A policy refused; the reason is the policy's own.
     #[error("refused by policy: {0}")]
     PolicyDenied(String),
@@ -121,7 +125,11 @@ pub enum InternalError {
 
 impl From<StoreError> for HandlerError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.into())
+        if crate::store::is_unavailable(&e) {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(e.into())
+        }
     }
 }
 
@@ -182,6 +190,7 @@ impl HandlerError {
             Self::MissingSubject => ErrorCode::MissingSubject,
             Self::LinkRequired => ErrorCode::LinkRequired,
             Self::AlreadyLinked => ErrorCode::AlreadyLinked,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 

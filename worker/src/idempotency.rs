@@ -160,6 +160,39 @@ impl OutcomeScope {
     }
 }
 
+/// The identity of one request across its deliveries and its caller's retries, for the login
+/// attempt claims ([`crate::store::Tx::claim_for_request`]): SHA-256 of the caller (the
+/// validated `user-id`, or empty), the `message_id` (or, without one, the `correlation_id`,
+/// which a redelivery keeps), the operation and the canonical body. A redelivery or a retry of
+/// the same request has the same identity; another password never does.
+pub fn request_identity(
+    caller: &str,
+    message_id: Option<&str>,
+    correlation_id: &str,
+    op: Operation,
+    body: &[u8],
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"authq request identity v1\0");
+    h.update(caller.as_bytes());
+    h.update([0]);
+    match message_id {
+        Some(id) => {
+            h.update(b"m");
+            h.update(id.as_bytes());
+        }
+        None => {
+            h.update(b"c");
+            h.update(correlation_id.as_bytes());
+        }
+    }
+    h.update([0]);
+    h.update(op.as_str().as_bytes());
+    h.update([0]);
+    h.update(canonical_body(body));
+    h.finalize().into()
+}
+
 /// The reply body a handler's result becomes: exactly what the delivery path publishes.
 pub fn encode_outcome<R: Serialize>(result: &Result<R, HandlerError>) -> Vec<u8> {
     match result {

@@ -86,7 +86,8 @@ impl WorkerHandle {
 
         let store = {
             let (location, size) = (config.database.clone(), config.store_pool_size);
-            tokio::task::spawn_blocking(move || Store::open(&location, size))
+            let busy = config.store_busy_timeout;
+            tokio::task::spawn_blocking(move || Store::open_with(&location, size, busy))
                 .await
                 .map_err(|e| {
                     WorkerError::Store(crate::store::StoreError::Corrupt(e.to_string()))

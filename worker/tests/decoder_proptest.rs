@@ -71,7 +71,7 @@ fn check(op: Operation, body: &[u8], secret: Option<&str>) -> Result<(), TestCas
     let w = world();
     let outcome = w
         .runtime
-        .block_on(async { handlers::dispatch(&w.ctx, op, body, None).await });
+        .block_on(async { handlers::dispatch(&w.ctx, op, body, None, None).await });
     if let Err(e) = outcome {
         let code = e.code();
         prop_assert!(

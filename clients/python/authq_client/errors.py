@@ -31,7 +31,7 @@ class ServerError(AuthqError):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(code, message)
-        self.retryable = code in ("too_many_attempts", "provider_unavailable", "internal")
+        self.retryable = code in ("too_many_attempts", "provider_unavailable", "unavailable", "internal")
 
 
 class OverloadedError(AuthqError):

@@ -24,7 +24,7 @@ export class ServerError extends AuthqError {
   readonly detail: string;
 
   constructor(code: string, message: string) {
-    super(code, message, ["too_many_attempts", "provider_unavailable", "internal"].includes(code));
+    super(code, message, ["too_many_attempts", "provider_unavailable", "unavailable", "internal"].includes(code));
     this.detail = message;
   }
 }

@@ -181,6 +181,7 @@ impl Ctx {
 pub struct Call<'a> {
     ctx: &'a Ctx,
     outcome: Option<OutcomeScope>,
+    identity: Option<Digest>,
 }
 
 impl std::ops::Deref for Call<'_> {
@@ -191,9 +192,20 @@ impl std::ops::Deref for Call<'_> {
 }
 
 impl<'a> Call<'a> {
-    /// A request handled with `ctx`, whose outcome (if any) is recorded under `outcome`.
-    pub fn new(ctx: &'a Ctx, outcome: Option<OutcomeScope>) -> Self {
-        Self { ctx, outcome }
+    /// A request handled with `ctx`, whose outcome (if any) is recorded under `outcome`, and
+    /// whose deliveries share `identity` ([`crate::idempotency::request_identity`]).
+    pub fn new(ctx: &'a Ctx, outcome: Option<OutcomeScope>, identity: Option<Digest>) -> Self {
+        Self {
+            ctx,
+            outcome,
+            identity,
+        }
+    }
+
+    /// The request's identity across its deliveries and retries, if the delivery path gave
+    /// one (it does for `login`).
+    pub fn identity(&self) -> Option<Digest> {
+        self.identity
     }
 
     /// A handler's final write and its reply, in one store transaction ([`Store::write`]):
@@ -335,14 +347,16 @@ fn describe_decode_error<T: DeserializeOwned>(
 }
 
 /// Decodes, handles and encodes one request of operation `op`; a mutating request's outcome is
-/// recorded under `outcome` (see [`Call::commit`]).
+/// recorded under `outcome` (see [`Call::commit`]); `identity` names the request across its
+/// deliveries ([`Call::identity`]).
 pub async fn dispatch(
     ctx: &Ctx,
     op: Operation,
     body: &[u8],
     outcome: Option<OutcomeScope>,
+    identity: Option<Digest>,
 ) -> Result<Vec<u8>, HandlerError> {
-    let call = Call::new(ctx, outcome);
+    let call = Call::new(ctx, outcome, identity);
     let ctx = &call;
     // The hot operations' futures are inlined into the delivery's task; every other one is
     // boxed, so a `check` task does not carry (and copy into the executor at spawn) the state

@@ -10,7 +10,7 @@ use crate::crypto::{self, Digest};
 use crate::domain::{Email, check_new_password, normalize_password, too_long};
 use crate::error::HandlerError;
 use crate::policy::PolicyQuestion;
-use crate::store::{CodePurpose, CodeRecord, NewSession};
+use crate::store::{CodePurpose, CodeRecord, NewSession, RequestClaim};
 use authq_protocol::events::{EventData, EventKind};
 use authq_protocol::ops::{
     ChangePasswordReply, ChangePasswordRequest, CompleteResetReply, CompleteResetRequest,
@@ -23,11 +23,14 @@ use std::sync::Arc;
 ///
 /// An unknown email, a pending user and a wrong password all give `invalid_credentials` after
 /// one argon2 verification (against a dummy hash when there is no real one), so neither the
-/// reply nor its timing tells them apart. Before that run, one failed-login attempt is claimed
-/// in the store for the email (and for `client_ip`, when given): once the email's limit is
-/// reached, attempts are refused with `too_many_attempts` without running argon2 until the
-/// window ends — for unknown emails exactly as for known ones. A successful login gives the
-/// claim back.
+/// reply nor its timing tells them apart. Before that run, the request claims a place under the
+/// email's limit (and `client_ip`'s, when given): a pending claim keyed by the request's
+/// identity, which every delivery of the same request shares ([`Call::identity`]). Once the
+/// email's failures and the other logins in flight reach the limit, attempts are refused with
+/// `too_many_attempts` without running argon2 until the window ends — for unknown emails exactly
+/// as for known ones. Only a verified failure counts (once per request: the same request again
+/// is answered `invalid_credentials` without another argon2 run); a success clears the email's
+/// failures; a claim whose worker died lapses uncounted ([`crate::store::Tx::claim_for_request`]).
 pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, HandlerError> {
     let email = Email::parse(&req.email)?;
     let source = req.client_ip.as_deref().map(source_key).transpose()?;
@@ -46,24 +49,39 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
         claims.push((source.clone(), limits.source_failures, limits.login_window));
     }
     let client_ip = req.client_ip.clone();
+    // Without an identity from the delivery path, this call is a request of its own.
+    let request = match ctx.identity() {
+        Some(identity) => identity,
+        None => crypto::new_token()?.1,
+    };
+    let lease = duration_ms(limits.claim_lease);
     // One store call: claim the attempts (committed before argon2 runs, so parallel requests
     // cannot slip past the limit) and, if granted, read the credentials.
     let (key, now) = (email.key, ctx.now());
     let race_key = key.clone();
+    let failing = claims.clone();
     let claimed = ctx
         .write(move |s| {
-            if !s.claim_attempts(&super::attempt_limits(&claims), now)? {
-                return Ok(None);
+            match s.claim_for_request(&super::attempt_limits(&claims), &request, lease, now)? {
+                RequestClaim::Refused => Ok(None),
+                claim => Ok(Some((claim, s.credentials(&key)?))),
             }
-            s.credentials(&key).map(Some)
         })
         .await?;
-    let Some(credentials) = claimed else {
+    let Some((claim, credentials)) = claimed else {
         tracing::debug!("attempt limit reached");
         // Not even a look-up: the event names the email only.
         let refused = HandlerError::TooManyAttempts;
         return login_failed(ctx, refused, None, email.address, client_ip).await;
     };
+    if claim == RequestClaim::Failed {
+        // This request was checked before, and the password was wrong: the same answer, not
+        // counted again, and no argon2 run for a password already known to be wrong.
+        tracing::debug!("a failed login delivered again");
+        let user_id = credentials.map(|c| c.user.id);
+        let failed = HandlerError::InvalidCredentials;
+        return login_failed(ctx, failed, user_id, email.address, client_ip).await;
+    }
 
     let password = normalize_password(&req.password);
     let stored = credentials.as_ref().and_then(|c| c.password_hash.clone());
@@ -75,6 +93,11 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
         Some(c) if verified.ok => c.user,
         other => {
             let user_id = other.map(|c| c.user.id);
+            // A verified failure: the claim counts now, once for this request however often it
+            // is delivered.
+            let now = ctx.now();
+            ctx.write(move |s| s.fail_claims(&super::attempt_limits(&failing), &request, now))
+                .await?;
             return login_failed(
                 ctx,
                 HandlerError::InvalidCredentials,
@@ -86,12 +109,13 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
         }
     };
     record_user(&user.id);
-    // The password was right: the account's failures are cleared and the source's claim given
-    // back. In the session's own transaction below, or on its own when no session follows.
+    // The password was right: the account's failures are cleared and the request's claims
+    // removed. In the session's own transaction below, or on its own when no session follows.
     let settle = move |s: &mut crate::store::Tx<'_>| {
-        s.settle_attempts(
+        s.clear_claims(
             &[account_key.as_str()],
             &source.iter().map(String::as_str).collect::<Vec<_>>(),
+            &request,
         )
     };
     if verified.needs_rehash

@@ -144,6 +144,19 @@ const SQLITE: &[&str] = &[
     r#"
     ALTER TABLE users ADD COLUMN email_review TEXT;
     "#,
+    // 9: login attempt claims, one per (counter, request): a lease while the login runs, a
+    // counted failure once it failed (see `attempts::Tx::claim_for_request`).
+    r#"
+    CREATE TABLE attempt_claims (
+        key        TEXT NOT NULL,
+        request    BLOB NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('pending', 'failed')),
+        deliveries INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (key, request)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX attempt_claims_by_expiry ON attempt_claims(expires_at);
+    "#,
 ];
 
 /// The PostgreSQL migrations: the same tables as [`SQLITE`], version for version.
@@ -265,6 +278,18 @@ const POSTGRES: &[&str] = &[
     r#"
     ALTER TABLE users ADD COLUMN email_review TEXT;
     "#,
+    // 9: login attempt claims.
+    r#"
+    CREATE TABLE attempt_claims (
+        key        TEXT NOT NULL,
+        request    BYTEA NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('pending', 'failed')),
+        deliveries BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (key, request)
+    );
+    CREATE INDEX attempt_claims_by_expiry ON attempt_claims(expires_at);
+    "#,
 ];
 
 /// The data step of a migration, run in its transaction after its SQL, on either engine.
@@ -346,6 +371,11 @@ pub fn apply_sqlite(conn: &mut Connection) -> Result<u32, StoreError> {
     }
     for (i, sql) in SQLITE.iter().enumerate() {
         let target = i as u32 + 1;
+        if found >= target {
+            // Applied already: no write lock to wait for (a worker starting beside one that
+            // holds it, stopped inside a write, must not wait for it).
+            continue;
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if version(&tx)? >= target {
             continue; // another worker got here first

@@ -35,7 +35,7 @@ pub mod social;
 pub mod sqlite;
 pub mod users;
 
-pub use attempts::AttemptLimit;
+pub use attempts::{AttemptLimit, RequestClaim};
 pub use codes::{CodePurpose, CodeRecord};
 pub use deletions::{DeletionAck, DeletionRecord};
 pub use outbox::OutboxEvent;
@@ -163,8 +163,20 @@ impl Store {
     /// Opens the store at `location` and brings its schema up to date. `pool_size` bounds
     /// concurrent connections.
     pub fn open(location: &StoreLocation, pool_size: u32) -> Result<Self, StoreError> {
+        Self::open_with(location, pool_size, sqlite::BUSY_TIMEOUT)
+    }
+
+    /// [`Store::open`] with SQLite statements waiting at most `busy_timeout` for the write lock
+    /// (PostgreSQL waits for row locks without one).
+    pub fn open_with(
+        location: &StoreLocation,
+        pool_size: u32,
+        busy_timeout: std::time::Duration,
+    ) -> Result<Self, StoreError> {
         let backend = match location {
-            StoreLocation::Sqlite(path) => Backend::Sqlite(SqliteStore::open(path, pool_size)?),
+            StoreLocation::Sqlite(path) => {
+                Backend::Sqlite(SqliteStore::open_with(path, pool_size, busy_timeout)?)
+            }
             StoreLocation::Postgres(url) => Backend::Postgres(PgStore::open(url, pool_size)?),
         };
         Ok(Self { backend })
@@ -231,8 +243,15 @@ impl Store {
     }
 }
 
+/// Whether a store error says the store is too busy to answer now, and the same request may
+/// succeed if made again: SQLite's write lock held past the busy timeout, or no pooled
+/// connection free in time.
+pub fn is_unavailable(e: &StoreError) -> bool {
+    sqlite::is_busy(e) || matches!(e, StoreError::Pool(_))
+}
+
 impl Tx<'_> {
-    /// Deletes sessions, codes, attempt counters and OAuth states that expired before `now`.
+    /// Deletes sessions, codes, attempt counters and claims, and OAuth states that expired before `now`.
     /// Returns how many rows went.
     pub fn purge_expired(&mut self, now: i64) -> Result<u64, StoreError> {
         let mut n = 0;
@@ -240,6 +259,7 @@ impl Tx<'_> {
             "DELETE FROM sessions WHERE expires_at <= ?1 OR absolute_expires_at <= ?1",
             "DELETE FROM codes WHERE expires_at <= ?1",
             "DELETE FROM attempts WHERE expires_at <= ?1",
+            "DELETE FROM attempt_claims WHERE expires_at <= ?1",
             "DELETE FROM oauth_states WHERE expires_at <= ?1",
         ] {
             n += self.execute(sql, args![now])?;

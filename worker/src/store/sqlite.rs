@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long a statement waits for SQLite's write lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a statement waits for SQLite's write lock before failing, unless the store is
+/// opened with another ([`SqliteStore::open_with`]).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Statements cached per connection (more than the store uses, so none is ever re-prepared).
 const STATEMENT_CACHE: usize = 64;
@@ -67,6 +68,7 @@ impl InlineReaders {
 #[derive(Debug)]
 struct Manager {
     path: PathBuf,
+    busy_timeout: Duration,
 }
 
 impl ManageConnection for Manager {
@@ -80,7 +82,7 @@ impl ManageConnection for Manager {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(self.busy_timeout)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // FULL: a commit is on disk before the request is acknowledged, so an acknowledged
         // effect survives a power loss, not only a process crash.
@@ -107,6 +109,15 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, switches it to WAL mode and applies
     /// the migrations. `pool_size` bounds concurrent connections.
     pub fn open(path: &Path, pool_size: u32) -> Result<Self, StoreError> {
+        Self::open_with(path, pool_size, BUSY_TIMEOUT)
+    }
+
+    /// [`SqliteStore::open`] with statements waiting at most `busy_timeout` for the write lock.
+    pub fn open_with(
+        path: &Path,
+        pool_size: u32,
+        busy_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Corrupt(format!("cannot create {}: {e}", dir.display()))
@@ -114,6 +125,7 @@ impl SqliteStore {
         }
         let manager = Manager {
             path: path.to_owned(),
+            busy_timeout,
         };
         let mut first = manager.connect()?;
         // WAL is a property of the file: readers never block the writer, and vice versa.
