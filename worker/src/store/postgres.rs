@@ -149,8 +149,9 @@ impl PgStore {
     /// worker at a time, under an advisory lock). `pool_size` bounds concurrent connections.
     pub fn open(url: &str, pool_size: u32) -> Result<Self, StoreError> {
         let config: postgres::Config = url.parse()?;
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let reads = Arc::new(PgReads::new(url.parse()?, cores));
+        // One async connection: its batches are larger than two connections' would be, and
+        // larger batches cost PostgreSQL less per check (see `pg_reads`).
+        let reads = Arc::new(PgReads::new(url.parse()?, 1));
         let manager = Manager { config };
         let mut first = manager.connect()?;
         migrations::apply_postgres(first.parts()?.0)?;
