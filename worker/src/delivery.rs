@@ -1,19 +1,25 @@
-//! One delivery's lifecycle, top to bottom: the worker's hot path.
+//! One delivery's life, top to bottom: the worker's hot path. [`process`] and its numbered
+//! steps are the whole story; the handlers, the store and the reply encoding are one call each.
 //!
 //! ```text
-//! deadline passed? ── yes ─▶ ack, count, done (no side effect)
-//!   │ no
-//! reply_to missing? ─ yes ─▶ dead-letter with the reason, ack
-//!   │ no
-//! no correlation_id? ─ yes ▶ reply bad_request (nothing done)
-//! body too large? ── yes ─▶ reply payload_too_large
-//! operation unknown? ─ yes ▶ reply unknown_operation
-//! decode → handler → store (panics caught) ─▶ reply ok / error
-//!   ▼
-//! publish the reply to reply_to (same correlation_id), then ack on the same channel
+//! 0. from the quarantine? ─────── yes ─▶ dead-letter redacted, ack
+//! 1. deadline passed? ─────────── yes ─▶ ack, count, done (no side effect)
+//! 2. no reply_to? ─────────────── yes ─▶ dead-letter with the reason, ack
+//! 3. reply_to not the caller's? ─ yes ─▶ dead-letter, ack
+//! 4. no correlation_id, too large, unknown operation, caller lacks the role?
+//!                                 yes ─▶ error reply (nothing done)
+//! 5. seen before (same caller and message_id)? ─ yes ─▶ replay the recorded reply
+//! 6. handler: decode → store / argon2 → outcome recorded with the effect (panics caught:
+//!    dead-letter, reply internal)
+//! 7. count and log by outcome (reply, replayed, failed, panicked)
+//! 8. publish the reply to reply_to (same correlation_id), then ack on the same channel
 //! ```
+//!
+//! Test builds put fault checkpoints between the steps (`crate::checkpoints`: one line each,
+//! nothing without the `fault-injection` feature).
 
 use crate::caller;
+use crate::checkpoints::{self, Crash};
 use crate::error::{HandlerError, InternalError};
 use crate::handlers::{self, Ctx};
 use crate::idempotency::OutcomeScope;
@@ -68,6 +74,19 @@ pub struct Shared {
     pub faults: Arc<crate::faults::Faults>,
 }
 
+/// How a request's handling ended, before anything goes back on the wire.
+#[derive(Debug)]
+enum Outcome {
+    /// The handler answered: this `ok` reply body.
+    Reply(Vec<u8>),
+    /// Answered before (same caller, same `message_id`): the first reply, replayed.
+    Replayed(Vec<u8>),
+    /// Refused or failed: answered with this error.
+    Failed(HandlerError),
+    /// The handler panicked: the request is dead-lettered and answered `internal`.
+    Panicked,
+}
+
 /// Processes one delivery to the end: reply (or dead-letter, or drop) and acknowledgement.
 pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, delivery: Delivery) {
     let props = &delivery.properties;
@@ -88,14 +107,8 @@ pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, deli
         tube = source.as_str(),
         user_id = field::Empty,
     );
-    #[cfg(feature = "fault-injection")]
-    while shared.faults.deliveries_held() {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    checkpoints::held(&shared).await;
     let start = Instant::now();
-    if source == Source::Tube(Tube::Session) {
-        shared.ctx.hasher.note_session_traffic(start);
-    }
     // The operation as a metrics label: a known one, else `unknown` (never the raw key).
     let op = match source {
         Source::Tube(_) => Operation::parse(delivery.routing_key.as_str()),
@@ -110,6 +123,7 @@ pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, deli
     metrics.request_took(op, start.elapsed());
 }
 
+/// The steps, numbered; each early `return` has acknowledged (or deliberately not) already.
 async fn run(
     shared: &Shared,
     channel: &Channel,
@@ -148,7 +162,7 @@ async fn run(
         dead_letter_and_ack(shared, channel, delivery, reason).await;
         return;
     };
-    // 2b. A reply_to that is not the caller's own (a tube, another service's queue): never
+    // 3. A reply_to that is not the caller's own (a tube, another service's queue): never
     // answered, never processed (`crate::caller`).
     let user_id = props.user_id().as_ref().map(|u| u.as_str());
     if !caller::reply_to_allowed(&shared.names, reply_to.as_str(), user_id) {
@@ -163,7 +177,8 @@ async fn run(
         return;
     }
 
-    // 3. Decode, handle, encode. A panic is caught here, for this message only.
+    // 4. Refused before any effect: no correlation_id, too large, unknown operation, a caller
+    // without the operation's role. Else 5 and 6, seen before? and the handler.
     let (admins, resets) = (
         &shared.ctx.config.admin_callers,
         &shared.ctx.config.reset_callers,
@@ -172,47 +187,26 @@ async fn run(
         .and_then(|()| operation(source, delivery, shared.ctx.config.max_body_bytes))
         .and_then(|op| caller::authorize(op, user_id, admins, resets).map(|()| op))
     {
-        Err(e) => Ok(Err(e)),
-        Ok(op) => {
-            let scope = outcome_scope(shared, op, delivery);
-            let identity = identity(op, delivery);
-            let answered = async {
-                #[cfg(feature = "fault-injection")]
-                if shared.faults.fire(crate::faults::FaultPoint::Panic, op) {
-                    panic!("injected fault: a handler panics");
-                }
-                answer(&shared.ctx, op, &delivery.data, scope, identity).await
-            };
-            AssertUnwindSafe(answered)
-                .catch_unwind()
-                .await
-                .map_err(|_| ())
-        }
+        Err(e) => Outcome::Failed(e),
+        Ok(op) => handle(shared, op, delivery).await,
     };
-    #[cfg(feature = "fault-injection")]
-    if crash_at(
-        shared,
-        channel,
-        source,
-        delivery,
-        crate::faults::FaultPoint::AfterCommit,
-    )
-    .await
-    {
+    if checkpoints::crashed(shared, channel, source, delivery, Crash::AfterCommit).await {
         return;
     }
+
+    // 7. The reply body, counted and logged by outcome.
     let body = match outcome {
-        Ok(Err(HandlerError::Replayed(body))) => {
+        Outcome::Replayed(body) => {
             metrics.replayed(label);
             debug!("answered before: replaying the first outcome");
             body
         }
-        Ok(Ok(body)) => {
+        Outcome::Reply(body) => {
             metrics.answered(label, Ok(()));
             debug!("ok");
             body
         }
-        Ok(Err(e)) => {
+        Outcome::Failed(e) => {
             let code = e.code();
             metrics.answered(label, Err(code));
             if let HandlerError::Internal(cause) = &e {
@@ -224,7 +218,7 @@ async fn run(
             }
             encode_error(code, &e.public_message())
         }
-        Err(()) => {
+        Outcome::Panicked => {
             error!("handler panicked: dead-lettering the request");
             metrics.answered(label, Err(ErrorCode::Internal));
             if reply::dead_letter(
@@ -242,29 +236,51 @@ async fn run(
         }
     };
 
-    // 4. Reply, then acknowledge on the same channel.
+    // 8. Reply, then acknowledge on the same channel.
     let start = Instant::now();
     let published =
         reply::publish_reply(channel, reply_to, props.correlation_id().as_ref(), &body).await;
     metrics.stages.publish.since(start);
-    match published {
-        #[cfg(feature = "fault-injection")]
-        Ok(())
-            if crash_at(
-                shared,
-                channel,
-                source,
-                delivery,
-                crate::faults::FaultPoint::AfterReply,
-            )
-            .await => {}
-        Ok(()) => {
-            let start = Instant::now();
-            ack(channel, delivery).await;
-            metrics.stages.ack.since(start);
-        }
-        Err(e) => error!(error = %e, "cannot publish the reply; the request will be redelivered"),
+    if let Err(e) = published {
+        error!(error = %e, "cannot publish the reply; the request will be redelivered");
+        return;
     }
+    if checkpoints::crashed(shared, channel, source, delivery, Crash::AfterReply).await {
+        return;
+    }
+    let start = Instant::now();
+    ack(channel, delivery).await;
+    metrics.stages.ack.since(start);
+}
+
+/// Steps 5 and 6 of an admitted request. A panic in either is caught here, for this message
+/// only.
+async fn handle(shared: &Shared, op: Operation, delivery: &Delivery) -> Outcome {
+    let ctx = &shared.ctx;
+    let scope = outcome_scope(shared, op, delivery);
+    let identity = identity(op, delivery);
+    let handled = async {
+        // 5. Seen before? A mutating request whose outcome is recorded is answered from it.
+        if let Some(scope) = &scope {
+            match recorded_outcome(ctx, scope).await {
+                Ok(Some(first)) => return Outcome::Replayed(first),
+                Ok(None) => {}
+                Err(e) => return Outcome::Failed(e),
+            }
+        }
+        // 6. The handler: decode, the store, argon2; its outcome recorded with its effect.
+        checkpoints::panic_if_armed(shared, op);
+        match handlers::dispatch(ctx, op, &delivery.data, scope, identity).await {
+            Ok(body) => Outcome::Reply(body),
+            // Recorded by a concurrent delivery of the same request meanwhile.
+            Err(HandlerError::Replayed(first)) => Outcome::Replayed(first),
+            Err(e) => Outcome::Failed(e),
+        }
+    };
+    AssertUnwindSafe(handled)
+        .catch_unwind()
+        .await
+        .unwrap_or(Outcome::Panicked)
 }
 
 /// Where a mutating request's outcome is recorded: the caller's validated `user-id` (or
@@ -311,55 +327,25 @@ fn identity(op: Operation, delivery: &Delivery) -> Option<crate::crypto::Digest>
     ))
 }
 
-/// Answers a request: from its recorded outcome if it was answered before, else by its
-/// handler, with the outcome recorded alongside the effect.
-async fn answer(
+/// The first reply to this request if its outcome is recorded (within the idempotency
+/// window); `idempotency_conflict` if the same `message_id` came with another body.
+async fn recorded_outcome(
     ctx: &Ctx,
-    op: Operation,
-    body: &[u8],
-    scope: Option<OutcomeScope>,
-    identity: Option<crate::crypto::Digest>,
-) -> Result<Vec<u8>, HandlerError> {
-    let Some(scope) = scope else {
-        return handlers::dispatch(ctx, op, body, None, identity).await;
-    };
+    scope: &OutcomeScope,
+) -> Result<Option<Vec<u8>>, HandlerError> {
     let (caller, id) = (scope.key.caller.clone(), scope.key.message_id.clone());
     let since = ctx.outcomes_since();
-    if let Some(first) = ctx
+    let Some(first) = ctx
         .read(move |s| s.find_outcome(&caller, &id, since))
         .await?
-    {
-        if first.request_digest != scope.key.request_digest {
-            return Err(HandlerError::IdempotencyConflict);
-        }
-        let reply = scope.open(&first.sealed).map_err(InternalError::from)?;
-        return Err(HandlerError::Replayed(reply));
-    }
-    handlers::dispatch(ctx, op, body, Some(scope), identity).await
-}
-
-/// A fault hook: when `point` is armed for this request's operation, "crashes" here: the
-/// channel closes with the request unacknowledged, as if the process had died.
-#[cfg(feature = "fault-injection")]
-async fn crash_at(
-    shared: &Shared,
-    channel: &Channel,
-    source: Source,
-    delivery: &Delivery,
-    point: crate::faults::FaultPoint,
-) -> bool {
-    let Ok(op) = operation(source, delivery, usize::MAX) else {
-        return false;
+    else {
+        return Ok(None);
     };
-    if !shared.faults.fire(point, op) {
-        return false;
+    if first.request_digest != scope.key.request_digest {
+        return Err(HandlerError::IdempotencyConflict);
     }
-    warn!(
-        ?point,
-        "injected fault: crashing before the acknowledgement"
-    );
-    let _ = channel.close(320, "injected crash".into()).await;
-    true
+    let reply = scope.open(&first.sealed).map_err(InternalError::from)?;
+    Ok(Some(reply))
 }
 
 /// Refuses a request without a `correlation_id` before any effect: its caller could not tell

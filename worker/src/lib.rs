@@ -24,6 +24,7 @@
 
 pub mod broker;
 pub mod caller;
+mod checkpoints;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -31,7 +31,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -451,6 +451,10 @@ async fn consume(
             () = lost.cancelled() => break Ok(()),
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
+                    if source == Source::Tube(Tube::Session) {
+                        // The argon2 pool's scheduling hint: checks are flowing (`hashing`).
+                        shared.ctx.hasher.note_session_traffic(Instant::now());
+                    }
                     tracker.spawn(delivery::process(Arc::clone(&shared), channel.clone(), source, delivery));
                 }
                 Some(Err(e)) => break Err(WorkerError::Broker { context: "consuming", source: e }),
