@@ -99,7 +99,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub classic_echo: bool,
     /// Run the echo ceiling inside the bench process instead of as a process of its own (the
-    /// pool is one; BENCHMARKS.md, session 4, "The echo ceiling runs as a process of its own").
+    /// pool is one; BENCHMARKS.md, "The bench's own method").
     #[arg(long)]
     pub echo_in_process: bool,
     /// Any other `authq serve` flag for a spawned pool, e.g. `--serve-arg=--session-prefetch=32`.
