@@ -15,6 +15,17 @@
 //! 8. publish the reply to reply_to (same correlation_id), then ack on the same channel
 //! ```
 //!
+//! - **Reply, then ack, on the same channel.** The ack is sent only once lapin has written the
+//!   reply's frames: lapin's writer sends method frames (an ack) ahead of queued publish
+//!   frames, so issuing both at once could put the ack first, and a crash then would lose a
+//!   request whose reply never left. A crash between the two redelivers the request
+//!   (at-least-once; step 5 answers it from its outcome). The ack goes straight to the channel
+//!   (`Channel::basic_ack`): `Acker::ack` would route it through lapin's internal RPC task, one
+//!   more task wake-up per request.
+//! - **Deadlines are checked here too**: RabbitMQ enforces `expiration` only at a queue's head.
+//! - **No `reply_to`, no processing**: an effect nobody can be told about is a surprise; the
+//!   dead-letter queue keeps the request (redacted) for inspection.
+//!
 //! Test builds put fault checkpoints between the steps (`crate::checkpoints`: one line each,
 //! nothing without the `fault-injection` feature).
 

@@ -1,7 +1,7 @@
 //! Auth events through a transactional outbox.
 //!
 //! A handler records its events with [`EventSink::record`] inside the same store transaction as
-//! the change they report ([`crate::handlers::Ctx::commit`]): the change and its events commit
+//! the change they report ([`crate::handlers::Call::commit`]): the change and its events commit
 //! together or not at all, whether or not the broker is reachable. The relay ([`relay`]) takes
 //! the oldest outbox rows (one relay at a time across every worker on the database, so events go
 //! out in commit order), publishes them to `{ns}.events` with publisher confirms, and deletes
@@ -11,6 +11,19 @@
 //!
 //! Outbox rows are sealed (ChaCha20-Poly1305, a random nonce, a key derived from the server key)
 //! because two events carry a confirmation code or a reset token for the mailer.
+//!
+//! The relay publishes on a connection of its own, so the events path never delays replies; on
+//! shutdown it stops after the last in-flight request finished, so their events go out too.
+//! Riding on the outbox:
+//! - **the deletion cascade** (`crate::handlers::deletion`): `delete_user` records the cascade
+//!   in the transaction of the deletion and its `user.deleted` event; the last `deletion_done`,
+//!   or the purge loop after the deadline, records `user.deletion_completed`;
+//! - **the session epoch**: `users.session_epoch` grows in the transaction that ends all of a
+//!   user's sessions, and `check` replies and those events carry it, so a gateway caching
+//!   checks can evict the user's entries at once;
+//! - **the Redis set of suspended users** (`--redis-url`, [`crate::suspended_set`]): updated
+//!   from the events the relay publishes, rebuilt from the store on every (re)connect and every
+//!   five minutes.
 
 use crate::clock::Clock;
 use crate::keys::ServerKey;

@@ -2,6 +2,33 @@
 //!
 //! Declarations are idempotent, so every worker declares the whole topology at start-up and
 //! any number of workers (on any host) can start in any order.
+//!
+//! # Why it is shaped this way
+//! - **Tubes by cost class** (session, password, account): a login flood fills the password
+//!   tube, which has its own consumers and a prefetch sized to the argon2 pool, so it never
+//!   stands in front of the session checks. Callers address operations, never tubes; an
+//!   operator re-routes one with `--route op=tube`, and the worker binds it there and unbinds
+//!   it from the other tubes at start-up.
+//! - **Tubes are bounded quorum queues** (`tube_args`): replicated and on disk before the
+//!   broker confirms a publish, so a confirmed request survives a broker restart;
+//!   `x-delivery-limit` 5, because RabbitMQ 3.10 sets none and a request that kills every worker
+//!   would loop forever; `x-max-length` with `reject-publish`, so a full tube nacks at once and
+//!   the client answers `overloaded` instead of timing out. The session tube is quorum too:
+//!   measured on `check`, classic was not consistently faster (BENCHMARKS.md, "Quorum or
+//!   classic session tube"). `--classic-tube` makes a tube classic; queue arguments cannot
+//!   change, so switching a tube's type means draining and deleting it first.
+//! - **The broker's own dead letters go through the worker**: what RabbitMQ dead-letters by
+//!   itself (an expired request, one past the delivery limit) is the request as published,
+//!   password included. So the tubes dead-letter to `{ns}.quarantine`, which only the worker
+//!   user may read; the worker relays a redacted copy (`crate::redact`) to `{ns}.dead-letter`
+//!   with the broker's reason, and never processes it. Both queues are bounded.
+//! - **Unknown operations** go to the request exchange's alternate exchange, whose queue
+//!   (`{ns}.unrouted`) the worker consumes, so a misspelt operation gets `unknown_operation`
+//!   instead of vanishing (a `mandatory` publish tells only callers that listen for returns).
+//! - **The unrouted, quarantine and dead-letter queues are quorum queues too**: in a cluster a
+//!   classic durable queue lives on one node, and while that node is down a worker can neither
+//!   use nor re-declare it, so it could not reconnect to the surviving nodes
+//!   (`tests/it/cluster.rs` found this).
 
 use crate::config::{Config, QueuePolicy, QueueType};
 use crate::error::WorkerError;
@@ -28,7 +55,7 @@ pub const DEAD_LETTER_MAX_BYTES: i64 = 64 * 1024 * 1024;
 /// - the unrouted exchange (fanout) and its queue, which the worker consumes to answer
 ///   `unknown_operation`;
 /// - the request exchange (direct, with the unrouted exchange as its alternate exchange);
-/// - one durable queue per tube (quorum by default, see [`tube_args`]), dead-lettering to the
+/// - one durable queue per tube (quorum by default, see `tube_args`), dead-lettering to the
 ///   dead-letter exchange;
 /// - one binding per operation from the request exchange to the tube that serves it, and no
 ///   binding to the other tubes (so an operator's re-routing removes the old binding).

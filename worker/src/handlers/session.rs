@@ -18,7 +18,7 @@ pub async fn ping(_ctx: &Call<'_>, _req: PingRequest) -> Result<Empty, HandlerEr
 }
 
 /// `check`: the session's user; renews the session once it is past the renewal point. The
-/// look-up runs on the executor when it need not wait (see [`Ctx::read_now_or`]).
+/// look-up runs on the executor when it need not wait (see [`super::Ctx::read_now_or`]).
 pub async fn check(ctx: &Call<'_>, req: CheckRequest) -> Result<CheckReply, HandlerError> {
     let digest = crypto::digest(req.session.expose());
     let (now, renewal) = (ctx.now(), ctx.renewal());

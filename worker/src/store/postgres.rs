@@ -11,6 +11,14 @@
 //!   registrations of one address exactly one creates the user;
 //! - a request's outcome, the outbox's append and the relay's claim take advisory locks
 //!   ([`super::query::Lock`]), held until commit.
+//!
+//! The synchronous driver, pooled like SQLite's, keeps one calling convention (synchronous
+//! calls on the blocking pool, bounded by the pool size) and one query layer for both engines.
+//! The driver closes a connection by blocking on its own runtime, which panics on an executor
+//! thread, so a dropped connection is closed on a thread of its own. `check`'s look-up alone
+//! goes through the async driver ([`super::pg_reads`]): the synchronous path does about
+//! 26,000 look-ups/s at 128 in flight, the async one 85,000–115,000/s
+//! (`cargo run --release --example store_drivers`).
 
 use super::StoreError;
 use super::migrations;

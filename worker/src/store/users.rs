@@ -379,7 +379,7 @@ impl Tx<'_> {
     }
 }
 
-/// What [`Tx::rekey_emails`] changed.
+/// What `Tx::rekey_emails` changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RekeyReport {
     /// Rows whose key became the canonical form of their address.
