@@ -1,5 +1,21 @@
 //! Account administration (default tube `account`): `register`, `start_reset`,
 //! `set_profile`, `delete_user`, `suspend`, `unsuspend`.
+//!
+//! # Decisions
+//! - **Confirmation codes are 8 digits**, not long tokens: a person may type them. They are
+//!   safe because each is bound to one email and flow, expires, is stored as an HMAC under a key
+//!   derived from the server key, and dies after 5 wrong guesses (at most 5 in 10⁸ chances).
+//! - **`register` of a pending email re-issues the code** (a user who lost the mail retries); of
+//!   an active or suspended one it is `user_exists`: the caller is a trusted service and words
+//!   its own reply to the person.
+//! - **`start_reset` always returns a token**; for an unknown email it is random and stored
+//!   nowhere, so the reply has the same shape and lifetime and reveals nothing.
+//! - **Suspension ends every session** rather than hiding them until `unsuspend`: a suspended
+//!   account may be a compromised one.
+//! - **`set_profile` merges by RFC 7396** by default (`json-patch`'s `merge`, inside the
+//!   profile's write transaction, on both engines); `mode: replace` replaces.
+//! - **Administrative operations name a user by `user_id` or `email`** and need a role
+//!   (`crate::caller`).
 
 use super::{Call, record_user, session};
 use crate::clock::duration_ms;

@@ -1,5 +1,11 @@
 //! Sessions: created at login, looked up (and renewed) by `check`, ended singly or all at once.
 //! Stored by the token's digest only.
+//!
+//! Defaults (`crate::config`): 24 h idle timeout, 30 days absolute, renewed once past half
+//! the idle window: long enough for a web app's "stay signed in", bounded like NIST SP 800-63B
+//! AAL1, and `check` writes at most about once per 12 h per session. Renewal is a conditional
+//! `UPDATE … WHERE expires_at < new`, so concurrent renewals only move the expiry forward and
+//! `check` stays a pure read until the renewal point.
 
 use super::StoreError;
 use super::query::{Row, Tx, args};
