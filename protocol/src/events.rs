@@ -7,6 +7,7 @@
 //! confirmation code, `password.reset_requested` with the reset token), whose routing key is
 //! prefixed with `secret.` so that only a queue bound to `secret.#` (a mailer's) receives them.
 
+use crate::error::ErrorCode;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 
@@ -54,8 +55,8 @@ event_kinds! {
     UserRegistered = "user.registered", secret: true;
     /// A registration was confirmed: `user_id`, `email`.
     UserConfirmed = "user.confirmed", secret: false;
-    /// A password reset was requested for an existing user: `user_id`, `email`, `token`,
-    /// `expires_at`. Secret-bearing. (Nothing is published for an unknown email.)
+    /// A password reset was requested for an existing user: `email`, `token`, `expires_at`.
+    /// Secret-bearing. (Nothing is published for an unknown email.)
     PasswordResetRequested = "password.reset_requested", secret: true;
     /// The password changed (`change_password` or `complete_reset`): `user_id`, `email`,
     /// `sessions_ended`.
@@ -86,71 +87,319 @@ impl EventKind {
     }
 }
 
-/// One event.
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One event: its envelope (`id`, `type`, `version`, `time`) and its typed body, whose variant
+/// is the `type` and whose fields are the `data` object.
+///
+/// On the wire the fields come in this order: `id`, `type`, `version`, `time`, `data`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// A UUID, unique per event: deduplicate by it.
     pub id: String,
-    /// What happened.
-    #[serde(rename = "type")]
-    pub kind: EventKind,
     /// The body's version ([`EVENT_VERSION`]).
     pub version: u32,
     /// When it happened (Unix ms, the worker's clock).
     pub time: i64,
-    /// The details; which fields are present depends on the type.
-    pub data: EventData,
+    /// What happened, with its details.
+    pub body: EventBody,
 }
 
-/// The details of an event. Fields absent for a type are omitted.
+impl Event {
+    /// What happened.
+    pub fn kind(&self) -> EventKind {
+        self.body.kind()
+    }
+}
+
+macro_rules! event_bodies {
+    ($( $(#[$doc:meta])* $variant:ident($data:ty), )*) => {
+        /// What happened, with its details: one variant per [`EventKind`], each carrying the
+        /// `data` object of that type.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum EventBody {
+            $( $(#[$doc])* $variant($data), )*
+        }
+
+        impl EventBody {
+            /// The event's type.
+            pub fn kind(&self) -> EventKind {
+                match self { $( Self::$variant(_) => EventKind::$variant, )* }
+            }
+
+            /// Serialises the `data` object as the field `data` of `out`.
+            fn serialize_data<S: serde::ser::SerializeStruct>(&self, out: &mut S) -> Result<(), S::Error> {
+                match self { $( Self::$variant(d) => out.serialize_field("data", d), )* }
+            }
+
+            /// The body of an event of type `kind` from its `data` object.
+            fn from_data(kind: EventKind, data: serde_json::Value) -> Result<Self, serde_json::Error> {
+                Ok(match kind { $( EventKind::$variant => Self::$variant(serde_json::from_value(data)?), )* })
+            }
+        }
+
+        /// Each type's `data` schema, by type (for `schema::all`).
+        #[cfg(feature = "json-schema")]
+        pub(crate) fn data_schemas(generator: &mut schemars::SchemaGenerator) -> Vec<(EventKind, schemars::Schema)> {
+            vec![$( (EventKind::$variant, generator.subschema_for::<$data>()), )*]
+        }
+    };
+}
+
+event_bodies! {
+    /// `auth.login.succeeded`.
+    LoginSucceeded(LoginSucceeded),
+    /// `auth.login.failed`.
+    LoginFailed(LoginFailed),
+    /// `user.registered` (secret-bearing).
+    UserRegistered(UserRegistered),
+    /// `user.confirmed`.
+    UserConfirmed(UserEmail),
+    /// `password.reset_requested` (secret-bearing).
+    PasswordResetRequested(PasswordResetRequested),
+    /// `password.changed`.
+    PasswordChanged(PasswordChanged),
+    /// `session.ended`.
+    SessionEnded(SessionEnded),
+    /// `user.suspended`.
+    UserSuspended(UserSuspended),
+    /// `user.unsuspended`.
+    UserUnsuspended(UserEmail),
+    /// `user.deleted`.
+    UserDeleted(UserDeleted),
+    /// `user.deletion_completed`.
+    UserDeletionCompleted(UserDeletionCompleted),
+}
+
+impl EventBody {
+    /// The user concerned, when the event names one.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Self::LoginSucceeded(d) => Some(&d.user_id),
+            Self::LoginFailed(d) => d.user_id.as_deref(),
+            Self::UserRegistered(d) => Some(&d.user_id),
+            Self::UserConfirmed(d) | Self::UserUnsuspended(d) => Some(&d.user_id),
+            Self::PasswordResetRequested(_) => None,
+            Self::PasswordChanged(d) => Some(&d.user_id),
+            Self::SessionEnded(d) => Some(&d.user_id),
+            Self::UserSuspended(d) => Some(&d.user_id),
+            Self::UserDeleted(d) => Some(&d.user_id),
+            Self::UserDeletionCompleted(d) => Some(&d.user_id),
+        }
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Event", 5)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("type", &self.kind())?;
+        out.serialize_field("version", &self.version)?;
+        out.serialize_field("time", &self.time)?;
+        self.body.serialize_data(&mut out)?;
+        out.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The envelope as it arrives; `data` is typed once `type` is known.
+        #[derive(Deserialize)]
+        struct Wire {
+            id: String,
+            #[serde(rename = "type")]
+            kind: EventKind,
+            version: u32,
+            time: i64,
+            data: serde_json::Value,
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        let body = EventBody::from_data(wire.kind, wire.data).map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            id: wire.id,
+            version: wire.version,
+            time: wire.time,
+            body,
+        })
+    }
+}
+
+/// How a user authenticated (`auth.login.*`).
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EventData {
-    /// The user concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginMethod {
+    /// `login` with a password.
+    Password,
+    /// A social login provider (`provider` names it).
+    Social,
+}
+
+/// `auth.login.succeeded`: every path that issues a session (`login`, `social_login`) and
+/// `link_social`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoginSucceeded {
+    /// The user.
+    pub user_id: String,
+    /// The user's email.
+    pub email: String,
+    /// How the user authenticated.
+    pub method: LoginMethod,
+    /// The social login provider (method `social`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+/// `auth.login.failed`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoginFailed {
+    /// The user, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
-    /// The user's email.
+    /// The email tried (or the user's, after a social login), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// Why (an error code for `auth.login.failed`, the operation for `session.ended`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    /// Why: the error code the caller was answered with.
+    pub reason: ErrorCode,
     /// Where the attempt came from, as the calling service said (`client_ip` of `login`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// How the user authenticated (`auth.login.*`): `password`, or `social` with `provider`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    /// The social login provider (`auth.login.*` with method `social`).
+    /// How the user tried to authenticate.
+    pub method: LoginMethod,
+    /// The social login provider (method `social`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    /// The refusing policy's own words (`auth.login.failed` with reason `policy_denied`).
+    /// The refusing policy's own words (reason `policy_denied`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// The user's session epoch after the change: every cached check result of the user with a
-    /// lower epoch is stale (events that end all of a user's sessions).
+}
+
+/// `user.registered`: a registration started, or its code was re-issued.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    /// The (pending) user.
+    pub user_id: String,
+    /// The email to mail the code to.
+    pub email: String,
+    /// The confirmation code.
+    pub code: Secret,
+    /// When the code expires (Unix ms).
+    pub expires_at: i64,
+}
+
+/// A user and their email: the data of `user.confirmed` and `user.unsuspended`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserEmail {
+    /// The user.
+    pub user_id: String,
+    /// The user's email.
+    pub email: String,
+}
+
+/// `password.reset_requested`: a reset for an existing user (nothing for an unknown email).
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PasswordResetRequested {
+    /// The email to mail the token to.
+    pub email: String,
+    /// The reset token.
+    pub token: Secret,
+    /// When the token expires (Unix ms).
+    pub expires_at: i64,
+}
+
+/// Why a password changed.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordChangeReason {
+    /// `change_password`.
+    ChangePassword,
+    /// `complete_reset`.
+    CompleteReset,
+}
+
+/// `password.changed`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PasswordChanged {
+    /// The user.
+    pub user_id: String,
+    /// The user's email.
+    pub email: String,
+    /// The operation that changed it.
+    pub reason: PasswordChangeReason,
+    /// The user's session epoch after the change (cached checks below it are stale).
+    pub session_epoch: u64,
+    /// How many sessions ended.
+    pub sessions_ended: u64,
+}
+
+/// Why sessions ended (`session.ended`).
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEndReason {
+    /// `logout`: one session.
+    Logout,
+    /// `logout_all`: every session of the user.
+    LogoutAll,
+}
+
+/// `session.ended`: sessions ended by `logout` or `logout_all`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionEnded {
+    /// The user.
+    pub user_id: String,
+    /// The operation.
+    pub reason: SessionEndReason,
+    /// The user's session epoch after the change (`logout_all` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_epoch: Option<u64>,
     /// How many sessions ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sessions_ended: Option<u64>,
-    /// The confirmation code (`user.registered` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<Secret>,
-    /// The reset token (`password.reset_requested` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<Secret>,
-    /// When the code or token expires (Unix ms).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<i64>,
-    /// Services: those that must acknowledge a deletion (`user.deleted`), or that did
-    /// (`user.deletion_completed`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub services: Option<Vec<String>>,
-    /// Services that had not acknowledged a deletion by its deadline.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub missing: Option<Vec<String>>,
+    pub sessions_ended: u64,
+}
+
+/// `user.suspended`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserSuspended {
+    /// The user.
+    pub user_id: String,
+    /// The user's email.
+    pub email: String,
+    /// The user's session epoch after the change.
+    pub session_epoch: u64,
+    /// How many sessions ended.
+    pub sessions_ended: u64,
+}
+
+/// `user.deleted`: the deletion request to every service.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserDeleted {
+    /// The user.
+    pub user_id: String,
+    /// The user's session epoch after the change.
+    pub session_epoch: u64,
+    /// The services that must acknowledge with `deletion_done`.
+    pub services: Vec<String>,
+}
+
+/// `user.deletion_completed`: a deletion cascade ended.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserDeletionCompleted {
+    /// The user.
+    pub user_id: String,
+    /// The services that acknowledged.
+    pub services: Vec<String>,
+    /// The services that had not when the deadline passed (empty when all did).
+    pub missing: Vec<String>,
 }
 
 #[cfg(test)]
@@ -161,16 +410,14 @@ mod tests {
     fn event_shapes_are_pinned() {
         let e = Event {
             id: "0195d3c2-0000-7000-8000-000000000000".into(),
-            kind: EventKind::UserRegistered,
             version: EVENT_VERSION,
             time: 1_700_000_000_000,
-            data: EventData {
-                user_id: Some("u1".into()),
-                email: Some("ann@example.com".into()),
-                code: Some(Secret::from("12345678")),
-                expires_at: Some(1_700_000_100_000),
-                ..EventData::default()
-            },
+            body: EventBody::UserRegistered(UserRegistered {
+                user_id: "u1".into(),
+                email: "ann@example.com".into(),
+                code: Secret::from("12345678"),
+                expires_at: 1_700_000_100_000,
+            }),
         };
         assert_eq!(
             serde_json::to_string(&e).unwrap(),
@@ -198,5 +445,135 @@ mod tests {
                 "user.deletion_completed",
             ]
         );
+    }
+
+    /// Every type's `data`, field for field in the order the wire has always had (the order of
+    /// the former catch-all struct: user_id, email, reason, source, method, provider, detail,
+    /// session_epoch, sessions_ended, code, token, expires_at, services, missing), and back.
+    #[test]
+    fn every_event_type_keeps_its_wire_shape() {
+        let cases: Vec<(EventBody, &str)> = vec![
+            (
+                EventBody::LoginSucceeded(LoginSucceeded {
+                    user_id: "u1".into(),
+                    email: "a@x".into(),
+                    method: LoginMethod::Social,
+                    provider: Some("github".into()),
+                }),
+                r#"{"user_id":"u1","email":"a@x","method":"social","provider":"github"}"#,
+            ),
+            (
+                EventBody::LoginFailed(LoginFailed {
+                    user_id: None,
+                    email: Some("a@x".into()),
+                    reason: ErrorCode::PolicyDenied,
+                    source: Some("203.0.113.9".into()),
+                    method: LoginMethod::Password,
+                    provider: None,
+                    detail: Some("blocked".into()),
+                }),
+                r#"{"email":"a@x","reason":"policy_denied","source":"203.0.113.9","method":"password","detail":"blocked"}"#,
+            ),
+            (
+                EventBody::UserConfirmed(UserEmail {
+                    user_id: "u1".into(),
+                    email: "a@x".into(),
+                }),
+                r#"{"user_id":"u1","email":"a@x"}"#,
+            ),
+            (
+                EventBody::PasswordResetRequested(PasswordResetRequested {
+                    email: "a@x".into(),
+                    token: Secret::from("t"),
+                    expires_at: 5,
+                }),
+                r#"{"email":"a@x","token":"t","expires_at":5}"#,
+            ),
+            (
+                EventBody::PasswordChanged(PasswordChanged {
+                    user_id: "u1".into(),
+                    email: "a@x".into(),
+                    reason: PasswordChangeReason::CompleteReset,
+                    session_epoch: 3,
+                    sessions_ended: 2,
+                }),
+                r#"{"user_id":"u1","email":"a@x","reason":"complete_reset","session_epoch":3,"sessions_ended":2}"#,
+            ),
+            (
+                EventBody::SessionEnded(SessionEnded {
+                    user_id: "u1".into(),
+                    reason: SessionEndReason::LogoutAll,
+                    session_epoch: Some(4),
+                    sessions_ended: 2,
+                }),
+                r#"{"user_id":"u1","reason":"logout_all","session_epoch":4,"sessions_ended":2}"#,
+            ),
+            (
+                EventBody::SessionEnded(SessionEnded {
+                    user_id: "u1".into(),
+                    reason: SessionEndReason::Logout,
+                    session_epoch: None,
+                    sessions_ended: 1,
+                }),
+                r#"{"user_id":"u1","reason":"logout","sessions_ended":1}"#,
+            ),
+            (
+                EventBody::UserSuspended(UserSuspended {
+                    user_id: "u1".into(),
+                    email: "a@x".into(),
+                    session_epoch: 2,
+                    sessions_ended: 0,
+                }),
+                r#"{"user_id":"u1","email":"a@x","session_epoch":2,"sessions_ended":0}"#,
+            ),
+            (
+                EventBody::UserUnsuspended(UserEmail {
+                    user_id: "u1".into(),
+                    email: "a@x".into(),
+                }),
+                r#"{"user_id":"u1","email":"a@x"}"#,
+            ),
+            (
+                EventBody::UserDeleted(UserDeleted {
+                    user_id: "u1".into(),
+                    session_epoch: 2,
+                    services: vec!["shop".into()],
+                }),
+                r#"{"user_id":"u1","session_epoch":2,"services":["shop"]}"#,
+            ),
+            (
+                EventBody::UserDeletionCompleted(UserDeletionCompleted {
+                    user_id: "u1".into(),
+                    services: vec!["shop".into()],
+                    missing: vec![],
+                }),
+                r#"{"user_id":"u1","services":["shop"],"missing":[]}"#,
+            ),
+        ];
+        for (body, data) in cases {
+            let kind = body.kind();
+            let event = Event {
+                id: "e1".into(),
+                version: EVENT_VERSION,
+                time: 7,
+                body,
+            };
+            let json = serde_json::to_string(&event).unwrap();
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"id":"e1","type":"{}","version":1,"time":7,"data":{data}}}"#,
+                    kind.as_str()
+                )
+            );
+            assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn an_event_whose_data_does_not_fit_its_type_is_refused() {
+        let json =
+            r#"{"id":"e1","type":"user.confirmed","version":1,"time":7,"data":{"email":"a@x"}}"#;
+        assert!(serde_json::from_str::<Event>(json).is_err());
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::harness::TestEnv;
 use crate::private_broker::PrivateBroker;
+use authq::Secret;
 use authq_protocol::events::{Event, EventKind};
 use authq_protocol::ops::UserRef;
 use futures_util::StreamExt;
@@ -48,20 +49,68 @@ pub(crate) async fn subscribe(env: &TestEnv, queue: &str, patterns: &[&str]) -> 
     consumer
 }
 
-/// The next event on `consumer` (bounded), with its routing key.
-pub(crate) async fn next_event(consumer: &mut lapin::Consumer) -> (String, Event) {
+/// An event as a consumer reads it off the wire: its type and every field its `data` may
+/// hold, each optional, so a test can assert both what is there and what is not.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    /// The event's `id`.
+    pub id: String,
+    /// The event's `version`.
+    pub version: u32,
+    /// The event's `type`.
+    pub kind: EventKind,
+    /// Its `data` object's fields.
+    pub data: SeenData,
+}
+
+/// The fields an event's `data` may hold (`PROTOCOL.md`, "Events").
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SeenData {
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub reason: Option<String>,
+    pub source: Option<String>,
+    pub method: Option<String>,
+    pub provider: Option<String>,
+    pub detail: Option<String>,
+    pub session_epoch: Option<u64>,
+    pub sessions_ended: Option<u64>,
+    pub code: Option<Secret>,
+    pub token: Option<Secret>,
+    pub expires_at: Option<i64>,
+    pub services: Option<Vec<String>>,
+    pub missing: Option<Vec<String>>,
+}
+
+/// The next event on `consumer` (bounded), with its routing key. It must decode as the typed
+/// [`Event`] of its type (its `data` fits that type) and re-encode to the same bytes.
+pub(crate) async fn next_event(consumer: &mut lapin::Consumer) -> (String, Seen) {
     let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
         .await
         .expect("an event within 30 s")
         .expect("the consumer is open")
         .expect("a delivery");
-    let event: Event = serde_json::from_slice(&d.data).expect("an event");
+    let event: Event = serde_json::from_slice(&d.data).expect("an event of a known type");
+    assert_eq!(
+        serde_json::to_vec(&event).unwrap(),
+        d.data,
+        "the typed event re-encodes to the bytes published"
+    );
     assert_eq!(
         d.properties.message_id().as_ref().map(|m| m.to_string()),
         Some(event.id.clone()),
         "the message id is the event id"
     );
-    (d.routing_key.to_string(), event)
+    let raw: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+    let data = serde_json::from_value(raw["data"].clone()).expect("known data fields");
+    let seen = Seen {
+        id: event.id.clone(),
+        version: event.version,
+        kind: event.kind(),
+        data,
+    };
+    (d.routing_key.to_string(), seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,6 +209,11 @@ async fn a_walk_through_publishes_exactly_its_events_in_order() {
     assert_eq!(
         reset_event.data.token.as_ref().map(|t| t.expose()),
         Some(reset.token.expose())
+    );
+    assert_eq!(
+        reset_event.data.expires_at,
+        Some(reset.expires_at),
+        "the token's expiry, as the reply said"
     );
     assert_eq!(got[7].1.data.sessions_ended, Some(1));
     let epochs: Vec<Option<u64>> = [5, 7, 9, 11, 12, 14]

@@ -3,7 +3,7 @@
 
 use crate::harness::{TestEnv, assert_code};
 use authq::ErrorCode;
-use authq_protocol::events::{Event, EventKind};
+use authq_protocol::events::EventKind;
 use futures_util::StreamExt;
 use lapin::BasicProperties;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
@@ -18,7 +18,7 @@ async fn failed_logins(env: &TestEnv) -> lapin::Consumer {
     crate::events::subscribe(env, &queue, &["auth.login.failed"]).await
 }
 
-async fn next_event(consumer: &mut lapin::Consumer) -> Event {
+async fn next_event(consumer: &mut lapin::Consumer) -> crate::events::Seen {
     crate::events::next_event(consumer).await.1
 }
 

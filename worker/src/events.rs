@@ -30,7 +30,7 @@ use crate::keys::ServerKey;
 use crate::store::{Store, StoreError, Tx};
 use crate::suspended_set::SuspendedSet;
 use authq_protocol::Names;
-use authq_protocol::events::{EVENT_VERSION, Event, EventData, EventKind};
+use authq_protocol::events::{EVENT_VERSION, Event, EventBody};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
@@ -79,19 +79,13 @@ impl EventSink {
     }
 
     /// Writes an event to the outbox, in the caller's transaction `tx`.
-    pub fn record(
-        &self,
-        tx: &mut Tx<'_>,
-        kind: EventKind,
-        data: EventData,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    pub fn record(&self, tx: &mut Tx<'_>, body: EventBody, now: i64) -> Result<(), StoreError> {
+        let kind = body.kind();
         let event = Event {
             id: uuid::Uuid::now_v7().to_string(),
-            kind,
             version: EVENT_VERSION,
             time: now,
-            data,
+            body,
         };
         let json = serde_json::to_vec(&event)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode an event: {e}")))?;
@@ -260,7 +254,11 @@ async fn publish_until_failure(
                 continue;
             };
             let (id, kind, user) = match serde_json::from_slice::<Event>(&json) {
-                Ok(e) => (e.id, Some(e.kind), e.data.user_id),
+                Ok(e) => (
+                    e.id,
+                    Some(e.body.kind()),
+                    e.body.user_id().map(str::to_owned),
+                ),
                 Err(_) => (String::new(), None, None),
             };
             if let (Some(kind), Some(user)) = (kind, user) {

@@ -23,7 +23,9 @@ use crate::crypto;
 use crate::domain::Email;
 use crate::error::HandlerError;
 use crate::store::{CodePurpose, NewRegistration, ProfileUpdate, Registration, UserKey};
-use authq_protocol::events::{EventData, EventKind};
+use authq_protocol::events::{
+    EventBody, PasswordResetRequested, UserDeleted, UserEmail, UserRegistered, UserSuspended,
+};
 use authq_protocol::ops::{
     CheckRequest, DeleteUserReply, DeleteUserRequest, ProfileReply, RegisterReply, RegisterRequest,
     SetProfileRequest, StartResetReply, StartResetRequest, SuspendRequest, UnsuspendRequest,
@@ -94,14 +96,13 @@ pub async fn register(ctx: &Call<'_>, req: RegisterRequest) -> Result<RegisterRe
             if let Registration::Created { user_id } | Registration::CodeReissued { user_id } =
                 &outcome
             {
-                let data = EventData {
-                    user_id: Some(user_id.clone()),
-                    email: Some(email.address.clone()),
-                    code: Some(mailed),
-                    expires_at: Some(expires_at),
-                    ..EventData::default()
-                };
-                events.record(s, EventKind::UserRegistered, data, now)?;
+                let body = EventBody::UserRegistered(UserRegistered {
+                    user_id: user_id.clone(),
+                    email: email.address.clone(),
+                    code: mailed,
+                    expires_at,
+                });
+                events.record(s, body, now)?;
             }
             Ok(outcome)
         },
@@ -143,13 +144,12 @@ pub async fn start_reset(
     ctx.commit(
         move |s| {
             if s.start_reset(&email.key, &digest, expires_at, now)? {
-                let data = EventData {
-                    email: Some(email.address.clone()),
-                    token: Some(mailed),
-                    expires_at: Some(expires_at),
-                    ..EventData::default()
-                };
-                events.record(s, EventKind::PasswordResetRequested, data, now)?;
+                let body = EventBody::PasswordResetRequested(PasswordResetRequested {
+                    email: email.address.clone(),
+                    token: mailed,
+                    expires_at,
+                });
+                events.record(s, body, now)?;
             }
             Ok(())
         },
@@ -216,13 +216,12 @@ pub async fn delete_user(
                 if !policy.services.is_empty() {
                     s.begin_deletion(user_id, &policy.services, now, deadline)?;
                 }
-                let data = EventData {
-                    user_id: Some(user_id.clone()),
-                    session_epoch: Some(epoch),
-                    services: Some(policy.services),
-                    ..EventData::default()
-                };
-                events.record(s, EventKind::UserDeleted, data, now)?;
+                let body = EventBody::UserDeleted(UserDeleted {
+                    user_id: user_id.clone(),
+                    session_epoch: epoch,
+                    services: policy.services,
+                });
+                events.record(s, body, now)?;
             }
             Ok(deleted)
         },
@@ -244,14 +243,13 @@ pub async fn suspend(ctx: &Call<'_>, req: SuspendRequest) -> Result<UserStateRep
         move |s| {
             let done = s.suspend(target.key(), now)?;
             if let Some((user, ended)) = &done {
-                let data = EventData {
-                    session_epoch: Some(s.bump_session_epoch(&user.id)?),
-                    user_id: Some(user.id.clone()),
-                    email: Some(user.email.clone()),
-                    sessions_ended: Some(*ended),
-                    ..EventData::default()
-                };
-                events.record(s, EventKind::UserSuspended, data, now)?;
+                let body = EventBody::UserSuspended(UserSuspended {
+                    session_epoch: s.bump_session_epoch(&user.id)?,
+                    user_id: user.id.clone(),
+                    email: user.email.clone(),
+                    sessions_ended: *ended,
+                });
+                events.record(s, body, now)?;
             }
             Ok(done)
         },
@@ -279,12 +277,11 @@ pub async fn unsuspend(
         move |s| {
             let user = s.unsuspend(target.key(), now)?;
             if let Some(user) = &user {
-                let data = EventData {
-                    user_id: Some(user.id.clone()),
-                    email: Some(user.email.clone()),
-                    ..EventData::default()
-                };
-                events.record(s, EventKind::UserUnsuspended, data, now)?;
+                let body = EventBody::UserUnsuspended(UserEmail {
+                    user_id: user.id.clone(),
+                    email: user.email.clone(),
+                });
+                events.record(s, body, now)?;
             }
             Ok(user)
         },

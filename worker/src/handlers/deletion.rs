@@ -10,7 +10,7 @@ use super::Call;
 use crate::error::HandlerError;
 use crate::events::EventSink;
 use crate::store::{DeletionAck, DeletionRecord, StoreError, Tx};
-use authq_protocol::events::{EventData, EventKind};
+use authq_protocol::events::{EventBody, UserDeletionCompleted};
 use authq_protocol::ops::{DeletionDoneRequest, DeletionStatusReply, DeletionStatusRequest};
 use std::sync::Arc;
 
@@ -79,13 +79,12 @@ fn complete(
     now: i64,
 ) -> Result<(), StoreError> {
     if tx.complete_deletion(&record.user_id, now)? {
-        let data = EventData {
-            user_id: Some(record.user_id.clone()),
-            services: Some(record.acknowledged.clone()),
-            missing: Some(record.pending.clone()),
-            ..EventData::default()
-        };
-        events.record(tx, EventKind::UserDeletionCompleted, data, now)?;
+        let body = EventBody::UserDeletionCompleted(UserDeletionCompleted {
+            user_id: record.user_id.clone(),
+            services: record.acknowledged.clone(),
+            missing: record.pending.clone(),
+        });
+        events.record(tx, body, now)?;
     }
     Ok(())
 }

@@ -11,12 +11,15 @@ use crate::domain::{Email, check_new_password, normalize_password, too_long};
 use crate::error::HandlerError;
 use crate::policy::PolicyQuestion;
 use crate::store::{CodePurpose, CodeRecord, NewSession, RequestClaim};
-use authq_protocol::events::{EventData, EventKind};
+use authq_protocol::Secret;
+use authq_protocol::events::{
+    EventBody, LoginFailed, LoginMethod, LoginSucceeded, PasswordChangeReason, PasswordChanged,
+    UserEmail,
+};
 use authq_protocol::ops::{
     ChangePasswordReply, ChangePasswordRequest, CompleteResetReply, CompleteResetRequest,
     ConfirmRegistrationReply, ConfirmRegistrationRequest, LoginReply, LoginRequest, UserState,
 };
-use authq_protocol::{ErrorCode, Secret};
 use std::sync::Arc;
 
 /// `login`: verifies the password and opens a fresh session.
@@ -186,24 +189,23 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
                 let Some(c) = suspended else {
                     return Ok(None);
                 };
-                let data = EventData {
+                let attempt = Attempt {
                     user_id: Some(c.user.id),
                     email: Some(address),
-                    reason: Some(ErrorCode::UserSuspended.as_str().to_owned()),
                     source: client_ip,
-                    method: Some(METHOD_PASSWORD.to_owned()),
-                    ..EventData::default()
+                    method: LoginMethod::Password,
+                    provider: None,
                 };
-                events.record(s, EventKind::LoginFailed, data, now)?;
+                events.record(s, attempt.failed(&HandlerError::UserSuspended), now)?;
                 return Ok(Some(Err(HandlerError::UserSuspended)));
             };
-            let data = EventData {
-                user_id: Some(user.id.clone()),
-                email: Some(user.email.clone()),
-                method: Some(METHOD_PASSWORD.to_owned()),
-                ..EventData::default()
-            };
-            events.record(s, EventKind::LoginSucceeded, data, now)?;
+            let body = EventBody::LoginSucceeded(LoginSucceeded {
+                user_id: user.id.clone(),
+                email: user.email.clone(),
+                method: LoginMethod::Password,
+                provider: None,
+            });
+            events.record(s, body, now)?;
             Ok(Some(Ok(user)))
         },
         move |opened| {
@@ -219,9 +221,6 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
     .await
 }
 
-/// The `method` of a password login's `auth.login.*` events.
-pub(super) const METHOD_PASSWORD: &str = "password";
-
 /// Records an `auth.login.failed` event (with the user when the email belongs to one) and
 /// returns `error`. The event is written on its own: the failure changed nothing else.
 async fn login_failed<T>(
@@ -231,34 +230,61 @@ async fn login_failed<T>(
     email: String,
     source: Option<String>,
 ) -> Result<T, HandlerError> {
-    let data = EventData {
+    let attempt = Attempt {
         user_id,
         email: Some(email),
         source,
-        method: Some(METHOD_PASSWORD.to_owned()),
-        ..EventData::default()
+        method: LoginMethod::Password,
+        provider: None,
     };
-    login_failed_event(ctx, error, data).await
+    login_failed_event(ctx, error, attempt).await
 }
 
-/// Records an `auth.login.failed` event with `data` (the reason and a policy's words added)
-/// and returns `error`: the one place every login path (password, social) reports a failure.
+/// Who tried to log in, and how: what the `auth.login.failed` event of a failure says besides
+/// the reason.
+#[derive(Debug)]
+pub(super) struct Attempt {
+    /// The user, when known.
+    pub user_id: Option<String>,
+    /// The email tried (or the provider's), when known.
+    pub email: Option<String>,
+    /// The caller's `client_ip`.
+    pub source: Option<String>,
+    /// Password or social.
+    pub method: LoginMethod,
+    /// The social provider.
+    pub provider: Option<String>,
+}
+
+impl Attempt {
+    /// The `auth.login.failed` event of this attempt failing with `error` (its code as the
+    /// reason, a policy's words as the detail).
+    pub fn failed(self, error: &HandlerError) -> EventBody {
+        EventBody::LoginFailed(LoginFailed {
+            user_id: self.user_id,
+            email: self.email,
+            reason: error.code(),
+            source: self.source,
+            method: self.method,
+            provider: self.provider,
+            detail: match error {
+                HandlerError::PolicyDenied(reason) => Some(reason.clone()),
+                _ => None,
+            },
+        })
+    }
+}
+
+/// Records the `auth.login.failed` event of `attempt` and returns `error`: the one place every
+/// login path (password, social) reports a failure.
 pub(super) async fn login_failed_event<T>(
     ctx: &super::Ctx,
     error: HandlerError,
-    data: EventData,
+    attempt: Attempt,
 ) -> Result<T, HandlerError> {
     let (events, now) = (Arc::clone(&ctx.events), ctx.now());
-    let data = EventData {
-        reason: Some(error.code().as_str().to_owned()),
-        detail: match &error {
-            HandlerError::PolicyDenied(reason) => Some(reason.clone()),
-            _ => None,
-        },
-        ..data
-    };
-    ctx.write(move |s| events.record(s, EventKind::LoginFailed, data, now))
-        .await?;
+    let body = attempt.failed(&error);
+    ctx.write(move |s| events.record(s, body, now)).await?;
     ctx.events.wake();
     Err(error)
 }
@@ -281,12 +307,11 @@ pub async fn confirm_registration(
         move |s| {
             let user = s.confirm_registration(&r.user_id, &r.code, &r.hash, r.now)?;
             if let Some(user) = &user {
-                let data = EventData {
-                    user_id: Some(user.id.clone()),
-                    email: Some(user.email.clone()),
-                    ..EventData::default()
-                };
-                events.record(s, EventKind::UserConfirmed, data, r.now)?;
+                let body = EventBody::UserConfirmed(UserEmail {
+                    user_id: user.id.clone(),
+                    email: user.email.clone(),
+                });
+                events.record(s, body, r.now)?;
             }
             Ok(user)
         },
@@ -321,15 +346,14 @@ pub async fn complete_reset(
             move |s| {
                 let done = s.complete_reset(&r.user_id, &r.code, &r.hash, r.now)?;
                 if let Some((user, ended)) = &done {
-                    let data = EventData {
-                        session_epoch: Some(s.bump_session_epoch(&user.id)?),
-                        user_id: Some(user.id.clone()),
-                        email: Some(user.email.clone()),
-                        sessions_ended: Some(*ended),
-                        reason: Some("complete_reset".into()),
-                        ..EventData::default()
-                    };
-                    events.record(s, EventKind::PasswordChanged, data, r.now)?;
+                    let body = EventBody::PasswordChanged(PasswordChanged {
+                        session_epoch: s.bump_session_epoch(&user.id)?,
+                        user_id: user.id.clone(),
+                        email: user.email.clone(),
+                        sessions_ended: *ended,
+                        reason: PasswordChangeReason::CompleteReset,
+                    });
+                    events.record(s, body, r.now)?;
                 }
                 Ok(done)
             },
@@ -386,15 +410,14 @@ pub async fn change_password(
         move |s| {
             let ended = s.change_password(&user_id, &old_hash, &new_hash, &session, now)?;
             if let Some(ended) = ended {
-                let data = EventData {
-                    session_epoch: Some(s.bump_session_epoch(&user_id)?),
-                    user_id: Some(user_id),
-                    email: Some(email),
-                    sessions_ended: Some(ended),
-                    reason: Some("change_password".into()),
-                    ..EventData::default()
-                };
-                events.record(s, EventKind::PasswordChanged, data, now)?;
+                let body = EventBody::PasswordChanged(PasswordChanged {
+                    session_epoch: s.bump_session_epoch(&user_id)?,
+                    user_id,
+                    email,
+                    sessions_ended: ended,
+                    reason: PasswordChangeReason::ChangePassword,
+                });
+                events.record(s, body, now)?;
             }
             Ok(ended)
         },

@@ -5,7 +5,7 @@
 use super::{Call, record_user, require_active};
 use crate::crypto;
 use crate::error::HandlerError;
-use authq_protocol::events::{EventData, EventKind};
+use authq_protocol::events::{EventBody, SessionEndReason, SessionEnded};
 use authq_protocol::ops::{
     CheckReply, CheckRequest, Empty, GetProfileRequest, LogoutAllReply, LogoutAllRequest,
     LogoutRequest, PingRequest, ProfileReply,
@@ -53,13 +53,13 @@ pub async fn logout(ctx: &Call<'_>, req: LogoutRequest) -> Result<Empty, Handler
             let owner = s.session_credentials(&digest, now)?;
             let ended = s.end_session(&digest, now)?;
             if let (true, Some(owner)) = (ended, owner) {
-                let data = EventData {
-                    user_id: Some(owner.user.id),
-                    sessions_ended: Some(1),
-                    reason: Some("logout".into()),
-                    ..EventData::default()
-                };
-                events.record(s, EventKind::SessionEnded, data, now)?;
+                let body = EventBody::SessionEnded(SessionEnded {
+                    user_id: owner.user.id,
+                    reason: SessionEndReason::Logout,
+                    session_epoch: None,
+                    sessions_ended: 1,
+                });
+                events.record(s, body, now)?;
             }
             Ok(ended)
         },
@@ -87,14 +87,13 @@ pub async fn logout_all(
             let owner = s.session_credentials(&digest, now)?;
             let ended = s.end_all_sessions(&digest, now)?;
             if let (Some(n), Some(owner)) = (ended, owner) {
-                let data = EventData {
+                let body = EventBody::SessionEnded(SessionEnded {
                     session_epoch: Some(s.bump_session_epoch(&owner.user.id)?),
-                    user_id: Some(owner.user.id),
-                    sessions_ended: Some(n),
-                    reason: Some("logout_all".into()),
-                    ..EventData::default()
-                };
-                events.record(s, EventKind::SessionEnded, data, now)?;
+                    user_id: owner.user.id,
+                    reason: SessionEndReason::LogoutAll,
+                    sessions_ended: n,
+                });
+                events.record(s, body, now)?;
             }
             Ok(ended)
         },

@@ -7,7 +7,7 @@
 //! when the provider then fails), exchanges the code, fetches the profile, and lets the store
 //! find, link or create the user and open a session in one transaction.
 
-use super::password::login_failed_event;
+use super::password::{Attempt, login_failed_event};
 use super::{Call, record_user, require_active};
 use crate::clock::duration_ms;
 use crate::crypto::{self, Digest};
@@ -22,7 +22,7 @@ use crate::store::{
     UserKey,
 };
 use authq_protocol::Secret;
-use authq_protocol::events::{EventData, EventKind};
+use authq_protocol::events::{EventBody, LoginMethod, LoginSucceeded};
 use authq_protocol::ops::{
     LinkSocialReply, LinkSocialRequest, SocialLoginReply, SocialLoginRequest, SocialUrlReply,
     SocialUrlRequest,
@@ -168,19 +168,26 @@ fn seal_tokens(
     Ok(sealed?)
 }
 
-/// The `auth.login.*` event data of a social login through `provider`.
-fn social_event(provider: &str, user_id: Option<String>, email: Option<String>) -> EventData {
-    EventData {
+/// A social login attempt through `provider`, for its `auth.login.failed` event.
+fn social_event(provider: &str, user_id: Option<String>, email: Option<String>) -> Attempt {
+    Attempt {
         user_id,
         email,
-        method: Some(METHOD_SOCIAL.to_owned()),
+        source: None,
+        method: LoginMethod::Social,
         provider: Some(provider.to_owned()),
-        ..EventData::default()
     }
 }
 
-/// The `method` of a social login's `auth.login.*` events.
-const METHOD_SOCIAL: &str = "social";
+/// The `auth.login.succeeded` event of a social login through `provider`.
+fn social_success(provider: &str, user_id: String, email: String) -> EventBody {
+    EventBody::LoginSucceeded(LoginSucceeded {
+        user_id,
+        email,
+        method: LoginMethod::Social,
+        provider: Some(provider.to_owned()),
+    })
+}
 
 /// Whether a failure is reported as `auth.login.failed` (a bug of authq or a request that
 /// could not even be read is not a login attempt).
@@ -302,9 +309,9 @@ pub async fn social_login(
         return login_failed_event(ctx, HandlerError::PolicyDenied(reason), data).await;
     }
     let events = Arc::clone(&ctx.events);
-    let data = social_event(&name, Some(user.id.clone()), Some(email));
+    let body = social_success(&name, user.id.clone(), email);
     ctx.commit(
-        move |s| events.record(s, EventKind::LoginSucceeded, data, now),
+        move |s| events.record(s, body, now),
         move |()| {
             Ok(SocialLoginReply {
                 session,
@@ -362,7 +369,7 @@ pub async fn link_social(
     let reply_provider = req.provider;
     let reply_subject = identity.subject;
     let events = Arc::clone(&ctx.events);
-    let data = social_event(&name, Some(user_id.clone()), Some(user_email.clone()));
+    let body = social_success(&name, user_id.clone(), user_email.clone());
     let linked = ctx
         .commit(
             move |s| {
@@ -374,7 +381,7 @@ pub async fn link_social(
                     now,
                 })?;
                 if let LinkOutcome::Linked(_) = &outcome {
-                    events.record(s, EventKind::LoginSucceeded, data, now)?;
+                    events.record(s, body, now)?;
                 }
                 Ok(outcome)
             },
