@@ -24,7 +24,8 @@ pub const CODE_DIGITS: u32 = 8;
 #[error("the operating system's random number generator failed: {0}")]
 pub struct RandomError(String);
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
+/// `N` bytes from the OS CSPRNG.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     let mut buf = [0u8; N];
     getrandom::fill(&mut buf).map_err(|e| RandomError(e.to_string()))?;
     Ok(buf)

@@ -87,8 +87,10 @@ impl EventSink {
             time: now,
             body,
         };
-        let json = serde_json::to_vec(&event)
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode an event: {e}")))?;
+        let json = serde_json::to_vec(&event).map_err(|source| StoreError::Json {
+            what: "cannot encode an event",
+            source,
+        })?;
         tx.enqueue_event(&kind.routing_key(), &self.seal(&json)?, now)
     }
 
@@ -98,13 +100,12 @@ impl EventSink {
     }
 
     fn seal(&self, json: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let nonce: [u8; 12] = crate::crypto::random_bytes()?;
         let mut sealed = nonce.to_vec();
         sealed.extend(
             self.cipher
                 .encrypt(Nonce::from_slice(&nonce), json)
-                .map_err(|_| StoreError::Corrupt("cannot seal an event".into()))?,
+                .map_err(|_| StoreError::Seal("an event"))?,
         );
         Ok(sealed)
     }

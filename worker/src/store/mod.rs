@@ -67,9 +67,39 @@ pub enum StoreError {
     /// No connection could be taken from the pool in time.
     #[error("database connection pool: {0}")]
     Pool(#[from] r2d2::Error),
-    /// The database holds something this version cannot read.
+    /// The database holds something this version cannot read (a row breaking an invariant the
+    /// schema cannot express).
     #[error("database content is invalid: {0}")]
     Corrupt(String),
+    /// A stored or a to-be-stored JSON value could not be read or written.
+    #[error("{what}: {source}")]
+    Json {
+        /// What was being read or written.
+        what: &'static str,
+        /// serde_json's reason.
+        source: serde_json::Error,
+    },
+    /// The operating system's random number generator failed (a nonce could not be drawn).
+    #[error(transparent)]
+    Random(#[from] crate::crypto::RandomError),
+    /// A row could not be sealed before it was stored.
+    #[error("cannot seal {0}")]
+    Seal(&'static str),
+    /// A directory the store's file needs could not be made.
+    #[error("cannot create {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// SQLite kept another journal mode than WAL (e.g. a file system without shared memory).
+    #[error("cannot switch the database to WAL mode (journal_mode is {0})")]
+    NoWal(String),
+    /// A connection was used in a way its engine cannot serve: a closed PostgreSQL connection,
+    /// or a PostgreSQL statement on SQLite (a bug, never the data).
+    #[error("store misuse: {0}")]
+    Misuse(&'static str),
     /// The database was written by a newer authq (a schema version this one does not know).
     #[error("database schema version {found} is newer than this authq supports ({supported})")]
     SchemaTooNew {

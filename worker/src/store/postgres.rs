@@ -82,7 +82,7 @@ impl PgConn {
         let client = self
             .client
             .as_mut()
-            .ok_or_else(|| StoreError::Corrupt("a closed PostgreSQL connection".into()))?;
+            .ok_or(StoreError::Misuse("a closed PostgreSQL connection"))?;
         Ok((client, &mut self.cache))
     }
 }

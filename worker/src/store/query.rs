@@ -289,7 +289,7 @@ impl<'c> Tx<'c> {
         let cache = self
             .cache
             .as_deref_mut()
-            .ok_or_else(|| StoreError::Corrupt("a PostgreSQL statement on SQLite".into()))?;
+            .ok_or(StoreError::Misuse("a PostgreSQL statement on SQLite"))?;
         if let Some(stmt) = cache.get(sql) {
             return Ok(stmt);
         }

@@ -137,8 +137,9 @@ impl SqliteStore {
         busy_timeout: Duration,
     ) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Corrupt(format!("cannot create {}: {e}", dir.display()))
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+                path: dir.to_owned(),
+                source,
             })?;
         }
         let manager = Manager {
@@ -150,9 +151,7 @@ impl SqliteStore {
         let mode: String =
             first.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt(format!(
-                "cannot switch the database to WAL mode (journal_mode is {mode})"
-            )));
+            return Err(StoreError::NoWal(mode));
         }
         migrations::apply_sqlite(&mut first)?;
         drop(first);

@@ -126,7 +126,10 @@ pub(super) fn patched_profile(
     patch: &str,
     mode: ProfileMode,
 ) -> Result<String, StoreError> {
-    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("a profile is not JSON: {e}"));
+    let corrupt = |source| StoreError::Json {
+        what: "a profile is not JSON",
+        source,
+    };
     let patch: serde_json::Value = serde_json::from_str(patch).map_err(corrupt)?;
     let merged = match mode {
         ProfileMode::Replace => patch,
