@@ -27,13 +27,12 @@
 
 use crate::clock::Clock;
 use crate::keys::ServerKey;
+use crate::sealing::Sealer;
 use crate::store::{Store, StoreError, Tx};
 use crate::suspended_set::SuspendedSet;
 use authq_protocol::Names;
 use authq_protocol::events::{EVENT_VERSION, Event, EventBody};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, ConnectionProperties};
 use std::sync::Arc;
@@ -53,7 +52,9 @@ const BATCH: u32 = 256;
 
 /// Records events into the outbox and wakes the relay.
 pub struct EventSink {
-    cipher: ChaCha20Poly1305,
+    sealer: Sealer,
+    /// Opens rows sealed before the one sealing primitive (`sealing::legacy_v1`).
+    legacy: zeroize::Zeroizing<[u8; 32]>,
     wake: Notify,
 }
 
@@ -71,9 +72,9 @@ pub struct UnsealError;
 impl EventSink {
     /// A sink whose rows are sealed with a key derived from `server`.
     pub fn new(server: &ServerKey) -> Self {
-        let key = server.derive("authq outbox v1");
         Self {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(key.as_ref())),
+            sealer: Sealer::derived(server, "authq outbox v2"),
+            legacy: server.derive("authq outbox v1"),
             wake: Notify::new(),
         }
     }
@@ -100,26 +101,19 @@ impl EventSink {
     }
 
     fn seal(&self, json: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let nonce: [u8; 12] = crate::crypto::random_bytes()?;
-        let mut sealed = nonce.to_vec();
-        sealed.extend(
-            self.cipher
-                .encrypt(Nonce::from_slice(&nonce), json)
-                .map_err(|_| StoreError::Seal("an event"))?,
-        );
-        Ok(sealed)
+        Ok(self.sealer.seal(json, OUTBOX_AAD)?)
     }
 
     fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, UnsealError> {
-        if sealed.len() < 12 {
-            return Err(UnsealError);
-        }
-        let (nonce, body) = sealed.split_at(12);
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), body)
+        self.sealer
+            .open(sealed, OUTBOX_AAD)
+            .or_else(|_| crate::sealing::legacy_v1::open_outbox(&self.legacy, sealed))
             .map_err(|_| UnsealError)
     }
 }
+
+/// The associated data of outbox rows (they have no other place to be bound to).
+const OUTBOX_AAD: &[u8] = b"authq outbox";
 
 /// What the relay needs.
 #[derive(Debug)]

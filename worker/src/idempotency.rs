@@ -17,10 +17,8 @@
 
 use crate::error::HandlerError;
 use crate::keys::ServerKey;
+use crate::sealing::{SealError, Sealer};
 use authq_protocol::{Operation, encode_error};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use std::sync::Arc;
@@ -71,9 +69,11 @@ impl std::fmt::Debug for OutcomeScope {
     }
 }
 
-/// The key material outcomes are sealed with.
+/// The key outcomes are sealed under ([`crate::sealing`]).
 pub struct Sealing {
-    key: Zeroizing<[u8; 32]>,
+    sealer: Sealer,
+    /// Opens outcomes sealed before the one sealing primitive (`sealing::legacy_v1`).
+    legacy: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Sealing {
@@ -91,7 +91,8 @@ impl Sealing {
     /// Derives the outcome-sealing key from the server key.
     pub fn new(server: &ServerKey) -> Self {
         Self {
-            key: server.derive("authq outcome sealing v1"),
+            sealer: Sealer::derived(server, "authq outcome sealing v2"),
+            legacy: server.derive("authq outcome sealing v1"),
         }
     }
 
@@ -120,42 +121,41 @@ impl Sealing {
         }
     }
 
-    /// The cipher for one request: its key is HMAC(sealing key, caller, id, body).
-    fn cipher(&self, scope: &OutcomeScope) -> ChaCha20Poly1305 {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_ref())
-            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(scope.key.caller.as_bytes());
-        mac.update(&[0]);
-        mac.update(scope.key.message_id.as_bytes());
-        mac.update(&[0]);
-        mac.update(&scope.body);
-        let key = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
-        ChaCha20Poly1305::new(Key::from_slice(key.as_ref()))
+    /// The request's own key: bound to the caller, the `message_id` and the body.
+    fn sealer(&self, scope: &OutcomeScope) -> Sealer {
+        self.sealer.child(&[
+            scope.key.caller.as_bytes(),
+            scope.key.message_id.as_bytes(),
+            &scope.body,
+        ])
     }
 }
 
 impl OutcomeScope {
-    /// Seals a reply body for the store. Each request has its own key, so a fixed nonce is safe.
-    pub fn seal(&self, reply: &[u8]) -> Vec<u8> {
-        let payload = Payload {
-            msg: reply,
-            aad: &self.key.request_digest,
-        };
+    /// Seals a reply body for the store, under the request's own key.
+    pub fn seal(&self, reply: &[u8]) -> Result<Vec<u8>, SealError> {
         self.sealing
-            .cipher(self)
-            .encrypt(Nonce::from_slice(&[0; 12]), payload)
-            .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 encrypts any length"))
+            .sealer(self)
+            .seal(reply, &self.key.request_digest)
     }
 
     /// Opens a sealed reply body recorded for this same request.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, UnsealError> {
-        let payload = Payload {
-            msg: sealed,
-            aad: &self.key.request_digest,
-        };
         self.sealing
-            .cipher(self)
-            .decrypt(Nonce::from_slice(&[0; 12]), payload)
+            .sealer(self)
+            .open(sealed, &self.key.request_digest)
+            .or_else(|_| {
+                crate::sealing::legacy_v1::open_outcome(
+                    &self.sealing.legacy,
+                    [
+                        self.key.caller.as_bytes(),
+                        self.key.message_id.as_bytes(),
+                        &self.body,
+                    ],
+                    sealed,
+                    &self.key.request_digest,
+                )
+            })
             .map_err(|_| UnsealError)
     }
 }
@@ -262,7 +262,7 @@ mod tests {
     fn an_outcome_opens_only_for_the_same_request_and_key() {
         let sealing = Arc::new(Sealing::new(&ServerKey::from_bytes([7; 32])));
         let a = sealing.scope("", "id-1", Operation::Login, b"{\"password\":\"pw\"}");
-        let sealed = a.seal(b"{\"session\":\"secret-token\"}");
+        let sealed = a.seal(b"{\"session\":\"secret-token\"}").unwrap();
         assert!(!String::from_utf8_lossy(&sealed).contains("secret-token"));
         assert_eq!(a.open(&sealed).unwrap(), b"{\"session\":\"secret-token\"}");
         let other_body = sealing.scope("", "id-1", Operation::Login, b"{\"password\":\"px\"}");
@@ -290,7 +290,7 @@ mod tests {
                 .as_bytes(),
         );
         assert_eq!(a.key.request_digest, b.key.request_digest);
-        let sealed = a.seal(b"reply");
+        let sealed = a.seal(b"reply").unwrap();
         assert_eq!(
             b.open(&sealed).unwrap(),
             b"reply",

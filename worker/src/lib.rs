@@ -44,6 +44,7 @@ pub mod policy;
 pub mod pool;
 pub mod redact;
 pub mod reply;
+pub mod sealing;
 pub mod social;
 pub mod store;
 pub mod suspended_set;

@@ -244,7 +244,7 @@ impl<'a> Call<'a> {
                 }
                 let result = reply(effect(tx)?);
                 if let Some(scope) = &scope {
-                    tx.record_outcome(&scope.key, &scope.seal(&encode_outcome(&result)), now)?;
+                    tx.record_outcome(&scope.key, &scope.seal(&encode_outcome(&result))?, now)?;
                 }
                 Ok(Committed::Done(result))
             })

@@ -83,8 +83,8 @@ pub enum StoreError {
     #[error(transparent)]
     Random(#[from] crate::crypto::RandomError),
     /// A row could not be sealed before it was stored.
-    #[error("cannot seal {0}")]
-    Seal(&'static str),
+    #[error(transparent)]
+    Seal(#[from] crate::sealing::SealError),
     /// A directory the store's file needs could not be made.
     #[error("cannot create {path}: {source}")]
     Directory {
