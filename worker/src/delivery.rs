@@ -75,7 +75,7 @@ pub struct Shared {
     /// Broker names.
     pub names: Names,
     /// The broker's nodes (one, or several of a cluster), for (re)connecting.
-    pub nodes: crate::broker::BrokerNodes,
+    pub nodes: authq_amqp::BrokerNodes,
     /// Readiness, as `/readyz` reports it.
     pub health: Arc<crate::observe::Health>,
     /// The clock callers' deadlines are compared with (the system clock outside tests).

@@ -198,7 +198,7 @@ async fn publish_until_failure(
     relay: &Relay,
     cancel: &CancellationToken,
 ) -> Result<(), RelayError> {
-    let (connection, _) = crate::broker::BrokerNodes::new(&relay.amqp_url)
+    let (connection, _) = authq_amqp::BrokerNodes::new(&relay.amqp_url)
         .connect(
             || ConnectionProperties::default().with_connection_name("authq-event-relay".into()),
             str::to_owned,

@@ -11,8 +11,8 @@
 //!
 //! # Layout
 //! - [`config`] — the worker's settings, with production defaults.
-//! - [`topology`] — the exchanges, tubes and bindings it declares; [`broker`] — the nodes it
-//!   connects to.
+//! - [`topology`] — the exchanges, tubes and bindings it declares (the broker's nodes, private
+//!   reply queues and pending calls come from the `authq-amqp` crate).
 //! - [`pool`] — consumers per tube, prefetch, shutdown.
 //! - [`delivery`], [`reply`]: one message's path and what goes back on the wire.
 //! - [`handlers`] — the operations, grouped by their default tube.
@@ -22,7 +22,6 @@
 //! - [`clock`], [`metrics`], [`error`]: time, the metrics registry, error types.
 //! - [`observe`] — `/metrics`, `/livez` and `/readyz` on `--metrics-addr`.
 
-pub mod broker;
 pub mod caller;
 mod checkpoints;
 pub mod clock;

@@ -11,15 +11,12 @@
 //! event with the policy's reason.
 
 use crate::config::PolicyConfig;
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
+use authq_amqp::{Pending, dispatch, private_queue};
+use lapin::options::BasicPublishOptions;
+use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 /// What a policy decides about.
@@ -172,66 +169,25 @@ impl Policy {
     }
 }
 
-/// Requests to the hook, and the replies they wait for.
+/// Requests to the hook, and the replies they wait for (`authq_amqp`'s private queue and
+/// pending calls, as the client library uses them).
 #[derive(Debug)]
 struct HookClient {
     channel: Channel,
     reply_queue: ShortString,
-    waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>>,
-    next: AtomicU64,
+    pending: Arc<Pending>,
 }
 
 impl HookClient {
     async fn open(connection: &Connection) -> Result<Self, lapin::Error> {
         let channel = connection.create_channel().await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let mut consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    exclusive: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>> = Arc::default();
-        let dispatch = Arc::clone(&waiting);
-        tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
-                let id = delivery
-                    .properties
-                    .correlation_id()
-                    .as_ref()
-                    .and_then(|c| c.as_str().parse::<u64>().ok());
-                let tx = id.and_then(|id| {
-                    dispatch
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id)
-                });
-                if let Some(tx) = tx {
-                    let _ = tx.send(delivery.data);
-                }
-            }
-        });
+        let (reply_queue, consumer) = private_queue(&channel).await?;
+        let pending = Arc::new(Pending::default());
+        tokio::spawn(dispatch(consumer, Arc::clone(&pending)));
         Ok(Self {
             channel,
-            reply_queue: queue.name().clone(),
-            waiting,
-            next: AtomicU64::new(0),
+            reply_queue,
+            pending,
         })
     }
 
@@ -242,17 +198,12 @@ impl HookClient {
         question: &PolicyQuestion,
         timeout: std::time::Duration,
     ) -> Option<HookAnswer> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
+        let (waiter, reply) = self.pending.register()?;
         let body = serde_json::to_vec(question).ok()?;
         let properties = BasicProperties::default()
             .with_content_type(authq_protocol::CONTENT_TYPE.into())
             .with_reply_to(self.reply_queue.clone())
-            .with_correlation_id(id.to_string().into())
+            .with_correlation_id(waiter.correlation_id().into())
             .with_expiration(timeout.as_millis().to_string().into());
         let published = self
             .channel
@@ -265,16 +216,13 @@ impl HookClient {
             )
             .await;
         let answer = match published {
-            Ok(_) => tokio::time::timeout(timeout, rx).await.ok()?.ok(),
+            Ok(_) => tokio::time::timeout(timeout, reply).await.ok()?.ok(),
             Err(e) => {
                 debug!(error = %e, "cannot ask the policy hook");
                 None
             }
         };
-        self.waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        drop(waiter);
         serde_json::from_slice(&answer?).ok()
     }
 }

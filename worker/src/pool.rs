@@ -128,7 +128,7 @@ impl WorkerHandle {
                 config: Arc::clone(&config),
             },
             names: names.clone(),
-            nodes: crate::broker::BrokerNodes::new(&config.amqp_url),
+            nodes: authq_amqp::BrokerNodes::new(&config.amqp_url),
             health: Arc::default(),
             deadline_clock,
             #[cfg(feature = "fault-injection")]

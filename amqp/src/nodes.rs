@@ -1,7 +1,7 @@
-//! The broker's nodes: a setting may list several nodes of one RabbitMQ cluster
+//! [`BrokerNodes`]: a setting may list several nodes of one RabbitMQ cluster
 //! (`amqp://h1/%2f,amqp://h2/%2f`), and a connection goes to the first that answers, starting
-//! with the one that answered last time, so a worker whose node stopped reconnects to a
-//! surviving one (the tubes are quorum queues replicated on every node).
+//! with the one that answered last time, so a process whose node stopped reconnects to a
+//! surviving one.
 
 use authq_protocol::{broker_urls, redact_url};
 use lapin::{Connection, ConnectionProperties};
@@ -32,8 +32,10 @@ impl BrokerNodes {
     }
 
     /// Connects to the first node that answers, trying each once, from the one that answered
-    /// last. Returns the connection and the node's URL (password redacted), or the last
-    /// node's error with its redacted URL.
+    /// last; `adjust` may rewrite each URL first (e.g. to add a heartbeat). Returns the
+    /// connection and the node's URL (password redacted), or the last node's error with its
+    /// redacted URL. Unbounded: callers bound it with their own timeout, which also covers
+    /// what they set up on the connection.
     pub async fn connect(
         &self,
         properties: impl Fn() -> ConnectionProperties,
@@ -59,5 +61,20 @@ impl BrokerNodes {
             }
         }
         Err(failure.unwrap_or_else(|| unreachable!("at least one URL was tried")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_url_or_several() {
+        assert_eq!(BrokerNodes::new("amqp://a/%2f").urls, ["amqp://a/%2f"]);
+        assert_eq!(
+            BrokerNodes::new("amqp://a/%2f,amqp://b/%2f").urls,
+            ["amqp://a/%2f", "amqp://b/%2f"]
+        );
+        assert_eq!(BrokerNodes::new("").urls, [""]);
     }
 }
