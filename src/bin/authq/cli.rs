@@ -2,11 +2,10 @@
 //!
 //! Flags override environment variables, which override the defaults shown in `--help`.
 
-use authq_protocol::names::DEFAULT_NAMESPACE;
+use crate::bench::{BenchArgs, BenchEchoArgs};
+use crate::broker_args::BrokerArgs;
 use authq_protocol::{Operation, Tube};
-use authq_worker::config::{
-    Config, DEFAULT_AMQP_URL, HashConfig, HashParams, HashPriority, TubeConfig,
-};
+use authq_worker::config::{Config, HashConfig, HashParams, HashPriority, TubeConfig};
 use authq_worker::store::StoreLocation;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -48,7 +47,7 @@ pub enum Command {
     Call(CallArgs),
     /// Measure the pool: drive it with many calls in flight and compare its throughput with
     /// the broker's and argon2's ceilings measured in the same run (see BENCHMARKS.md).
-    Bench(Box<crate::bench::BenchArgs>),
+    Bench(Box<BenchArgs>),
     /// Print auth events as they happen, one JSON object per line (binds a temporary queue to
     /// the deployment's events exchange; secret-bearing events only with `--bind 'secret.#'`).
     Events(EventsArgs),
@@ -59,28 +58,6 @@ pub enum Command {
     /// The echo ceiling `authq bench` starts as a process of its own (not for direct use).
     #[command(hide = true)]
     BenchEcho(BenchEchoArgs),
-}
-
-/// `authq bench-echo` (hidden): the bench's echo consumer, until its stdin closes.
-#[derive(Debug, Args)]
-pub struct BenchEchoArgs {
-    #[command(flatten)]
-    pub broker: BrokerArgs,
-    /// The routing key its queue is bound with on the deployment's request exchange.
-    #[arg(long)]
-    pub routing_key: String,
-    /// Consumers, each on its own channel.
-    #[arg(long)]
-    pub consumers: u16,
-    /// Prefetch per consumer.
-    #[arg(long)]
-    pub prefetch: u16,
-    /// A classic queue instead of a quorum queue.
-    #[arg(long)]
-    pub classic: bool,
-    /// A classic transient queue (not durable).
-    #[arg(long)]
-    pub transient: bool,
 }
 
 /// `authq top`.
@@ -116,24 +93,6 @@ pub struct EventsArgs {
     /// Exit after this many events.
     #[arg(long)]
     pub count: Option<u64>,
-}
-
-/// Where the broker is and which deployment to talk to.
-#[derive(Clone, Debug, Args)]
-pub struct BrokerArgs {
-    /// AMQP URL of the RabbitMQ broker (`amqp://user:password@host:port/vhost`) [default: the
-    /// local broker, 127.0.0.1:5672, vhost `/`, with RabbitMQ's default account].
-    #[arg(
-        long,
-        env = "AUTHQ_AMQP_URL",
-        default_value = DEFAULT_AMQP_URL,
-        hide_default_value = true,
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
-    /// Namespace: the prefix of every exchange and queue, so several deployments share a broker.
-    #[arg(long, env = "AUTHQ_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
-    pub namespace: String,
 }
 
 /// `authq call`.

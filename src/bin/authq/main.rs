@@ -1,7 +1,12 @@
 //! The `authq` binary: a thin shell over the worker (`serve`) and the client library (`call`).
 //! `anyhow` lives here and nowhere else; exit statuses are decided here.
+//!
+//! - `cli`: the command line (every subcommand and flag); `broker_args`: the broker flags the
+//!   subcommands share (a leaf: `cli → bench → broker_args`, never back).
+//! - `call`, `events`, `top`, `bench`: one module per subcommand.
 
 mod bench;
+mod broker_args;
 mod call;
 mod cli;
 mod events;
