@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything a worker needs to run.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Config {
     /// The AMQP URL of the broker (`amqp://user:password@host:port/vhost`). Its password is
     /// redacted in `Debug`.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use zeroize::Zeroize;
 
 /// The social login settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SocialConfig {
     /// The providers, by the name requests use (`google`, `corp-sso`, …).
     pub providers: BTreeMap<String, ProviderConfig>,

@@ -87,7 +87,7 @@ async fn watch(args: EventsArgs) -> anyhow::Result<()> {
         .await
         .map_err(broker)?;
     // Listening for SIGINT/SIGTERM before saying so, so a signal sent on that line is handled.
-    let shutdown = crate::shutdown_signal();
+    let shutdown = crate::shutdown::shutdown_signal();
     // Tells a script (and the tests) that the bindings are in place.
     eprintln!(
         "authq events: listening on {} ({})",

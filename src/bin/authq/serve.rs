@@ -1,164 +1,16 @@
-//! The command line: every subcommand, flag and `AUTHQ_*` environment variable.
-//!
-//! Flags override environment variables, which override the defaults shown in `--help`.
-
-use authq_protocol::names::DEFAULT_NAMESPACE;
+//! `authq serve`: its flags ([`ServeArgs`]), the worker configuration they describe, and the
+//! run. Every flag's default is read from the worker's `Config::default()`, never restated;
+//! `serve_defaults_match_the_worker_defaults` (in `cli`) holds the two equal.
+use crate::broker_args::BrokerArgs;
+use anyhow::Context as _;
 use authq_protocol::{Operation, Tube};
-use authq_worker::config::{
-    Config, DEFAULT_AMQP_URL, HashConfig, HashParams, HashPriority, TubeConfig,
-};
+use authq_worker::config::{Config, HashConfig, HashParams, HashPriority, TubeConfig};
 use authq_worker::store::StoreLocation;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
-
-/// authq: authentication over RabbitMQ.
-///
-/// Services publish auth requests (register, login, check, …) to RabbitMQ; `authq serve` runs
-/// the worker pool that answers them. `authq call` sends one request by hand.
-#[derive(Debug, Parser)]
-#[command(name = "authq", version, propagate_version = true)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-    /// Log format on stderr. Filter with AUTHQ_LOG (e.g. `info`, `authq_worker=debug`).
-    #[arg(long, global = true, env = "AUTHQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-}
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
-/// The subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the worker pool: consume auth requests and answer them until SIGINT or SIGTERM.
-    Serve(Box<ServeArgs>),
-    /// Publish one request and print the reply body (JSON) on stdout.
-    ///
-    /// Exit status: 0 for an ok reply, 1 for an error reply, 2 when no reply came in time or
-    /// the broker could not be reached (the reason goes to stderr).
-    Call(CallArgs),
-    /// Measure the pool: drive it with many calls in flight and compare its throughput with
-    /// the broker's and argon2's ceilings measured in the same run (see BENCHMARKS.md).
-    Bench(Box<crate::bench::BenchArgs>),
-    /// Print auth events as they happen, one JSON object per line (binds a temporary queue to
-    /// the deployment's events exchange; secret-bearing events only with `--bind 'secret.#'`).
-    Events(EventsArgs),
-    /// Watch a running deployment: per tube its depth, consumers and rate, per operation its
-    /// rate, errors and p50/p99, refreshed every interval, from workers' `--metrics-addr`
-    /// endpoints. In a pipe, one line of `key=value` fields per interval.
-    Top(TopArgs),
-    /// The echo ceiling `authq bench` starts as a process of its own (not for direct use).
-    #[command(hide = true)]
-    BenchEcho(BenchEchoArgs),
-}
-
-/// `authq bench-echo` (hidden): the bench's echo consumer, until its stdin closes.
-#[derive(Debug, Args)]
-pub struct BenchEchoArgs {
-    #[command(flatten)]
-    pub broker: BrokerArgs,
-    /// The routing key its queue is bound with on the deployment's request exchange.
-    #[arg(long)]
-    pub routing_key: String,
-    /// Consumers, each on its own channel.
-    #[arg(long)]
-    pub consumers: u16,
-    /// Prefetch per consumer.
-    #[arg(long)]
-    pub prefetch: u16,
-    /// A classic queue instead of a quorum queue.
-    #[arg(long)]
-    pub classic: bool,
-    /// A classic transient queue (not durable).
-    #[arg(long)]
-    pub transient: bool,
-}
-
-/// `authq top`.
-#[derive(Debug, Args)]
-pub struct TopArgs {
-    /// A worker's metrics endpoint (`HOST:PORT` as given to `serve --metrics-addr`, or a URL).
-    /// Repeat, or separate with commas, for several workers: their figures are added up.
-    #[arg(
-        long,
-        env = "AUTHQ_TOP_METRICS",
-        value_delimiter = ',',
-        required = true,
-        value_name = "HOST:PORT"
-    )]
-    pub metrics: Vec<String>,
-    /// Time between two refreshes.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    pub interval: Duration,
-    /// Exit after this many refreshes.
-    #[arg(long)]
-    pub count: Option<u64>,
-}
-
-/// `authq events`.
-#[derive(Debug, Args)]
-pub struct EventsArgs {
-    #[command(flatten)]
-    pub broker: BrokerArgs,
-    /// A routing-key pattern to bind (repeatable), e.g. `auth.login.*` or `user.#` [default:
-    /// `auth.#`, `user.#`, `password.#`, `session.#`: every event but the secret-bearing ones].
-    #[arg(long, value_name = "PATTERN")]
-    pub bind: Vec<String>,
-    /// Exit after this many events.
-    #[arg(long)]
-    pub count: Option<u64>,
-}
-
-/// Where the broker is and which deployment to talk to.
-#[derive(Clone, Debug, Args)]
-pub struct BrokerArgs {
-    /// AMQP URL of the RabbitMQ broker (`amqp://user:password@host:port/vhost`) [default: the
-    /// local broker, 127.0.0.1:5672, vhost `/`, with RabbitMQ's default account].
-    #[arg(
-        long,
-        env = "AUTHQ_AMQP_URL",
-        default_value = DEFAULT_AMQP_URL,
-        hide_default_value = true,
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
-    /// Namespace: the prefix of every exchange and queue, so several deployments share a broker.
-    #[arg(long, env = "AUTHQ_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
-    pub namespace: String,
-}
-
-/// `authq call`.
-#[derive(Debug, Args)]
-pub struct CallArgs {
-    #[command(flatten)]
-    pub broker: BrokerArgs,
-    /// The operation (routing key), e.g. `login`. Unknown names are sent too (and answered
-    /// `unknown_operation`).
-    pub operation: String,
-    /// The request body: JSON, sent as given. `-` reads it from stdin.
-    #[arg(default_value = "{}")]
-    pub json: String,
-    /// How long to wait for the reply (also the request's expiration), e.g. `5s`, `500ms`.
-    #[arg(long, env = "AUTHQ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
-    /// Publish the request this many times at most, with the same `message_id`, when no reply
-    /// comes (the timeout is shared among the attempts).
-    #[arg(long, default_value_t = 1)]
-    pub attempts: u32,
-    /// The request's `message_id` (default: a fresh UUID). Sending a mutating request again
-    /// with the same id and body gets its first outcome instead of doing it twice.
-    #[arg(long)]
-    pub message_id: Option<String>,
-}
 
 /// `authq serve`.
 #[derive(Debug, Args)]
@@ -168,7 +20,7 @@ pub struct ServeArgs {
     /// The store: a SQLite file path or `sqlite://PATH` (one host; created and migrated at
     /// start-up), or `postgres://user:password@host/db` (workers on several hosts; migrated
     /// at start-up, one worker at a time).
-    #[arg(long, env = "AUTHQ_DATABASE", default_value = "authq.db")]
+    #[arg(long, env = "AUTHQ_DATABASE", default_value_t = defaults().database)]
     pub database: StoreLocation,
     /// The server key file (32 random bytes, created with mode 0600 on first start), which
     /// seals the recorded outcomes of requests and from which the key one-time codes are
@@ -219,8 +71,8 @@ pub struct ServeArgs {
     pub delivery_limit: u32,
     /// How long a mutating request's first outcome is kept, so that a redelivery or a retry
     /// with the same `message_id` gets it again instead of doing the work twice.
-    #[arg(long, env = "AUTHQ_IDEMPOTENCY_WINDOW", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub idempotency_window: Duration,
+    #[arg(long, env = "AUTHQ_IDEMPOTENCY_WINDOW", default_value_t = HumanDuration(defaults().idempotency_window))]
+    pub idempotency_window: HumanDuration,
     /// A service that must acknowledge every user deletion with `deletion_done` (repeatable);
     /// `deletion_status` tells which have, and `user.deletion_completed` follows when all have.
     #[arg(
@@ -230,8 +82,8 @@ pub struct ServeArgs {
     )]
     pub deletion_services: Vec<String>,
     /// How long a deletion waits for its services before completing without the missing ones.
-    #[arg(long, env = "AUTHQ_DELETION_DEADLINE", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub deletion_deadline: Duration,
+    #[arg(long, env = "AUTHQ_DELETION_DEADLINE", default_value_t = HumanDuration(defaults().deletion.deadline))]
+    pub deletion_deadline: HumanDuration,
     /// Refuse logins (and, with `--policy-on-register`, registrations) of this email or, as
     /// `@domain`, of this domain and its subdomains (repeatable).
     #[arg(
@@ -246,8 +98,8 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHQ_POLICY_HOOK")]
     pub policy_hook: Option<String>,
     /// How long the policy hook may take to answer.
-    #[arg(long, env = "AUTHQ_POLICY_HOOK_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub policy_hook_timeout: Duration,
+    #[arg(long, env = "AUTHQ_POLICY_HOOK_TIMEOUT", default_value_t = HumanDuration(defaults().policy.hook_timeout))]
+    pub policy_hook_timeout: HumanDuration,
     /// Allow the login when the hook does not answer in time (default: deny).
     #[arg(long, env = "AUTHQ_POLICY_FAIL_OPEN")]
     pub policy_fail_open: bool,
@@ -268,41 +120,41 @@ pub struct ServeArgs {
     /// normal class otherwise, and moves a login that has waited 250 ms to the normal class;
     /// `idle` always runs it only on CPU time nothing else wants (logins wait while the host's
     /// CPUs are saturated by anything); `normal` lets it compete like any thread.
-    #[arg(long, env = "AUTHQ_HASH_PRIORITY", value_enum, default_value_t = HashPriorityArg::Auto)]
+    #[arg(long, env = "AUTHQ_HASH_PRIORITY", value_enum, default_value_t = HashPriorityArg::from(defaults().hashing.priority))]
     pub hash_priority: HashPriorityArg,
     /// argon2id memory per hash, in KiB (never below OWASP's 19456).
-    #[arg(long, env = "AUTHQ_ARGON2_MEMORY_KIB", default_value_t = HashParams::default().memory_kib)]
+    #[arg(long, env = "AUTHQ_ARGON2_MEMORY_KIB", default_value_t = defaults().hashing.params.memory_kib)]
     pub argon2_memory_kib: u32,
     /// argon2id passes (never below OWASP's 2).
-    #[arg(long, env = "AUTHQ_ARGON2_ITERATIONS", default_value_t = HashParams::default().iterations)]
+    #[arg(long, env = "AUTHQ_ARGON2_ITERATIONS", default_value_t = defaults().hashing.params.iterations)]
     pub argon2_iterations: u32,
     /// argon2id lanes.
-    #[arg(long, env = "AUTHQ_ARGON2_PARALLELISM", default_value_t = HashParams::default().parallelism)]
+    #[arg(long, env = "AUTHQ_ARGON2_PARALLELISM", default_value_t = defaults().hashing.params.parallelism)]
     pub argon2_parallelism: u32,
 
     /// A session unused for this long expires (each renewal restarts it).
-    #[arg(long, env = "AUTHQ_SESSION_IDLE_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub session_idle_timeout: Duration,
+    #[arg(long, env = "AUTHQ_SESSION_IDLE_TIMEOUT", default_value_t = HumanDuration(defaults().sessions.idle_timeout))]
+    pub session_idle_timeout: HumanDuration,
     /// No session outlives this, however often it is renewed.
-    #[arg(long, env = "AUTHQ_SESSION_MAX_LIFETIME", default_value = "30days", value_parser = humantime::parse_duration)]
-    pub session_max_lifetime: Duration,
+    #[arg(long, env = "AUTHQ_SESSION_MAX_LIFETIME", default_value_t = HumanDuration(defaults().sessions.max_lifetime))]
+    pub session_max_lifetime: HumanDuration,
     /// `check` renews a session once this fraction of its idle timeout has passed.
-    #[arg(long, env = "AUTHQ_SESSION_RENEW_AFTER", default_value_t = 0.5)]
+    #[arg(long, env = "AUTHQ_SESSION_RENEW_AFTER", default_value_t = defaults().sessions.renew_after)]
     pub session_renew_after: f64,
     /// How long a registration's confirmation code is valid.
-    #[arg(long, env = "AUTHQ_CODE_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub code_ttl: Duration,
+    #[arg(long, env = "AUTHQ_CODE_TTL", default_value_t = HumanDuration(defaults().codes.confirmation_ttl))]
+    pub code_ttl: HumanDuration,
     /// How long a password reset token is valid.
-    #[arg(long, env = "AUTHQ_RESET_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub reset_ttl: Duration,
+    #[arg(long, env = "AUTHQ_RESET_TTL", default_value_t = HumanDuration(defaults().codes.reset_ttl))]
+    pub reset_ttl: HumanDuration,
     /// Wrong guesses a code or reset token survives before it is destroyed.
-    #[arg(long, env = "AUTHQ_CODE_MAX_ATTEMPTS", default_value_t = 5)]
+    #[arg(long, env = "AUTHQ_CODE_MAX_ATTEMPTS", default_value_t = defaults().codes.max_attempts)]
     pub code_max_attempts: u32,
     /// Shortest password accepted, in characters.
-    #[arg(long, env = "AUTHQ_PASSWORD_MIN_CHARS", default_value_t = 8)]
+    #[arg(long, env = "AUTHQ_PASSWORD_MIN_CHARS", default_value_t = defaults().passwords.min_chars)]
     pub password_min_chars: usize,
     /// Longest password accepted, in bytes (refused before hashing).
-    #[arg(long, env = "AUTHQ_PASSWORD_MAX_BYTES", default_value_t = 1024)]
+    #[arg(long, env = "AUTHQ_PASSWORD_MAX_BYTES", default_value_t = defaults().passwords.max_bytes)]
     pub password_max_bytes: usize,
     /// Largest request body accepted, in bytes (refused before parsing).
     #[arg(long, env = "AUTHQ_MAX_BODY_BYTES", default_value_t = defaults().max_body_bytes)]
@@ -315,16 +167,16 @@ pub struct ServeArgs {
     pub store_pool_size: u32,
     /// How long a SQLite write waits for the database's write lock (another process holding
     /// it) before the request is answered `unavailable`, which callers retry.
-    #[arg(long, env = "AUTHQ_STORE_BUSY_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub store_busy_timeout: Duration,
+    #[arg(long, env = "AUTHQ_STORE_BUSY_TIMEOUT", default_value_t = HumanDuration(defaults().store_busy_timeout))]
+    pub store_busy_timeout: HumanDuration,
     /// Declare every queue with this `x-expires` (e.g. `10m`), so the deployment's queues vanish
     /// from the broker once no worker has used them for that long. For tests and throw-away
     /// deployments; leave unset in production.
     #[arg(long, env = "AUTHQ_QUEUE_EXPIRES", value_parser = humantime::parse_duration)]
     pub queue_expires: Option<Duration>,
     /// On SIGINT/SIGTERM, how long to let requests in flight finish.
-    #[arg(long, env = "AUTHQ_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub shutdown_grace: Duration,
+    #[arg(long, env = "AUTHQ_SHUTDOWN_GRACE", default_value_t = HumanDuration(defaults().shutdown_grace))]
+    pub shutdown_grace: HumanDuration,
     /// RabbitMQ user allowed the administrative operations (suspend, unsuspend, delete_user,
     /// start_reset), as validated by the broker's `user-id` property. Repeat, or separate with
     /// commas in the variable. None by default.
@@ -348,8 +200,8 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHQ_LOGIN_MAX_FAILURES", default_value_t = defaults().limits.login_failures)]
     pub login_max_failures: u32,
     /// The lockout window, e.g. `15m`.
-    #[arg(long, env = "AUTHQ_LOGIN_WINDOW", default_value = "15m", value_parser = humantime::parse_duration)]
-    pub login_window: Duration,
+    #[arg(long, env = "AUTHQ_LOGIN_WINDOW", default_value_t = HumanDuration(defaults().limits.login_window))]
+    pub login_window: HumanDuration,
     /// Failed logins per source address (`client_ip`) per lockout window.
     #[arg(long, env = "AUTHQ_SOURCE_MAX_FAILURES", default_value_t = defaults().limits.source_failures)]
     pub source_max_failures: u32,
@@ -398,6 +250,50 @@ pub enum HashPriorityArg {
     Normal,
 }
 
+impl From<HashPriority> for HashPriorityArg {
+    fn from(priority: HashPriority) -> Self {
+        match priority {
+            HashPriority::Auto => Self::Auto,
+            HashPriority::Idle => Self::Idle,
+            HashPriority::Normal => Self::Normal,
+        }
+    }
+}
+
+/// A duration flag's value: read as humantime reads it (`24h`, `30days`, `500ms`), and
+/// printable, so that its default in `--help` can be the worker's own ([`Config::default`])
+/// rather than a copy of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+/// In one unit, as the defaults were always shown: whole days beyond one in days (`30days`),
+/// else whole hours (`24h`, `1h`), minutes (`15m`) or seconds (`30s`); anything else as
+/// humantime writes it. Reads back as the same duration.
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const DAY: u64 = 24 * 3600;
+        let secs = self.0.as_secs();
+        if self.0.subsec_nanos() != 0 || secs == 0 {
+            humantime::format_duration(self.0).fmt(f)
+        } else if secs % DAY == 0 && secs > DAY {
+            write!(f, "{}days", secs / DAY)
+        } else if secs % 3600 == 0 {
+            write!(f, "{}h", secs / 3600)
+        } else if secs % 60 == 0 {
+            write!(f, "{}m", secs / 60)
+        } else {
+            write!(f, "{secs}s")
+        }
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = humantime::DurationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s).map(Self)
+    }
+}
+
 impl ServeArgs {
     /// The worker configuration these flags describe.
     pub fn into_config(self) -> Config {
@@ -416,6 +312,8 @@ impl ServeArgs {
             iterations: self.argon2_iterations,
             parallelism: self.argon2_parallelism,
         };
+        // The one default computed here rather than read from `Config::default()`: it follows
+        // `--hash-threads` (the worker's default uses the default thread count, the same rule).
         let password_prefetch = self
             .password_prefetch
             .unwrap_or_else(|| u16::try_from(hashing.threads * 2).unwrap_or(u16::MAX));
@@ -448,35 +346,35 @@ impl ServeArgs {
         config.queues.classic_tubes = self.classic_tubes.into_iter().collect();
         config.queues.max_length = self.tube_max_length;
         config.queues.delivery_limit = self.delivery_limit;
-        config.idempotency_window = self.idempotency_window;
+        config.idempotency_window = self.idempotency_window.0;
         config.deletion.services = self.deletion_services;
-        config.deletion.deadline = self.deletion_deadline;
+        config.deletion.deadline = self.deletion_deadline.0;
         config.policy.deny = self.deny;
         config.policy.hook_queue = self.policy_hook;
-        config.policy.hook_timeout = self.policy_hook_timeout;
+        config.policy.hook_timeout = self.policy_hook_timeout.0;
         config.policy.fail_open = self.policy_fail_open;
         config.policy.on_register = self.policy_on_register;
         config.redis_url = self.redis_url;
         config.hashing = hashing;
-        config.sessions.idle_timeout = self.session_idle_timeout;
-        config.sessions.max_lifetime = self.session_max_lifetime;
+        config.sessions.idle_timeout = self.session_idle_timeout.0;
+        config.sessions.max_lifetime = self.session_max_lifetime.0;
         config.sessions.renew_after = self.session_renew_after;
-        config.codes.confirmation_ttl = self.code_ttl;
-        config.codes.reset_ttl = self.reset_ttl;
+        config.codes.confirmation_ttl = self.code_ttl.0;
+        config.codes.reset_ttl = self.reset_ttl.0;
         config.codes.max_attempts = self.code_max_attempts;
         config.passwords.min_chars = self.password_min_chars;
         config.passwords.max_bytes = self.password_max_bytes;
         config.max_body_bytes = self.max_body_bytes;
         config.max_profile_bytes = self.max_profile_bytes;
         config.store_pool_size = self.store_pool_size;
-        config.store_busy_timeout = self.store_busy_timeout;
-        config.shutdown_grace = self.shutdown_grace;
+        config.store_busy_timeout = self.store_busy_timeout.0;
+        config.shutdown_grace = self.shutdown_grace.0;
         config.metrics_addr = self.metrics_addr;
         config.queue_expires = self.queue_expires;
         config.admin_callers = self.admin_callers;
         config.reset_callers = self.reset_callers;
         config.limits.login_failures = self.login_max_failures;
-        config.limits.login_window = self.login_window;
+        config.limits.login_window = self.login_window.0;
         config.limits.source_failures = self.source_max_failures;
         config.limits.register_per_email = self.register_per_email;
         config.limits.reset_per_email = self.reset_per_email;
@@ -484,30 +382,36 @@ impl ServeArgs {
     }
 }
 
+/// Runs `authq serve`: the worker pool until SIGINT or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics_file = args.metrics_file.clone();
+    let file = args.config.clone();
+    let mut config = args.into_config();
+    if let Some(path) = file {
+        config.social = authq_worker::social::config::load_file(&path)
+            .with_context(|| format!("reading the configuration file {}", path.display()))?;
+    }
+    tracing::debug!(?config, "configuration");
+    let shutdown = crate::shutdown::shutdown_signal();
+    let worker = authq_worker::WorkerHandle::start(config)
+        .await
+        .context("the worker could not start")?;
+    let metrics = std::sync::Arc::clone(worker.metrics());
+    let outcome = worker
+        .run_until(shutdown)
+        .await
+        .context("the worker stopped with an error");
+    if let Some(path) = metrics_file {
+        let json = serde_json::to_vec_pretty(&metrics.snapshot())?;
+        std::fs::write(&path, json)
+            .with_context(|| format!("cannot write the metrics to {}", path.display()))?;
+    }
+    outcome
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_cli_is_well_formed() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn every_flag_has_help() {
-        let cli = Cli::command();
-        for sub in cli.get_subcommands() {
-            for arg in sub.get_arguments() {
-                assert!(
-                    arg.get_help().is_some(),
-                    "authq {} --{} has no help",
-                    sub.get_name(),
-                    arg.get_id()
-                );
-            }
-        }
-    }
 
     #[test]
     fn routes_parse() {
@@ -521,40 +425,23 @@ mod tests {
     }
 
     #[test]
-    fn serve_defaults_match_the_worker_defaults() {
-        let cli = Cli::try_parse_from(["authq", "serve"]).unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("not serve")
-        };
-        let config = args.into_config();
-        let d = Config::default();
-        assert_eq!(config.limits, d.limits);
-        assert_eq!(config.tubes, d.tubes);
-        assert_eq!(config.hashing, d.hashing);
-        assert_eq!(config.sessions, d.sessions);
-        assert_eq!(config.codes, d.codes);
-        assert_eq!(config.passwords, d.passwords);
-        config.validate().unwrap();
-    }
-
-    #[test]
-    fn caller_roles_come_from_their_flags() {
-        let cli = Cli::try_parse_from([
-            "authq",
-            "serve",
-            "--admin-caller",
-            "ops",
-            "--reset-caller",
-            "web",
-            "--reset-caller",
-            "shop",
-        ])
-        .unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("not serve")
-        };
-        let config = args.into_config();
-        assert_eq!(config.admin_callers, ["ops"]);
-        assert_eq!(config.reset_callers, ["web", "shop"]);
+    fn durations_print_in_one_unit_and_read_back() {
+        for (secs, shown) in [
+            (2, "2s"),
+            (90, "90s"),
+            (15 * 60, "15m"),
+            (3600, "1h"),
+            (24 * 3600, "24h"),
+            (36 * 3600, "36h"),
+            (30 * 24 * 3600, "30days"),
+        ] {
+            let d = HumanDuration(Duration::from_secs(secs));
+            assert_eq!(d.to_string(), shown);
+            assert_eq!(shown.parse::<HumanDuration>().unwrap(), d);
+        }
+        let odd = HumanDuration(Duration::from_millis(1500));
+        assert_eq!(odd.to_string().parse::<HumanDuration>().unwrap(), odd);
+        let zero = HumanDuration(Duration::ZERO);
+        assert_eq!(zero.to_string().parse::<HumanDuration>().unwrap(), zero);
     }
 }

@@ -17,7 +17,7 @@ mod report;
 mod scenarios;
 mod spawn;
 
-use crate::cli::BrokerArgs;
+use crate::broker_args::BrokerArgs;
 use anyhow::Context as _;
 use authq::{Client, ClientOptions};
 use authq_worker::config::HashParams;
@@ -108,6 +108,28 @@ pub struct BenchArgs {
     pub serve_args: Vec<String>,
 }
 
+/// `authq bench-echo` (hidden): the bench's echo consumer, until its stdin closes.
+#[derive(Debug, Args)]
+pub struct BenchEchoArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// The routing key its queue is bound with on the deployment's request exchange.
+    #[arg(long)]
+    pub routing_key: String,
+    /// Consumers, each on its own channel.
+    #[arg(long)]
+    pub consumers: u16,
+    /// Prefetch per consumer.
+    #[arg(long)]
+    pub prefetch: u16,
+    /// A classic queue instead of a quorum queue.
+    #[arg(long)]
+    pub classic: bool,
+    /// A classic transient queue (not durable).
+    #[arg(long)]
+    pub transient: bool,
+}
+
 /// The scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -188,7 +210,7 @@ impl BenchArgs {
 }
 
 /// Runs `authq bench-echo`: the echo ceiling as a process of its own.
-pub async fn echo_serve(args: crate::cli::BenchEchoArgs) -> anyhow::Result<()> {
+pub async fn echo_serve(args: BenchEchoArgs) -> anyhow::Result<()> {
     let names =
         authq_protocol::Names::new(&args.broker.namespace).map_err(|e| anyhow::anyhow!("{e}"))?;
     let shape = echo::Shape {

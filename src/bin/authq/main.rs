@@ -1,13 +1,20 @@
 //! The `authq` binary: a thin shell over the worker (`serve`) and the client library (`call`).
 //! `anyhow` lives here and nowhere else; exit statuses are decided here.
+//!
+//! - `cli`: the command line (every subcommand and flag); `broker_args`: the broker flags the
+//!   subcommands share (a leaf: `cli → bench → broker_args`, never back).
+//! - `serve`, `call`, `events`, `top`, `bench`: one module per subcommand (`serve` holds its
+//!   flags too); `shutdown`: the SIGINT/SIGTERM future `serve` and `events` wait for.
 
 mod bench;
+mod broker_args;
 mod call;
 mod cli;
 mod events;
+mod serve;
+mod shutdown;
 mod top;
 
-use anyhow::Context as _;
 use clap::Parser;
 use cli::{Cli, Command, LogFormat};
 use std::io::IsTerminal;
@@ -61,7 +68,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve(args) => match runtime.block_on(serve(*args)) {
+        Command::Serve(args) => match runtime.block_on(serve::run(*args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 let error: &(dyn std::error::Error + 'static) = e.as_ref();
@@ -69,74 +76,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-    }
-}
-
-async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
-    let metrics_file = args.metrics_file.clone();
-    let file = args.config.clone();
-    let mut config = args.into_config();
-    if let Some(path) = file {
-        config.social = authq_worker::social::config::load_file(&path)
-            .with_context(|| format!("reading the configuration file {}", path.display()))?;
-    }
-    tracing::debug!(?config, "configuration");
-    let shutdown = shutdown_signal();
-    let worker = authq_worker::WorkerHandle::start(config)
-        .await
-        .context("the worker could not start")?;
-    let metrics = std::sync::Arc::clone(worker.metrics());
-    let outcome = worker
-        .run_until(shutdown)
-        .await
-        .context("the worker stopped with an error");
-    if let Some(path) = metrics_file {
-        let json = serde_json::to_vec_pretty(&metrics.snapshot())?;
-        std::fs::write(&path, json)
-            .with_context(|| format!("cannot write the metrics to {}", path.display()))?;
-    }
-    outcome
-}
-
-/// Listens for SIGINT (Ctrl-C) and SIGTERM from this call on; the future completes on the
-/// first. Call it before the worker starts: a signal that arrives between the moment the pool
-/// answers requests and the first poll of a lazily installed handler would kill the process
-/// with the default action, skipping the graceful shutdown (seen once in the bench smoke test
-/// under CPU load).
-pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
-    #[cfg(unix)]
-    let (mut term, mut int) = {
-        use tokio::signal::unix::{SignalKind, signal};
-        (
-            signal(SignalKind::terminate()).ok(),
-            signal(SignalKind::interrupt()).ok(),
-        )
-    };
-    async move {
-        #[cfg(unix)]
-        {
-            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
-                match s {
-                    Some(s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            }
-            if term.is_none() && int.is_none() {
-                let _ = tokio::signal::ctrl_c().await;
-            } else {
-                tokio::select! {
-                    () = next(&mut term) => {}
-                    () = next(&mut int) => {}
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        tracing::info!("shutdown requested");
     }
 }
 

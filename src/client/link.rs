@@ -1,0 +1,179 @@
+//! [`Link`]: one connection to the broker with its publishing channel (in confirm mode) and the
+//! exclusive, server-named reply queue whose consumer feeds the reply dispatcher
+//! (`crate::replies`). A broken link is replaced by the next call (`Client::link`).
+
+use super::ClientOptions;
+use crate::error::ClientError;
+use crate::replies::{self, Pending};
+use authq_protocol::{Names, broker_urls, redact_url};
+use lapin::options::{
+    BasicConsumeOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::sync::Arc;
+
+/// One connection with its channels and reply queue.
+#[derive(Debug)]
+pub(super) struct Link {
+    pub(super) connection: Connection,
+    /// Requests are published here, in confirm mode.
+    pub(super) publish: Channel,
+    pub(super) reply_queue: ShortString,
+    pub(super) pending: Arc<Pending>,
+}
+
+impl Link {
+    /// Connects and sets up the channels and reply queue, within the client's timeout
+    /// ([`ClientOptions::timeout`]): a broker that is still starting can accept the connection
+    /// and stall the handshake, and every call waits on the lock of the one reconnecting.
+    /// `url` may list several nodes of one cluster, separated by commas: the first that answers
+    /// (from `start`, the index of the one that answered last) takes the connection; the index
+    /// of that node comes back with the link.
+    pub(super) async fn open(
+        url: &str,
+        names: &Names,
+        options: &ClientOptions,
+        start: usize,
+    ) -> Result<(Self, usize), ClientError> {
+        let limit = options.timeout;
+        tokio::time::timeout(limit, Self::open_unbounded(url, names, options, start))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::connect(
+                    redact_url(url),
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no connection within {limit:?}"),
+                    )
+                    .into(),
+                ))
+            })
+    }
+
+    async fn open_unbounded(
+        url: &str,
+        names: &Names,
+        options: &ClientOptions,
+        start: usize,
+    ) -> Result<(Self, usize), ClientError> {
+        let listed = broker_urls(url);
+        let nodes = if listed.is_empty() { vec![url] } else { listed };
+        let mut failure = None;
+        let mut connected = None;
+        for i in 0..nodes.len() {
+            let node = (start + i) % nodes.len();
+            match Connection::connect(
+                nodes[node],
+                ConnectionProperties::default()
+                    .with_connection_name(options.connection_name.clone().into()),
+            )
+            .await
+            {
+                Ok(c) => {
+                    connected = Some((c, node));
+                    break;
+                }
+                Err(e) => failure = Some(ClientError::connect(redact_url(nodes[node]), e)),
+            }
+        }
+        let Some((connection, node)) = connected else {
+            return Err(failure.unwrap_or(ClientError::ConnectionLost));
+        };
+        ensure_deployment(&connection, names).await?;
+        // Replies on their own channel, so a publish the broker refuses with a channel error
+        // cannot take the reply consumer down with it.
+        let replies = connection
+            .create_channel()
+            .await
+            .map_err(ClientError::broker)?;
+        let queue = replies
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(ClientError::broker)?;
+        let reply_queue: ShortString = queue.name().clone();
+        let consumer = replies
+            .basic_consume(
+                reply_queue.clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    exclusive: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(ClientError::broker)?;
+        let publish = connection
+            .create_channel()
+            .await
+            .map_err(ClientError::broker)?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(ClientError::broker)?;
+        let pending = Arc::new(Pending::default());
+        tokio::spawn(replies::dispatch(consumer, Arc::clone(&pending)));
+        let link = Self {
+            connection,
+            publish,
+            reply_queue,
+            pending,
+        };
+        Ok((link, node))
+    }
+
+    pub(super) fn is_usable(&self) -> bool {
+        self.connection.status().connected()
+            && self.publish.status().connected()
+            && !self.pending.is_closed()
+    }
+}
+
+/// Checks that the namespace's request exchange exists (a worker declared it), on a throw-away
+/// channel: publishing to a missing exchange would close the client's channel.
+async fn ensure_deployment(connection: &Connection, names: &Names) -> Result<(), ClientError> {
+    let probe = connection
+        .create_channel()
+        .await
+        .map_err(ClientError::broker)?;
+    let declared = probe
+        .exchange_declare(
+            names.request_exchange().into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    match declared {
+        Ok(()) => {
+            let _ = probe.close(200, "deployment found".into()).await;
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => Err(ClientError::NoDeployment {
+            namespace: names.namespace().to_owned(),
+        }),
+        Err(e) => Err(ClientError::broker(e)),
+    }
+}
+
+pub(super) fn is_not_found(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        e.kind(),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if amqp.kind() == &AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)
+    )
+}

@@ -1,0 +1,56 @@
+//! [`Client`]: one connection to the broker, many calls in flight.
+//!
+//! - `connect`: connecting, reconnecting after a lost connection, closing.
+//! - `link`: the connection, its publishing channel and the exclusive reply queue whose
+//!   dispatcher (`crate::replies`) matches replies to calls; its nodes tried in turn.
+//! - `call`: sending a request: publishing with confirms, waiting, retrying and timing out.
+//! - `ops`: one typed method per operation (the social login ones are in `crate::social`).
+//! - `options`: [`ClientOptions`] and its builder.
+
+// rustdoc lists the `impl Client` blocks in the order of these declarations: connecting first.
+mod connect;
+
+mod call;
+mod link;
+mod ops;
+mod options;
+
+pub use options::ClientOptions;
+
+#[cfg(doc)]
+use crate::error::ClientError;
+use authq_protocol::Names;
+use lapin::types::ShortString;
+use link::Link;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+/// A connection to authq over RabbitMQ. Cheap to clone; clones share the connection, and any
+/// number of calls may run at once from any task.
+///
+/// Replies come back on one exclusive, server-named reply queue that the client declares at
+/// connect time (never one per call), and are matched to calls by correlation id. Requests are
+/// published `mandatory` on a channel in confirm mode: a full tube (the broker nacks) fails the
+/// call at once with [`ClientError::Overloaded`], an unroutable request with
+/// [`ClientError::Unroutable`]. When the connection drops, calls in flight fail at once with
+/// [`ClientError::ConnectionLost`] (unless they have attempts left) and the next call
+/// reconnects.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    url: String,
+    names: Names,
+    /// Sent as every request's `user-id` (validated by the broker).
+    user_id: Option<ShortString>,
+    options: ClientOptions,
+    /// The current connection; replaced by the first call that finds it broken.
+    link: tokio::sync::Mutex<Arc<Link>>,
+    /// Which of the URLs listed in `url` the current connection went to (reconnections try it
+    /// first, then the others in turn).
+    node: AtomicUsize,
+    closed: AtomicBool,
+}
