@@ -2,8 +2,10 @@
 //!
 //! Services never call authq over HTTP: they publish auth requests to RabbitMQ and a pool of
 //! authq workers answers on the caller's reply queue. This crate is what a Rust service uses to
-//! do that: [`Client`] keeps one connection, one channel and one exclusive reply queue, and
-//! matches replies to calls by correlation id, so any number of calls can be in flight at once.
+//! do that: [`Client`] keeps one connection with two channels (one publishing requests in
+//! confirm mode, one consuming the client's exclusive reply queue), and matches replies to calls
+//! by correlation id, so any number of calls can be in flight at once. A broken connection is
+//! replaced by the next call, on the first node of the URL's list that answers.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), authq::ClientError> {
@@ -59,15 +61,17 @@
 //! such: the requests wait in the broker and each call ends in [`ClientError::Timeout`].
 //!
 //! # Layout
-//! - [`client`] — [`Client`], its options and one typed method per operation (the social
-//!   login ones are in `social.rs`).
+//! - [`client`] — [`Client`]: connecting (`connect.rs`), the connection and its reply queue
+//!   (`link.rs`), one call with its timeout and retries (`call.rs`), one typed method per
+//!   operation (`ops.rs`; the social login ones in `social.rs`), [`ClientOptions`].
+//! - the private reply queue, the calls waiting on it and the cluster's nodes come from the
+//!   `authq-amqp` crate, which the worker's policy hook shares.
 //! - [`error`] — [`ClientError`] and [`BrokerError`].
 //! - [`types`] — the reply types the methods return.
 //! - [`protocol`] — the wire contract (re-exported `authq-protocol`).
 
 pub mod client;
 pub mod error;
-mod replies;
 mod social;
 
 pub use authq_protocol as protocol;

@@ -5,7 +5,7 @@
 use super::Client;
 use super::link::{Link, is_not_found};
 use crate::error::ClientError;
-use crate::replies::Waiter;
+use authq_amqp::Waiter;
 use authq_protocol::names::headers;
 use authq_protocol::{CONTENT_TYPE, PROTOCOL_VERSION, Request};
 use lapin::options::BasicPublishOptions;

@@ -4,10 +4,11 @@
 use super::link::Link;
 use super::{Client, ClientOptions, Inner};
 use crate::error::ClientError;
+use authq_amqp::BrokerNodes;
 use authq_protocol::{Names, broker_urls};
 use lapin::types::ShortString;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::debug;
 
 impl Client {
@@ -56,7 +57,8 @@ impl Client {
             .clone()
             .or_else(|| url_user(url))
             .map(ShortString::from);
-        let (link, node) = Link::open(url, &names, &options, 0).await?;
+        let nodes = BrokerNodes::new(url);
+        let link = Link::open(url, &nodes, &names, &options).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 url: url.to_owned(),
@@ -64,7 +66,7 @@ impl Client {
                 user_id,
                 options,
                 link: tokio::sync::Mutex::new(Arc::new(link)),
-                node: AtomicUsize::new(node),
+                nodes,
                 closed: AtomicBool::new(false),
             }),
         })
@@ -108,9 +110,7 @@ impl Client {
         if !current.is_usable() {
             debug!("reconnecting to the broker");
             let inner = &*self.inner;
-            let start = inner.node.load(Ordering::Relaxed);
-            let (link, node) = Link::open(&inner.url, &inner.names, &inner.options, start).await?;
-            inner.node.store(node, Ordering::Relaxed);
+            let link = Link::open(&inner.url, &inner.nodes, &inner.names, &inner.options).await?;
             *current = Arc::new(link);
         }
         Ok(Arc::clone(&current))

@@ -1,14 +1,12 @@
 //! [`Link`]: one connection to the broker with its publishing channel (in confirm mode) and the
 //! exclusive, server-named reply queue whose consumer feeds the reply dispatcher
-//! (`crate::replies`). A broken link is replaced by the next call (`Client::link`).
+//! (`authq_amqp::dispatch`). A broken link is replaced by the next call (`Client::link`).
 
 use super::ClientOptions;
 use crate::error::ClientError;
-use crate::replies::{self, Pending};
-use authq_protocol::{Names, broker_urls, redact_url};
-use lapin::options::{
-    BasicConsumeOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
-};
+use authq_amqp::{BrokerNodes, Pending, dispatch, private_queue};
+use authq_protocol::{Names, redact_url};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::Arc;
@@ -27,17 +25,16 @@ impl Link {
     /// Connects and sets up the channels and reply queue, within the client's timeout
     /// ([`ClientOptions::timeout`]): a broker that is still starting can accept the connection
     /// and stall the handshake, and every call waits on the lock of the one reconnecting.
-    /// `url` may list several nodes of one cluster, separated by commas: the first that answers
-    /// (from `start`, the index of the one that answered last) takes the connection; the index
-    /// of that node comes back with the link.
+    /// `url` may list several nodes of one cluster (`nodes`): the first that answers, from the
+    /// one that answered last, takes the connection.
     pub(super) async fn open(
         url: &str,
+        nodes: &BrokerNodes,
         names: &Names,
         options: &ClientOptions,
-        start: usize,
-    ) -> Result<(Self, usize), ClientError> {
+    ) -> Result<Self, ClientError> {
         let limit = options.timeout;
-        tokio::time::timeout(limit, Self::open_unbounded(url, names, options, start))
+        tokio::time::timeout(limit, Self::open_unbounded(nodes, names, options))
             .await
             .unwrap_or_else(|_| {
                 Err(ClientError::connect(
@@ -52,34 +49,20 @@ impl Link {
     }
 
     async fn open_unbounded(
-        url: &str,
+        nodes: &BrokerNodes,
         names: &Names,
         options: &ClientOptions,
-        start: usize,
-    ) -> Result<(Self, usize), ClientError> {
-        let listed = broker_urls(url);
-        let nodes = if listed.is_empty() { vec![url] } else { listed };
-        let mut failure = None;
-        let mut connected = None;
-        for i in 0..nodes.len() {
-            let node = (start + i) % nodes.len();
-            match Connection::connect(
-                nodes[node],
-                ConnectionProperties::default()
-                    .with_connection_name(options.connection_name.clone().into()),
+    ) -> Result<Self, ClientError> {
+        let (connection, _) = nodes
+            .connect(
+                || {
+                    ConnectionProperties::default()
+                        .with_connection_name(options.connection_name.clone().into())
+                },
+                str::to_owned,
             )
             .await
-            {
-                Ok(c) => {
-                    connected = Some((c, node));
-                    break;
-                }
-                Err(e) => failure = Some(ClientError::connect(redact_url(nodes[node]), e)),
-            }
-        }
-        let Some((connection, node)) = connected else {
-            return Err(failure.unwrap_or(ClientError::ConnectionLost));
-        };
+            .map_err(|(e, url)| ClientError::connect(url, e))?;
         ensure_deployment(&connection, names).await?;
         // Replies on their own channel, so a publish the broker refuses with a channel error
         // cannot take the reply consumer down with it.
@@ -87,32 +70,7 @@ impl Link {
             .create_channel()
             .await
             .map_err(ClientError::broker)?;
-        let queue = replies
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(ClientError::broker)?;
-        let reply_queue: ShortString = queue.name().clone();
-        let consumer = replies
-            .basic_consume(
-                reply_queue.clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    exclusive: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(ClientError::broker)?;
+        let (reply_queue, consumer) = private_queue(&replies).await.map_err(ClientError::broker)?;
         let publish = connection
             .create_channel()
             .await
@@ -122,14 +80,13 @@ impl Link {
             .await
             .map_err(ClientError::broker)?;
         let pending = Arc::new(Pending::default());
-        tokio::spawn(replies::dispatch(consumer, Arc::clone(&pending)));
-        let link = Self {
+        tokio::spawn(dispatch(consumer, Arc::clone(&pending)));
+        Ok(Self {
             connection,
             publish,
             reply_queue,
             pending,
-        };
-        Ok((link, node))
+        })
     }
 
     pub(super) fn is_usable(&self) -> bool {

@@ -19,11 +19,12 @@ pub use options::ClientOptions;
 
 #[cfg(doc)]
 use crate::error::ClientError;
+use authq_amqp::BrokerNodes;
 use authq_protocol::Names;
 use lapin::types::ShortString;
 use link::Link;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 
 /// A connection to authq over RabbitMQ. Cheap to clone; clones share the connection, and any
 /// number of calls may run at once from any task.
@@ -49,8 +50,7 @@ struct Inner {
     options: ClientOptions,
     /// The current connection; replaced by the first call that finds it broken.
     link: tokio::sync::Mutex<Arc<Link>>,
-    /// Which of the URLs listed in `url` the current connection went to (reconnections try it
-    /// first, then the others in turn).
-    node: AtomicUsize,
+    /// The nodes listed in `url`; reconnections try the one that answered last first.
+    nodes: BrokerNodes,
     closed: AtomicBool,
 }

@@ -6,7 +6,7 @@ use authq::ClientError;
 use authq_protocol::Names;
 use authq_protocol::redact_url;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::QueueBindOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use std::io::Write;
@@ -38,18 +38,8 @@ async fn watch(args: EventsArgs) -> anyhow::Result<()> {
     .await
     .map_err(broker)?;
     let channel = connection.create_channel().await.map_err(broker)?;
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(broker)?;
+    // Consumed before it is bound: nothing reaches it before the bindings anyway.
+    let (queue, mut consumer) = authq_amqp::private_queue(&channel).await.map_err(broker)?;
     let patterns: Vec<String> = if args.bind.is_empty() {
         DEFAULT_BINDINGS.iter().map(|p| (*p).to_owned()).collect()
     } else {
@@ -58,7 +48,7 @@ async fn watch(args: EventsArgs) -> anyhow::Result<()> {
     for pattern in &patterns {
         channel
             .queue_bind(
-                queue.name().clone(),
+                queue.clone(),
                 names.events_exchange().into(),
                 pattern.as_str().into(),
                 QueueBindOptions::default(),
@@ -73,19 +63,6 @@ async fn watch(args: EventsArgs) -> anyhow::Result<()> {
                 _ => broker(e),
             })?;
     }
-    let mut consumer = channel
-        .basic_consume(
-            queue.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                exclusive: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(broker)?;
     // Listening for SIGINT/SIGTERM before saying so, so a signal sent on that line is handled.
     let shutdown = crate::shutdown::shutdown_signal();
     // Tells a script (and the tests) that the bindings are in place.
