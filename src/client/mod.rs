@@ -2,10 +2,25 @@
 //!
 //! - `connect`: connecting, reconnecting after a lost connection, closing.
 //! - `link`: the connection, its publishing channel and the exclusive reply queue whose
-//!   dispatcher (`crate::replies`) matches replies to calls; its nodes tried in turn.
+//!   dispatcher (`authq_amqp::dispatch`) matches replies to calls; its nodes tried in turn.
 //! - `call`: sending a request: publishing with confirms, waiting, retrying and timing out.
 //! - `ops`: one typed method per operation (the social login ones are in `crate::social`).
 //! - `options`: [`ClientOptions`] and its builder.
+
+//!
+//! # Decisions
+//! - **A client-owned exclusive reply queue, not direct reply-to**: a first measurement found it
+//!   about 10 % faster at 128 calls in flight, and it lets calls share one channel without direct
+//!   reply-to's rule that requests go out on the consuming channel. What it costs: replies to
+//!   calls in flight are lost with the connection (those calls fail at once with
+//!   `ConnectionLost`, or are published again with `attempts > 1`).
+//! - **Each call's timeout travels with the request**, as `expiration` and as the absolute
+//!   `x-deadline` header, so a worker never starts work its caller has given up on.
+//! - **Connecting checks the deployment exists** (a passive declare of the request exchange on
+//!   a throw-away channel): publishing to a missing exchange would close the client's channel;
+//!   instead `connect` fails with `NoDeployment`, naming the namespace.
+//! - **Every request carries a fresh UUID `message_id`**, the request id in the worker's logs
+//!   and the key of its recorded outcome.
 
 // rustdoc lists the `impl Client` blocks in the order of these declarations: connecting first.
 mod connect;
