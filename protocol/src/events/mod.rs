@@ -7,9 +7,14 @@
 //! confirmation code, `password.reset_requested` with the reset token), whose routing key is
 //! prefixed with `secret.` so that only a queue bound to `secret.#` (a mailer's) receives them.
 
-use crate::error::ErrorCode;
-use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
+
+mod data;
+pub use data::{
+    LoginFailed, LoginMethod, LoginSucceeded, PasswordChangeReason, PasswordChanged,
+    PasswordResetRequested, SessionEndReason, SessionEnded, UserDeleted, UserDeletionCompleted,
+    UserEmail, UserRegistered, UserSuspended,
+};
 
 /// The version of every event body this crate describes.
 pub const EVENT_VERSION: u32 = 1;
@@ -223,188 +228,11 @@ impl<'de> Deserialize<'de> for Event {
     }
 }
 
-/// How a user authenticated (`auth.login.*`).
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoginMethod {
-    /// `login` with a password.
-    Password,
-    /// A social login provider (`provider` names it).
-    Social,
-}
-
-/// `auth.login.succeeded`: every path that issues a session (`login`, `social_login`) and
-/// `link_social`.
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LoginSucceeded {
-    /// The user.
-    pub user_id: String,
-    /// The user's email.
-    pub email: String,
-    /// How the user authenticated.
-    pub method: LoginMethod,
-    /// The social login provider (method `social`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-}
-
-/// `auth.login.failed`.
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LoginFailed {
-    /// The user, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
-    /// The email tried (or the user's, after a social login), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Why: the error code the caller was answered with.
-    pub reason: ErrorCode,
-    /// Where the attempt came from, as the calling service said (`client_ip` of `login`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// How the user tried to authenticate.
-    pub method: LoginMethod,
-    /// The social login provider (method `social`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    /// The refusing policy's own words (reason `policy_denied`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// `user.registered`: a registration started, or its code was re-issued.
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UserRegistered {
-    /// The (pending) user.
-    pub user_id: String,
-    /// The email to mail the code to.
-    pub email: String,
-    /// The confirmation code.
-    pub code: Secret,
-    /// When the code expires (Unix ms).
-    pub expires_at: i64,
-}
-
-/// A user and their email: the data of `user.confirmed` and `user.unsuspended`.
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UserEmail {
-    /// The user.
-    pub user_id: String,
-    /// The user's email.
-    pub email: String,
-}
-
-/// `password.reset_requested`: a reset for an existing user (nothing for an unknown email).
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PasswordResetRequested {
-    /// The email to mail the token to.
-    pub email: String,
-    /// The reset token.
-    pub token: Secret,
-    /// When the token expires (Unix ms).
-    pub expires_at: i64,
-}
-
-/// Why a password changed.
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PasswordChangeReason {
-    /// `change_password`.
-    ChangePassword,
-    /// `complete_reset`.
-    CompleteReset,
-}
-
-/// `password.changed`.
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PasswordChanged {
-    /// The user.
-    pub user_id: String,
-    /// The user's email.
-    pub email: String,
-    /// The operation that changed it.
-    pub reason: PasswordChangeReason,
-    /// The user's session epoch after the change (cached checks below it are stale).
-    pub session_epoch: u64,
-    /// How many sessions ended.
-    pub sessions_ended: u64,
-}
-
-/// Why sessions ended (`session.ended`).
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionEndReason {
-    /// `logout`: one session.
-    Logout,
-    /// `logout_all`: every session of the user.
-    LogoutAll,
-}
-
-/// `session.ended`: sessions ended by `logout` or `logout_all`.
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SessionEnded {
-    /// The user.
-    pub user_id: String,
-    /// The operation.
-    pub reason: SessionEndReason,
-    /// The user's session epoch after the change (`logout_all` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_epoch: Option<u64>,
-    /// How many sessions ended.
-    pub sessions_ended: u64,
-}
-
-/// `user.suspended`.
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UserSuspended {
-    /// The user.
-    pub user_id: String,
-    /// The user's email.
-    pub email: String,
-    /// The user's session epoch after the change.
-    pub session_epoch: u64,
-    /// How many sessions ended.
-    pub sessions_ended: u64,
-}
-
-/// `user.deleted`: the deletion request to every service.
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UserDeleted {
-    /// The user.
-    pub user_id: String,
-    /// The user's session epoch after the change.
-    pub session_epoch: u64,
-    /// The services that must acknowledge with `deletion_done`.
-    pub services: Vec<String>,
-}
-
-/// `user.deletion_completed`: a deletion cascade ended.
-#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UserDeletionCompleted {
-    /// The user.
-    pub user_id: String,
-    /// The services that acknowledged.
-    pub services: Vec<String>,
-    /// The services that had not when the deadline passed (empty when all did).
-    pub missing: Vec<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
+    use crate::secret::Secret;
 
     #[test]
     fn event_shapes_are_pinned() {
