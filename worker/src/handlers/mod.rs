@@ -12,6 +12,7 @@
 
 pub mod account;
 pub mod deletion;
+mod login_failure;
 pub mod password;
 pub mod session;
 pub mod social;

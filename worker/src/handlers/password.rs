@@ -4,6 +4,7 @@
 //! Each checks everything cheap first (input, codes, sessions), so a wrong code or an unknown
 //! session costs no argon2 run; `login` alone always runs exactly one, known user or not.
 
+use super::login_failure::{Attempt, login_failed_event};
 use super::{Call, record_user, require_active};
 use crate::clock::duration_ms;
 use crate::crypto::{self, Digest};
@@ -13,8 +14,7 @@ use crate::policy::PolicyQuestion;
 use crate::store::{CodePurpose, CodeRecord, NewSession, RequestClaim};
 use authq_protocol::Secret;
 use authq_protocol::events::{
-    EventBody, LoginFailed, LoginMethod, LoginSucceeded, PasswordChangeReason, PasswordChanged,
-    UserEmail,
+    EventBody, LoginMethod, LoginSucceeded, PasswordChangeReason, PasswordChanged, UserEmail,
 };
 use authq_protocol::ops::{
     ChangePasswordReply, ChangePasswordRequest, CompleteResetReply, CompleteResetRequest,
@@ -238,55 +238,6 @@ async fn login_failed<T>(
         provider: None,
     };
     login_failed_event(ctx, error, attempt).await
-}
-
-/// Who tried to log in, and how: what the `auth.login.failed` event of a failure says besides
-/// the reason.
-#[derive(Debug)]
-pub(super) struct Attempt {
-    /// The user, when known.
-    pub user_id: Option<String>,
-    /// The email tried (or the provider's), when known.
-    pub email: Option<String>,
-    /// The caller's `client_ip`.
-    pub source: Option<String>,
-    /// Password or social.
-    pub method: LoginMethod,
-    /// The social provider.
-    pub provider: Option<String>,
-}
-
-impl Attempt {
-    /// The `auth.login.failed` event of this attempt failing with `error` (its code as the
-    /// reason, a policy's words as the detail).
-    pub fn failed(self, error: &HandlerError) -> EventBody {
-        EventBody::LoginFailed(LoginFailed {
-            user_id: self.user_id,
-            email: self.email,
-            reason: error.code(),
-            source: self.source,
-            method: self.method,
-            provider: self.provider,
-            detail: match error {
-                HandlerError::PolicyDenied(reason) => Some(reason.clone()),
-                _ => None,
-            },
-        })
-    }
-}
-
-/// Records the `auth.login.failed` event of `attempt` and returns `error`: the one place every
-/// login path (password, social) reports a failure.
-pub(super) async fn login_failed_event<T>(
-    ctx: &super::Ctx,
-    error: HandlerError,
-    attempt: Attempt,
-) -> Result<T, HandlerError> {
-    let (events, now) = (Arc::clone(&ctx.events), ctx.now());
-    let body = attempt.failed(&error);
-    ctx.write(move |s| events.record(s, body, now)).await?;
-    ctx.events.wake();
-    Err(error)
 }
 
 /// `confirm_registration`: checks the code, hashes the password, activates the user.

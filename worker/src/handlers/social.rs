@@ -7,7 +7,7 @@
 //! when the provider then fails), exchanges the code, fetches the profile, and lets the store
 //! find, link or create the user and open a session in one transaction.
 
-use super::password::{Attempt, login_failed_event};
+use super::login_failure::{Attempt, login_failed_event};
 use super::{Call, record_user, require_active};
 use crate::clock::duration_ms;
 use crate::crypto::{self, Digest};
