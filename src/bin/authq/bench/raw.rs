@@ -3,13 +3,13 @@
 //! first line of `../shared/ceilings/echo.sh`: a classic transient queue, one echo consumer
 //! with prefetch 64, non-persistent messages, no publisher confirms, and a raw lapin client
 //! (one channel, an exclusive reply queue consumed without acknowledgements, a map from
-//! correlation id to the waiting call).
+//! correlation id to the waiting call). Only its set-up (declaring the reply queue) borrows
+//! `authq_amqp::private_queue`; nothing of authq runs per call.
 
 use anyhow::Context as _;
 use authq::ClientError;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,28 +42,8 @@ impl RawClient {
         .await
         .context("the raw client's connection")?;
         let channel = connection.create_channel().await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let mut replies = channel
-            .basic_consume(
-                queue.name().clone(),
-                "authq-bench-raw".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        // Set-up only: the reply path itself (below and in `call`) is raw lapin.
+        let (reply_to, mut replies) = authq_amqp::private_queue(&channel).await?;
         let pending: Pending = Arc::default();
         let waiting = Arc::clone(&pending);
         tokio::spawn(async move {
@@ -83,7 +63,7 @@ impl RawClient {
             connection,
             channel,
             exchange: exchange.to_owned(),
-            reply_to: queue.name().as_str().to_owned(),
+            reply_to: reply_to.as_str().to_owned(),
             pending,
             next: AtomicU64::new(0),
             timeout,
