@@ -77,7 +77,7 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
         base64::engine::general_purpose::STANDARD.encode(bytes)
     };
     secrets.extend([provider_secret.to_owned(), social_key.clone()]);
-    let social = authq_worker::social::config::from_toml(
+    let social = authq_worker::config::social::from_toml(
         &format!(
             "[social]\nkey = \"{social_key}\"\nhttp_timeout = \"2s\"\n\
              [social.providers.corp]\n\

@@ -5,14 +5,11 @@
 
 use authq_protocol::{ErrorCode, Operation};
 use authq_worker::config::{Config, HashConfig};
-use authq_worker::crypto::CodeKey;
-use authq_worker::idempotency::Sealing;
-use authq_worker::keys::ServerKey;
-use authq_worker::social::Social;
 use authq_worker::handlers::{self, Ctx};
 use authq_worker::hashing::HashPool;
-use authq_worker::store::{Renewal, Store, StoreLocation};
-use authq_worker::{ManualClock, Metrics};
+use authq_worker::keys::ServerKey;
+use authq_worker::store::{Store, StoreLocation};
+use authq_worker::{ManualClock, Metrics, startup};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
 
@@ -31,24 +28,18 @@ fn world() -> &'static World {
             ..Config::default()
         };
         let metrics = Arc::new(Metrics::default());
-        let server = ServerKey::from_bytes([7; 32]);
         let store = Store::open(&StoreLocation::Sqlite(dir.path().join("authq.db")), 2).unwrap();
         let hasher = HashPool::start(&config.hashing, Arc::clone(&metrics)).unwrap();
         World {
-            ctx: Ctx {
-                store: Arc::new(store),
+            ctx: startup::context(
+                Arc::new(config),
+                store,
+                &ServerKey::from_bytes([7; 32]),
                 hasher,
-                clock: Arc::new(ManualClock::new()),
+                Arc::new(ManualClock::new()),
                 metrics,
-                renewal: Renewal::from_policy(&config.sessions),
-                sealing: Arc::new(Sealing::new(&server)),
-                events: Arc::new(authq_worker::events::EventSink::new(&server)),
-                store_permits: Arc::new(tokio::sync::Semaphore::new(2)),
-                policy: Arc::new(authq_worker::policy::Policy::new(Default::default())),
-                social: Arc::new(Social::new(config.social.clone()).unwrap()),
-                code_key: CodeKey::from_server_key(&server),
-                config: Arc::new(config),
-            },
+            )
+            .unwrap(),
             // As the proptest pass: one worker thread, so the store's blocking calls run beside.
             runtime: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -66,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let op = Operation::ALL[usize::from(pick) % Operation::ALL.len()];
     let w = world();
-    if let Err(e) = w.runtime.block_on(handlers::dispatch(&w.ctx, op, body, None)) {
+    if let Err(e) = w.runtime.block_on(handlers::dispatch(&w.ctx, op, body, None, None)) {
         let code = e.code();
         assert!(ErrorCode::ALL.contains(&code) && code != ErrorCode::Internal, "{op}: {e}");
     }

@@ -234,12 +234,15 @@ fn every_subcommand_explains_every_flag() {
 #[test]
 fn serve_reads_social_providers_from_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
-    // A provider without a key is refused at start-up, without echoing the secret.
+    // A provider with a plain-http URL off loopback is refused at start-up, without echoing
+    // the secret.
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
         r#"[social.providers.corp]
-           preset = "github"
+           authorization_url = "http://sso.corp.example/authorize"
+           token_url = "https://sso.corp.example/token"
+           userinfo_url = "https://sso.corp.example/userinfo"
            client_id = "c"
            client_secret = "s3cr3t-value"
            redirect_uri = "https://app.example/cb""#,
@@ -255,7 +258,7 @@ fn serve_reads_social_providers_from_the_config_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("key"), "{stderr}");
+    assert!(stderr.contains("authorization_url"), "{stderr}");
     assert!(!stderr.contains("s3cr3t-value"), "{stderr}");
 
     // A good one through AUTHQ_CONFIG, its secrets from a file and the environment.

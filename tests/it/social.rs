@@ -10,15 +10,16 @@ use authq_protocol::ops::{
     UserRef,
 };
 use authq_worker::config::Config;
-use authq_worker::social::SocialConfig;
-use authq_worker::social::config::from_toml;
+use authq_worker::config::SocialConfig;
+use authq_worker::config::social::from_toml;
 use std::time::Duration;
 
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const PW: &str = "correct horse battery";
 
 fn social_config(p: &Provider, global: &str, providers: &[(&str, &str)]) -> SocialConfig {
-    let mut text = format!("[social]\nkey = \"{KEY}\"\n{global}\n");
+    // No `[social] key`: what social login seals is sealed under a key derived from the
+    // server key.
+    let mut text = format!("[social]\n{global}\n");
     for (name, extra) in providers {
         text.push_str(&p.toml(name, extra));
     }

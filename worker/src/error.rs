@@ -117,7 +117,7 @@ pub enum InternalError {
     Encode(#[from] serde_json::Error),
     /// A value could not be sealed (social login).
     #[error(transparent)]
-    Seal(#[from] crate::social::seal::SealError),
+    Seal(#[from] crate::sealing::SealError),
     /// Something social login keeps could not be used (e.g. a state sealed under another key).
     #[error("social login: {0}")]
     Social(&'static str),
@@ -151,8 +151,8 @@ impl From<crate::social::ProviderError> for HandlerError {
     }
 }
 
-impl From<crate::social::seal::SealError> for HandlerError {
-    fn from(e: crate::social::seal::SealError) -> Self {
+impl From<crate::sealing::SealError> for HandlerError {
+    fn from(e: crate::sealing::SealError) -> Self {
         Self::Internal(e.into())
     }
 }
@@ -244,6 +244,9 @@ pub enum WorkerError {
     /// The argon2 pool could not start.
     #[error("cannot start the hashing pool: {0}")]
     Hash(#[from] HashError),
+    /// A start-up task on the blocking pool died (panicked or was cancelled).
+    #[error("a start-up task failed: {0}")]
+    Join(String),
 }
 
 impl WorkerError {

@@ -45,6 +45,7 @@ pub mod redact;
 pub mod reply;
 pub mod sealing;
 pub mod social;
+pub mod startup;
 pub mod store;
 pub mod suspended_set;
 pub mod topology;

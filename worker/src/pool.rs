@@ -14,13 +14,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::delivery::{self, Shared, Source};
 use crate::error::WorkerError;
-use crate::events::{EventSink, Relay};
-use crate::handlers::Ctx;
-use crate::hashing::HashPool;
-use crate::idempotency::Sealing;
-use crate::keys::ServerKey;
+use crate::events::Relay;
 use crate::metrics::Metrics;
-use crate::store::{Renewal, Store};
 use crate::topology;
 use authq_protocol::redact_url;
 use authq_protocol::{Names, Tube};
@@ -80,53 +75,20 @@ impl WorkerHandle {
         let names = config.validate()?;
         #[cfg(feature = "fault-injection")]
         let faults = Arc::new(crate::faults::Faults::default());
-        let social = Arc::new(crate::social::Social::new(config.social.clone())?);
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
-
-        let store = {
-            let (location, size) = (config.database.clone(), config.store_pool_size);
-            let busy = config.store_busy_timeout;
-            tokio::task::spawn_blocking(move || Store::open_with(&location, size, busy))
-                .await
-                .map_err(|e| {
-                    WorkerError::Store(crate::store::StoreError::Corrupt(e.to_string()))
-                })??
-        };
-        let server_key = {
-            // `validate` refused a configuration without one.
-            let path = config.key_path().unwrap_or_default();
-            tokio::task::spawn_blocking(move || ServerKey::load_or_create(&path))
-                .await
-                .map_err(|e| WorkerError::Key(crate::keys::KeyError::Random(e.to_string())))??
-        };
-        let events = Arc::new(EventSink::new(&server_key));
-        let hasher = {
-            let (hashing, metrics) = (config.hashing.clone(), Arc::clone(&metrics));
-            tokio::task::spawn_blocking(move || HashPool::start(&hashing, metrics))
-                .await
-                .map_err(|e| {
-                    WorkerError::Hash(crate::hashing::HashError::Argon2(e.to_string()))
-                })??
-        };
+        let opened = crate::startup::open(&config, &metrics).await?;
+        let ctx = crate::startup::context(
+            Arc::clone(&config),
+            opened.store,
+            &opened.server_key,
+            opened.hasher,
+            clock,
+            Arc::clone(&metrics),
+        )?;
 
         let shared = Arc::new(Shared {
-            ctx: Ctx {
-                store: Arc::new(store),
-                hasher,
-                clock,
-                metrics: Arc::clone(&metrics),
-                renewal: Renewal::from_policy(&config.sessions),
-                store_permits: Arc::new(tokio::sync::Semaphore::new(
-                    config.store_pool_size as usize,
-                )),
-                sealing: Arc::new(Sealing::new(&server_key)),
-                events: Arc::clone(&events),
-                policy: Arc::new(crate::policy::Policy::new(config.policy.clone())),
-                code_key: crate::crypto::CodeKey::from_server_key(&server_key),
-                social,
-                config: Arc::clone(&config),
-            },
+            ctx,
             names: names.clone(),
             nodes: authq_amqp::BrokerNodes::new(&config.amqp_url),
             health: Arc::default(),

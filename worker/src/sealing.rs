@@ -18,11 +18,13 @@ use zeroize::Zeroizing;
 
 const NONCE_BYTES: usize = 24;
 
-/// Seals and opens values under one key.
+/// Seals and opens values under one key (and may also open values sealed under an earlier
+/// key, [`Sealer::also_opening`]).
 #[derive(Clone)]
 pub struct Sealer {
     key: Zeroizing<[u8; 32]>,
     cipher: XChaCha20Poly1305,
+    earlier: Option<std::sync::Arc<Sealer>>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -52,7 +54,18 @@ impl Sealer {
     /// A sealer under `key` itself.
     pub fn with_key(key: Zeroizing<[u8; 32]>) -> Self {
         let cipher = XChaCha20Poly1305::new(Key::from_slice(key.as_ref()));
-        Self { key, cipher }
+        Self {
+            key,
+            cipher,
+            earlier: None,
+        }
+    }
+
+    /// This sealer, which also opens what `earlier` sealed (a key being retired: nothing new
+    /// is sealed under it).
+    pub fn also_opening(mut self, earlier: Sealer) -> Self {
+        self.earlier = Some(std::sync::Arc::new(earlier));
+        self
     }
 
     /// A sealer under HMAC-SHA256(this key, the `parts`, each length-prefixed): what it seals
@@ -86,7 +99,8 @@ impl Sealer {
         Ok(out)
     }
 
-    /// The plaintext of a value sealed by [`Sealer::seal`] under this key for `aad`.
+    /// The plaintext of a value sealed by [`Sealer::seal`] under this key (or the earlier one)
+    /// for `aad`.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
         if sealed.len() < NONCE_BYTES {
             return Err(SealError::Open);
@@ -100,6 +114,12 @@ impl Sealer {
                     aad,
                 },
             )
+            .or_else(|_| match &self.earlier {
+                Some(earlier) => earlier
+                    .open(sealed, aad)
+                    .map_err(|_| chacha20poly1305::Error),
+                None => Err(chacha20poly1305::Error),
+            })
             .map_err(|_| SealError::Open)
     }
 }
@@ -185,6 +205,20 @@ mod tests {
         let b = sealer.seal(b"same text", b"").unwrap();
         assert_ne!(a, b);
         assert!(!a.windows(9).any(|w| w == b"same text"));
+    }
+
+    #[test]
+    fn a_retired_key_still_opens_what_it_sealed_and_seals_nothing_new() {
+        let retired = Sealer::with_key(Zeroizing::new([9; 32]));
+        let old_value = retired.seal(b"kept", b"row").unwrap();
+        let current = Sealer::derived(&server(1), "test v1").also_opening(retired.clone());
+        assert_eq!(current.open(&old_value, b"row").unwrap(), b"kept");
+        let new_value = current.seal(b"new", b"row").unwrap();
+        assert!(
+            retired.open(&new_value, b"row").is_err(),
+            "sealed under the new key"
+        );
+        assert!(current.open(&old_value, b"other row").is_err());
     }
 
     #[test]

@@ -9,14 +9,11 @@
 
 use authq_protocol::{ErrorCode, Operation};
 use authq_worker::config::{Config, HashConfig};
-use authq_worker::crypto::CodeKey;
 use authq_worker::handlers::{self, Ctx};
 use authq_worker::hashing::HashPool;
-use authq_worker::idempotency::Sealing;
 use authq_worker::keys::ServerKey;
-use authq_worker::social::Social;
-use authq_worker::store::{Renewal, Store, StoreLocation};
-use authq_worker::{ManualClock, Metrics};
+use authq_worker::store::{Store, StoreLocation};
+use authq_worker::{ManualClock, Metrics, startup};
 use proptest::prelude::*;
 use std::sync::{Arc, OnceLock};
 
@@ -36,23 +33,17 @@ fn world() -> &'static World {
             ..Config::default()
         };
         let metrics = Arc::new(Metrics::default());
-        let server = ServerKey::from_bytes([7; 32]);
         let store = Store::open(&StoreLocation::Sqlite(dir.path().join("authq.db")), 4).unwrap();
         let hasher = HashPool::start(&config.hashing, Arc::clone(&metrics)).unwrap();
-        let ctx = Ctx {
-            store: Arc::new(store),
+        let ctx = startup::context(
+            Arc::new(config),
+            store,
+            &ServerKey::from_bytes([7; 32]),
             hasher,
-            clock: Arc::new(ManualClock::new()),
+            Arc::new(ManualClock::new()),
             metrics,
-            renewal: Renewal::from_policy(&config.sessions),
-            sealing: Arc::new(Sealing::new(&server)),
-            events: Arc::new(authq_worker::events::EventSink::new(&server)),
-            store_permits: Arc::new(tokio::sync::Semaphore::new(4)),
-            policy: Arc::new(authq_worker::policy::Policy::new(Default::default())),
-            social: Arc::new(Social::new(config.social.clone()).unwrap()),
-            code_key: CodeKey::from_server_key(&server),
-            config: Arc::new(config),
-        };
+        )
+        .unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()

@@ -388,7 +388,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let file = args.config.clone();
     let mut config = args.into_config();
     if let Some(path) = file {
-        config.social = authq_worker::social::config::load_file(&path)
+        config.social = authq_worker::config::social::load_file(&path)
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
     }
     tracing::debug!(?config, "configuration");

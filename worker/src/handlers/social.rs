@@ -10,13 +10,12 @@
 use super::login_failure::{Attempt, login_failed_event};
 use super::{Call, record_user, require_active};
 use crate::clock::duration_ms;
+use crate::config::ProviderConfig;
 use crate::crypto::{self, Digest};
 use crate::domain::Email;
 use crate::error::{HandlerError, InternalError};
 use crate::policy::PolicyQuestion;
-use crate::social::{
-    self, Identity, KeptTokens, OAuthClient, ProviderConfig, ProviderError, Tokens, oauth,
-};
+use crate::social::{self, Identity, KeptTokens, OAuthClient, ProviderError, Tokens, oauth};
 use crate::store::{
     LinkOutcome, NewOAuthState, NewSocialLogin, ProviderEmail, SocialLink, SocialLoginOutcome,
     UserKey,
@@ -103,6 +102,7 @@ async fn authorize<'c>(
     }
     let Some(verifier) = sealer
         .open(&record.verifier_sealed, &social::state_aad(&digest))
+        .ok()
         .and_then(|v| String::from_utf8(v).ok())
         .map(Secret::new)
     else {
@@ -434,7 +434,7 @@ pub(crate) async fn recheck(ctx: &Call<'_>, digest: Digest) -> Result<(), Handle
             let kept = due
                 .tokens_sealed
                 .as_deref()
-                .and_then(|b| sealer.open(b, &social::tokens_aad(&digest)))
+                .and_then(|b| sealer.open(b, &social::tokens_aad(&digest)).ok())
                 .and_then(|mut plain| {
                     let kept = serde_json::from_slice::<KeptTokens>(&plain).ok();
                     plain.zeroize();

@@ -1,11 +1,13 @@
 //! Social login over OAuth2 / OpenID Connect: the providers, the HTTP client that talks to
 //! them, and the sealing of what authq keeps for them.
 //!
-//! - [`config`]: providers (presets for Google, Facebook, VK, GitHub, or fully described),
-//!   the key, timeouts, the linking rule; read from the TOML configuration file.
+//! - the configuration (providers, presets, timeouts, the linking rule, read from the TOML
+//!   file) lives with the rest of the configuration, in [`crate::config::social`].
 //! - [`oauth`]: the authorization URL (state + PKCE), the token and user-info calls, reading a
 //!   profile out of the provider's JSON.
-//! - [`seal`]: XChaCha20-Poly1305 for PKCE verifiers and provider tokens at rest.
+//! - sealing: PKCE verifiers and provider tokens at rest are sealed with [`crate::sealing`],
+//!   under a key derived from the server key (the `[social]` key of earlier versions only
+//!   opens what it sealed before).
 //!
 //! The operations themselves are in `handlers::social`; states, social accounts and social
 //! sessions are in the store.
@@ -18,15 +20,17 @@
 //! re-checked at a later `check`), so a provider outage holds at most that many of a
 //! consumer's prefetched deliveries, and the consumer keeps taking the others.
 
-pub mod config;
 pub mod oauth;
-pub mod seal;
 
-pub use config::{ProviderConfig, SocialConfig};
 pub use oauth::{Identity, OAuthClient, ProviderError, Tokens};
-pub use seal::Sealer;
 
 use crate::config::ConfigError;
+use crate::config::{ProviderConfig, SocialConfig};
+use crate::keys::ServerKey;
+use crate::sealing::Sealer;
+
+/// The label the social sealing key is derived from the server key with.
+const SEALING_LABEL: &str = "authq social sealing v1";
 use authq_protocol::Secret;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -37,20 +41,23 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Social {
     config: SocialConfig,
     client: Option<OAuthClient>,
-    sealer: Option<Sealer>,
+    sealer: Sealer,
     permits: Arc<Semaphore>,
 }
 
 impl Social {
     /// Builds the service from its configuration (no provider: social login is off).
-    pub fn new(config: SocialConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: SocialConfig, server: &ServerKey) -> Result<Self, ConfigError> {
         config.validate()?;
         let client = if config.providers.is_empty() {
             None
         } else {
             Some(OAuthClient::new(config.http_timeout).map_err(ConfigError::Invalid)?)
         };
-        let sealer = config.key.as_ref().map(Sealer::new);
+        let mut sealer = Sealer::derived(server, SEALING_LABEL);
+        if let Some(legacy) = &config.legacy_key {
+            sealer = sealer.also_opening(Sealer::with_key(zeroize::Zeroizing::new(legacy.0)));
+        }
         let permits = Arc::new(Semaphore::new(config.max_concurrent_calls.max(1)));
         Ok(Self {
             config,
@@ -69,7 +76,7 @@ impl Social {
     /// provider does).
     pub fn provider(&self, name: &str) -> Option<(&ProviderConfig, &OAuthClient, &Sealer)> {
         let provider = self.config.providers.get(name)?;
-        Some((provider, self.client.as_ref()?, self.sealer.as_ref()?))
+        Some((provider, self.client.as_ref()?, &self.sealer))
     }
 
     /// Whether `check` re-checks social sessions.
@@ -108,4 +115,59 @@ pub fn state_aad(state_digest: &[u8]) -> Vec<u8> {
 /// Associated data binding sealed provider tokens to their session row.
 pub fn tokens_aad(session_digest: &[u8]) -> Vec<u8> {
     [b"authq-social-tokens:".as_slice(), session_digest].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::social::SealKey;
+
+    fn with_provider(legacy_key: Option<SealKey>) -> SocialConfig {
+        let text = r#"
+            [social.providers.corp]
+            authorization_url = "https://sso.corp.example/authorize"
+            token_url = "https://sso.corp.example/token"
+            userinfo_url = "https://sso.corp.example/userinfo"
+            client_id = "c"
+            client_secret = "s"
+            redirect_uri = "https://app.example/cb"
+        "#;
+        let mut config = crate::config::social::from_toml(text, &|_| None).unwrap();
+        config.legacy_key = legacy_key;
+        config
+    }
+
+    #[test]
+    fn sealing_needs_no_key_of_its_own_and_follows_the_server_key() {
+        let server = ServerKey::from_bytes([1; 32]);
+        let social = Social::new(with_provider(None), &server).unwrap();
+        let (_, _, sealer) = social.provider("corp").unwrap();
+        let sealed = sealer.seal(b"verifier", &state_aad(b"d")).unwrap();
+        let again = Social::new(with_provider(None), &server).unwrap();
+        let (_, _, same_key) = again.provider("corp").unwrap();
+        assert_eq!(
+            same_key.open(&sealed, &state_aad(b"d")).unwrap(),
+            b"verifier"
+        );
+        let other = Social::new(with_provider(None), &ServerKey::from_bytes([2; 32])).unwrap();
+        let (_, _, other_key) = other.provider("corp").unwrap();
+        assert!(other_key.open(&sealed, &state_aad(b"d")).is_err());
+    }
+
+    #[test]
+    fn what_the_retired_social_key_sealed_still_opens() {
+        // Sealed by authq before the key was derived: XChaCha20-Poly1305 under `[social] key`.
+        let before = Sealer::with_key(zeroize::Zeroizing::new([5; 32]));
+        let kept_tokens = before.seal(b"tokens", &tokens_aad(b"s")).unwrap();
+        let server = ServerKey::from_bytes([1; 32]);
+        let social = Social::new(with_provider(Some(SealKey([5; 32]))), &server).unwrap();
+        let (_, _, sealer) = social.provider("corp").unwrap();
+        assert_eq!(
+            sealer.open(&kept_tokens, &tokens_aad(b"s")).unwrap(),
+            b"tokens"
+        );
+        let without = Social::new(with_provider(None), &server).unwrap();
+        let (_, _, no_legacy) = without.provider("corp").unwrap();
+        assert!(no_legacy.open(&kept_tokens, &tokens_aad(b"s")).is_err());
+    }
 }

@@ -5,7 +5,7 @@
 //! [`MAX_ANSWER_BYTES`]. Errors say what went wrong (an HTTP status, an OAuth error name)
 //! and never carry a token, a code or a body.
 
-use super::config::{ProfileFields, ProviderConfig, UserinfoAuth};
+use crate::config::social::{ProfileFields, ProviderConfig, UserinfoAuth};
 use authq_protocol::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -3,7 +3,8 @@
 //! configuration file (`authq serve --config`), with secrets taken from environment variables
 //! or files (`*_env`, `*_file`) so the file itself can be world-readable.
 
-use crate::config::ConfigError;
+use super::ConfigError;
+use super::providers::{PRESETS, preset};
 use authq_protocol::Secret;
 use base64::Engine;
 use serde::Deserialize;
@@ -18,9 +19,12 @@ use zeroize::Zeroize;
 pub struct SocialConfig {
     /// The providers, by the name requests use (`google`, `corp-sso`, …).
     pub providers: BTreeMap<String, ProviderConfig>,
-    /// The key that seals PKCE verifiers and (when re-checks are on) provider tokens at rest.
-    /// Required as soon as a provider is configured.
-    pub key: Option<SealKey>,
+    /// The `[social]` key of authq before 0.2, now retired: PKCE verifiers and provider tokens
+    /// are sealed under a key derived from the server key (`--key-file`). When set, it still
+    /// opens what was sealed under it (pending logins, kept provider tokens), so an upgrade ends
+    /// no social session; nothing new is sealed with it. Optional; drop it once no session from
+    /// before the upgrade is left.
+    pub legacy_key: Option<SealKey>,
     /// How long a `state` from `social_url` is accepted.
     pub state_ttl: Duration,
     /// Timeout of each HTTP call to a provider (connect, send, read the whole answer).
@@ -45,7 +49,7 @@ impl Default for SocialConfig {
     fn default() -> Self {
         Self {
             providers: BTreeMap::new(),
-            key: None,
+            legacy_key: None,
             state_ttl: Duration::from_secs(600),
             http_timeout: Duration::from_secs(10),
             max_concurrent_calls: 16,
@@ -159,87 +163,6 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
 }
 
-/// A named preset: the URLs, scopes and field paths of a well-known provider.
-struct Preset {
-    authorization_url: &'static str,
-    token_url: &'static str,
-    userinfo_url: &'static str,
-    scopes: &'static [&'static str],
-    userinfo_auth: UserinfoAuth,
-    subject: &'static str,
-    email: &'static str,
-    email_verified: Option<&'static str>,
-    email_verified_default: bool,
-    name: &'static str,
-    picture: &'static str,
-}
-
-/// The names of the built-in presets.
-pub const PRESETS: &[&str] = &["google", "facebook", "vk", "github"];
-
-fn preset(name: &str) -> Option<Preset> {
-    Some(match name {
-        // OpenID Connect; `email_verified` is a claim of the user-info answer.
-        "google" => Preset {
-            authorization_url: "https://accounts.google.com/o/oauth2/v2/auth",
-            token_url: "https://oauth2.googleapis.com/token",
-            userinfo_url: "https://openidconnect.googleapis.com/v1/userinfo",
-            scopes: &["openid", "email", "profile"],
-            userinfo_auth: UserinfoAuth::Header,
-            subject: "sub",
-            email: "email",
-            email_verified: Some("email_verified"),
-            email_verified_default: false,
-            name: "name",
-            picture: "picture",
-        },
-        // Graph API; it says nothing about verification, so the email counts as unverified
-        // unless the operator sets `email_verified_default = true`.
-        "facebook" => Preset {
-            authorization_url: "https://www.facebook.com/v19.0/dialog/oauth",
-            token_url: "https://graph.facebook.com/v19.0/oauth/access_token",
-            userinfo_url: "https://graph.facebook.com/me?fields=id,name,email,picture",
-            scopes: &["email", "public_profile"],
-            userinfo_auth: UserinfoAuth::Header,
-            subject: "id",
-            email: "email",
-            email_verified: None,
-            email_verified_default: false,
-            name: "name",
-            picture: "picture.data.url",
-        },
-        // VK's API takes the token in the query and returns the email in the token answer.
-        "vk" => Preset {
-            authorization_url: "https://oauth.vk.com/authorize",
-            token_url: "https://oauth.vk.com/access_token",
-            userinfo_url: "https://api.vk.com/method/users.get?v=5.131&fields=photo_200",
-            scopes: &["email"],
-            userinfo_auth: UserinfoAuth::Query,
-            subject: "response.0.id",
-            email: "email",
-            email_verified: None,
-            email_verified_default: false,
-            name: "response.0.first_name",
-            picture: "response.0.photo_200",
-        },
-        // `/user` shows the public email only; it is taken as unverified by default.
-        "github" => Preset {
-            authorization_url: "https://github.com/login/oauth/authorize",
-            token_url: "https://github.com/login/oauth/access_token",
-            userinfo_url: "https://api.github.com/user",
-            scopes: &["read:user", "user:email"],
-            userinfo_auth: UserinfoAuth::Header,
-            subject: "id",
-            email: "email",
-            email_verified: None,
-            email_verified_default: false,
-            name: "name",
-            picture: "avatar_url",
-        },
-        _ => return None,
-    })
-}
-
 // ---- the TOML file -------------------------------------------------------------------------
 
 /// The configuration file as written (everything optional; secrets possibly indirect).
@@ -308,7 +231,7 @@ pub fn from_toml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Soc
     let mut config = SocialConfig::default();
     let key = secret_value("social.key", raw.key, raw.key_env, raw.key_file, env, false)?;
     if let Some(key) = key {
-        config.key = Some(SealKey::from_base64(key.expose()).map_err(|e| e.to_string())?);
+        config.legacy_key = Some(SealKey::from_base64(key.expose()).map_err(|e| e.to_string())?);
     }
     if let Some(d) = raw.state_ttl {
         config.state_ttl = duration("social.state_ttl", &d)?;
@@ -524,11 +447,6 @@ impl SocialConfig {
         if self.providers.is_empty() {
             return Ok(());
         }
-        if self.key.is_none() {
-            return Err(invalid(
-                "social: a key (social.key_env or social.key_file) is required when providers are configured",
-            ));
-        }
         if self.max_concurrent_calls == 0 || self.http_timeout.is_zero() || self.state_ttl.is_zero()
         {
             return Err(invalid(
@@ -594,7 +512,7 @@ mod tests {
         )
         .unwrap();
         c.validate().unwrap();
-        assert_eq!(c.key.as_ref().unwrap().0[31], 31);
+        assert_eq!(c.legacy_key.as_ref().unwrap().0[31], 31);
         assert_eq!(c.recheck_interval, Some(Duration::from_secs(3600)));
         let g = &c.providers["google"];
         assert_eq!(g.token_url, "https://oauth2.googleapis.com/token");
@@ -658,7 +576,9 @@ mod tests {
     }
 
     #[test]
-    fn providers_need_a_key() {
+    fn providers_need_no_key_of_their_own() {
+        // What social login seals is sealed under a key derived from the server key; the
+        // `[social] key` of earlier versions is optional (it only opens what it sealed).
         let c = from_toml(
             r#"[social.providers.gh]
                preset = "github"
@@ -668,6 +588,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        assert!(c.validate().is_err());
+        c.validate().unwrap();
+        assert!(c.legacy_key.is_none());
     }
 }

@@ -1,0 +1,251 @@
+//! The policies and limits a deployment tunes: tubes and queues, sessions, codes, passwords,
+//! lockouts and spam limits, callers' policies, deletion cascades.
+
+use super::ConfigError;
+use authq_protocol::Tube;
+use std::time::Duration;
+
+/// The policy chain run before a session is issued (see [`crate::policy`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Emails (`ann@example.com`) and domains (`@example.com`, subdomains included) refused.
+    pub deny: Vec<String>,
+    /// The queue of an external policy hook, asked before every login; none: no hook.
+    pub hook_queue: Option<String>,
+    /// How long the hook may take to answer.
+    pub hook_timeout: Duration,
+    /// A hook that does not answer in time allows (`true`) or denies (`false`, the default).
+    pub fail_open: bool,
+    /// Whether registrations go through the chain too.
+    pub on_register: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            deny: Vec::new(),
+            hook_queue: None,
+            hook_timeout: Duration::from_secs(2),
+            fail_open: false,
+            on_register: false,
+        }
+    }
+}
+
+/// The deletion cascade (`user.deleted` → `deletion_done` from each service →
+/// `user.deletion_completed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletionPolicy {
+    /// The services that must acknowledge every deletion; none: no cascade is tracked.
+    pub services: Vec<String>,
+    /// How long the cascade waits for them before completing without the missing ones.
+    pub deadline: Duration,
+}
+
+impl Default for DeletionPolicy {
+    fn default() -> Self {
+        Self {
+            services: Vec::new(),
+            deadline: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The RabbitMQ queue type of a tube.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueType {
+    /// A replicated, durable quorum queue with a delivery limit (the default).
+    Quorum,
+    /// A classic durable queue (no delivery limit: a message that crashes every worker is
+    /// redelivered until a worker dead-letters it).
+    Classic,
+}
+
+impl QueueType {
+    /// The `x-queue-type` value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Quorum => "quorum",
+            Self::Classic => "classic",
+        }
+    }
+}
+
+/// How the tubes are declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuePolicy {
+    /// Tubes declared as classic queues instead of quorum queues.
+    pub classic_tubes: std::collections::BTreeSet<Tube>,
+    /// `x-max-length` of every tube: past it, the broker refuses publishes (`x-overflow =
+    /// reject-publish`), which a publisher with confirms sees at once as a nack.
+    pub max_length: u32,
+    /// `x-delivery-limit` of quorum tubes: a request delivered this many times without being
+    /// acknowledged (a worker crashing on it each time) is dead-lettered.
+    pub delivery_limit: u32,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        Self {
+            classic_tubes: std::collections::BTreeSet::new(),
+            max_length: 200_000,
+            delivery_limit: 5,
+        }
+    }
+}
+
+impl QueuePolicy {
+    /// The queue type of `tube`.
+    pub fn queue_type(&self, tube: Tube) -> QueueType {
+        if self.classic_tubes.contains(&tube) {
+            QueueType::Classic
+        } else {
+            QueueType::Quorum
+        }
+    }
+}
+
+/// Consumers and prefetch of one queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TubeConfig {
+    /// How many consumers (each on its own channel) take from the queue.
+    pub consumers: u16,
+    /// How many unacknowledged requests each consumer holds at most (`basic.qos`).
+    pub prefetch: u16,
+}
+
+/// How long sessions live and when `check` renews them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SessionPolicy {
+    /// A session unused for this long expires. Each renewal moves the expiry to now + this.
+    pub idle_timeout: Duration,
+    /// No session lives longer than this after login, however often it is renewed.
+    pub max_lifetime: Duration,
+    /// `check` renews a session once this fraction of its idle window has passed (0.5: a
+    /// session is renewed at most about once per half idle timeout, so most checks are pure
+    /// reads).
+    pub renew_after: f64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(24 * 3600),
+            max_lifetime: Duration::from_secs(30 * 24 * 3600),
+            renew_after: 0.5,
+        }
+    }
+}
+
+/// Confirmation codes and reset tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodePolicy {
+    /// How long a registration's confirmation code is valid.
+    pub confirmation_ttl: Duration,
+    /// How long a reset token is valid.
+    pub reset_ttl: Duration,
+    /// Wrong guesses a code or token survives; the next wrong guess destroys it.
+    pub max_attempts: u32,
+}
+
+impl Default for CodePolicy {
+    fn default() -> Self {
+        Self {
+            confirmation_ttl: Duration::from_secs(24 * 3600),
+            reset_ttl: Duration::from_secs(3600),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// What a password must satisfy (NIST SP 800-63B: length, no composition rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Fewest characters (Unicode scalar values).
+    pub min_chars: usize,
+    /// Most bytes (UTF-8); longer passwords are refused before any hashing.
+    pub max_bytes: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_chars: 8,
+            max_bytes: 1024,
+        }
+    }
+}
+
+/// Brute-force and spam limits. Each is a fixed window per key, counted in the store (shared by
+/// every worker on it) and claimed before the work it guards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Failed logins an email may have per `login_window` before further attempts are refused
+    /// (`too_many_attempts`, without running argon2) until the window ends.
+    pub login_failures: u32,
+    /// The login lockout window.
+    pub login_window: Duration,
+    /// Failed logins a source address (`client_ip`) may have per `login_window`.
+    pub source_failures: u32,
+    /// How long a login's claim holds a place under the login limits while its password is
+    /// verified: a claim whose worker died lapses after this, uncounted. Longer than a login
+    /// takes (argon2 and its queue); a redelivery of the same request takes the claim again.
+    pub claim_lease: Duration,
+    /// `register` calls per email per `spam_window`.
+    pub register_per_email: u32,
+    /// `start_reset` calls per email per `spam_window`.
+    pub reset_per_email: u32,
+    /// The window of the register and reset limits.
+    pub spam_window: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            login_failures: 10,
+            login_window: Duration::from_secs(15 * 60),
+            source_failures: 100,
+            claim_lease: Duration::from_secs(60),
+            register_per_email: 5,
+            reset_per_email: 5,
+            spam_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Limits {
+    /// At most this many failed logins per account may ever reach argon2 per hour.
+    pub const MAX_FAILURES_PER_HOUR: u64 = 100;
+
+    /// Failed logins per account that can reach argon2 in one hour under these limits.
+    pub fn failures_per_hour(&self) -> u64 {
+        let window_ms = self.login_window.as_millis().max(1);
+        let windows = 3_600_000u128.div_ceil(window_ms);
+        u64::try_from(windows.saturating_mul(u128::from(self.login_failures))).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.login_failures == 0
+            || self.source_failures == 0
+            || self.register_per_email == 0
+            || self.reset_per_email == 0
+            || self.login_window.is_zero()
+            || self.claim_lease.is_zero()
+            || self.spam_window.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "limits: every limit and window must be positive".into(),
+            ));
+        }
+        if self.failures_per_hour() > Self::MAX_FAILURES_PER_HOUR {
+            return Err(ConfigError::Invalid(format!(
+                "limits: {} failed logins per {:?} let {} per hour reach argon2 (at most {})",
+                self.login_failures,
+                self.login_window,
+                self.failures_per_hour(),
+                Self::MAX_FAILURES_PER_HOUR
+            )));
+        }
+        Ok(())
+    }
+}
