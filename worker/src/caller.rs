@@ -67,12 +67,6 @@ pub fn reply_queue_owner<'a>(names: &Names, reply_to: &'a str) -> Option<&'a str
     (!owner.is_empty() && !suffix.is_empty()).then_some(owner)
 }
 
-/// The prefix of the reply queues a caller may name itself: `{namespace}.reply.{user}.`,
-/// followed by a non-empty suffix without dots.
-pub fn own_reply_prefix(names: &Names, user: &str) -> String {
-    format!("{}.reply.{user}.", names.namespace())
-}
-
 /// What a caller may do beyond the user-facing operations, each role including the ones
 /// before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,7 +89,8 @@ pub fn required_role(op: Operation) -> Role {
 }
 
 /// Whether an operation acts on another user's account (and so needs a granted role).
-pub fn is_administrative(op: Operation) -> bool {
+#[cfg(test)]
+fn is_administrative(op: Operation) -> bool {
     required_role(op) > Role::Service
 }
 

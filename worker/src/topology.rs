@@ -51,7 +51,7 @@ pub const DEAD_LETTER_MAX_BYTES: i64 = 64 * 1024 * 1024;
 /// - the quarantine exchange (fanout) and its queue, bounded alike: the tubes' and the unrouted
 ///   queue's dead-letter exchange. What the broker dead-letters on its own (expired in a tube,
 ///   past the delivery limit) still holds its secrets; only the worker reads the quarantine
-///   and relays a redacted copy to the dead-letter exchange ([`crate::delivery`]);
+///   and relays a redacted copy to the dead-letter exchange (`crate::delivery`);
 /// - the unrouted exchange (fanout) and its queue, which the worker consumes to answer
 ///   `unknown_operation`;
 /// - the request exchange (direct, with the unrouted exchange as its alternate exchange);

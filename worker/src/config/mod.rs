@@ -51,7 +51,7 @@ pub struct Config {
     /// The policies that may refuse a login (or a registration): deny-list and hook.
     pub policy: PolicyConfig,
     /// A Redis server on which to keep the set `{namespace}:suspended` of suspended user ids
-    /// (see [`crate::suspended_set`]); its password is redacted in `Debug`.
+    /// (see `crate::suspended_set`); its password is redacted in `Debug`.
     pub redis_url: Option<String>,
     /// Which tube serves each operation. Operations missing here use their default tube.
     pub routes: BTreeMap<Operation, Tube>,
@@ -86,7 +86,7 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests before giving up on them (they are then
     /// redelivered to another worker).
     pub shutdown_grace: Duration,
-    /// Where to serve `/metrics`, `/livez` and `/readyz` ([`crate::observe`]); `None`: nowhere.
+    /// Where to serve `/metrics`, `/livez` and `/readyz` (`crate::observe`); `None`: nowhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// How often expired sessions and codes are purged from the store.
     pub purge_interval: Duration,

@@ -5,7 +5,7 @@ use super::ConfigError;
 use authq_protocol::Tube;
 use std::time::Duration;
 
-/// The policy chain run before a session is issued (see [`crate::policy`]).
+/// The policy chain run before a session is issued (see `crate::policy`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyConfig {
     /// Emails (`ann@example.com`) and domains (`@example.com`, subdomains included) refused.

@@ -194,7 +194,7 @@ impl std::ops::Deref for Call<'_> {
 
 impl<'a> Call<'a> {
     /// A request handled with `ctx`, whose outcome (if any) is recorded under `outcome`, and
-    /// whose deliveries share `identity` ([`crate::idempotency::request_identity`]).
+    /// whose deliveries share `identity` (`crate::idempotency::request_identity`).
     pub fn new(ctx: &'a Ctx, outcome: Option<OutcomeScope>, identity: Option<Digest>) -> Self {
         Self {
             ctx,
@@ -213,10 +213,10 @@ impl<'a> Call<'a> {
     /// 1. with an outcome key, wait for any other delivery of the same request and answer with
     ///    its outcome if it committed one ([`Tx::begin_outcome`]);
     /// 2. `effect` runs the store calls (and records the change's events, see
-    ///    [`crate::events`]);
+    ///    `crate::events`);
     /// 3. `reply` turns their result into the handler's result;
     /// 4. with an outcome key, the encoded reply is recorded as the request's outcome
-    ///    ([`Tx::record_outcome`]), sealed (see [`crate::idempotency`]);
+    ///    ([`Tx::record_outcome`]), sealed (see `crate::idempotency`);
     /// 5. the transaction commits: effect, events and outcome together or not at all.
     pub async fn commit<T, R>(
         &self,

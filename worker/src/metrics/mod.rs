@@ -1,5 +1,5 @@
 //! The worker's metrics: one Prometheus registry ([`prometheus_client`]) that the live
-//! endpoint (`--metrics-addr`, [`crate::observe`]), `--metrics-file` and `authq bench` all read,
+//! endpoint (`--metrics-addr`, `crate::observe`), `--metrics-file` and `authq bench` all read,
 //! so there is one source of truth.
 //!
 //! Names follow Prometheus conventions (`authq_…_total` counters, `_seconds` in base units).
@@ -70,13 +70,13 @@ pub struct Metrics {
     pub reconnects: Counter,
     /// Deliveries being processed now.
     pub in_flight: Gauge,
-    /// Events in the outbox not yet relayed (read by [`crate::observe`]).
+    /// Events in the outbox not yet relayed (read by `crate::observe`).
     pub outbox_backlog: Gauge,
-    /// Age of the oldest event not yet relayed, in seconds (read by [`crate::observe`]).
+    /// Age of the oldest event not yet relayed, in seconds (read by `crate::observe`).
     pub outbox_lag: Gauge<f64, AtomicU64>,
-    /// Messages waiting in each tube (read from the broker by [`crate::observe`]).
+    /// Messages waiting in each tube (read from the broker by `crate::observe`).
     pub tube_messages: Family<TubeLabel, Gauge>,
-    /// Consumers attached to each tube (read from the broker by [`crate::observe`]).
+    /// Consumers attached to each tube (read from the broker by `crate::observe`).
     pub tube_consumers: Family<TubeLabel, Gauge>,
     /// 1 while the worker is ready (broker connected, consumers attached, store answering).
     pub ready: Gauge,

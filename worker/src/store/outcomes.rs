@@ -1,5 +1,5 @@
 //! Idempotency outcomes: the first reply of each mutating request, sealed, keyed by the caller
-//! and the request's `message_id` (see [`crate::idempotency`]).
+//! and the request's `message_id` (see `crate::idempotency`).
 
 use super::StoreError;
 use super::query::{Lock, Tx, args};
@@ -10,7 +10,7 @@ use crate::idempotency::OutcomeKey;
 pub struct RecordedOutcome {
     /// SHA-256 of the request it answers (operation and body).
     pub request_digest: Vec<u8>,
-    /// The reply, sealed (see [`crate::idempotency`]).
+    /// The reply, sealed (see `crate::idempotency`).
     pub sealed: Vec<u8>,
 }
 
