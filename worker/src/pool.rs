@@ -8,7 +8,21 @@
 //! Shutdown (SIGINT/SIGTERM in the binary, [`WorkerHandle::shutdown`] in tests): consumers stop
 //! taking deliveries and cancel their consumers; requests already started finish (reply, ack)
 //! within the grace period; then the channels close, which returns whatever was prefetched but
-//! not started to the queue for another worker.
+//! not started to the queue for another worker. (`authq serve` installs its signal handlers
+//! before it starts the pool, so an early SIGTERM is never the default action, death.)
+//!
+//! **A lost broker connection does not stop the worker** (`supervise`). The first connection
+//! must succeed (a wrong URL or password is an operator's mistake, reported at once); after
+//! that, when any consumer's channel fails, every consumer of the connection stops and the
+//! supervisor reconnects with capped exponential backoff and jitter (`backon`, 100 ms doubling
+//! to 5 s plus up to as much jitter, so a broker that comes back is found within 10 s),
+//! declares the topology again and resumes. Every attempt is bounded (30 s): a broker still
+//! starting can accept the TCP connection and stall the handshake. Requests in flight on the
+//! dead connection are redelivered by the broker and answered from their recorded outcomes.
+//! lapin's own `enable_auto_recover` is not used: it replays consumers whose unacknowledged
+//! deliveries it cannot settle, and a worker that re-opens everything itself is easier to
+//! reason about. Heartbeats are on (10 s unless the URL sets `heartbeat=`); argon2 runs on its
+//! own threads, so a login flood never starves them.
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
