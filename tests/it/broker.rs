@@ -111,6 +111,45 @@ fn the_client_library_alone_compiles_no_worker_argon2_or_sqlite() {
     }
 }
 
+/// `cargo tree` of `package` with `args`, one crate per line.
+fn cargo_tree(package: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--package",
+            package,
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_worker_without_social_login_and_redis_compiles_neither() {
+    let has = |tree: &str, krate: &str| tree.lines().any(|l| l.starts_with(&format!("{krate} ")));
+    let full = cargo_tree("authq-worker", &[]);
+    let lean = cargo_tree("authq-worker", &["--no-default-features"]);
+    for krate in ["reqwest", "redis"] {
+        assert!(has(&full, krate), "the default worker has {krate}");
+        assert!(
+            !has(&lean, krate),
+            "--no-default-features still pulls in {krate}"
+        );
+    }
+    assert!(has(&lean, "lapin") && has(&lean, "argon2"), "{lean}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_without_a_deployment_is_reported_at_connect() {
     let namespace = crate::harness::unique_namespace();

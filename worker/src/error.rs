@@ -139,6 +139,7 @@ impl From<HashError> for HandlerError {
     }
 }
 
+#[cfg(feature = "social")]
 impl From<crate::social::ProviderError> for HandlerError {
     fn from(e: crate::social::ProviderError) -> Self {
         use crate::social::ProviderError as P;

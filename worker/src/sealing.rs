@@ -63,6 +63,7 @@ impl Sealer {
 
     /// This sealer, which also opens what `earlier` sealed (a key being retired: nothing new
     /// is sealed under it).
+    #[cfg_attr(not(feature = "social"), allow(dead_code))]
     pub fn also_opening(mut self, earlier: Sealer) -> Self {
         self.earlier = Some(std::sync::Arc::new(earlier));
         self

@@ -6,17 +6,23 @@
 //! from the store whenever the relay (re)connects and every five minutes, so a Redis outage
 //! only delays it. Redis is a cache here: the store stays the truth, and `check` refuses a
 //! suspended user's sessions whatever Redis says.
+//!
+//! Cargo feature `redis` (on by default). Without it this module is a type with no values: a
+//! configuration with `--redis-url` is refused at start-up, and nothing of Redis is compiled.
 
 use authq_protocol::events::EventKind;
+#[cfg(feature = "redis")]
 use redis::AsyncCommands;
 
 /// The set, and how to reach it.
+#[cfg(feature = "redis")]
 #[derive(Debug)]
 pub struct SuspendedSet {
     client: redis::Client,
     key: String,
 }
 
+#[cfg(feature = "redis")]
 impl SuspendedSet {
     /// The set `{namespace}:suspended` on the Redis server at `url`.
     pub fn new(url: &str, namespace: &str) -> Result<Self, redis::RedisError> {
@@ -55,5 +61,33 @@ impl SuspendedSet {
         } else {
             conn.srem::<_, _, ()>(&self.key, user_id).await
         }
+    }
+}
+
+/// Without the `redis` feature: no set can exist.
+#[cfg(not(feature = "redis"))]
+#[derive(Debug)]
+pub enum SuspendedSet {}
+
+#[cfg(not(feature = "redis"))]
+impl SuspendedSet {
+    /// Always refused: this build has no Redis client.
+    pub fn new(_url: &str, _namespace: &str) -> Result<Self, String> {
+        Err("this authq was built without the `redis` feature".into())
+    }
+
+    /// The key of the set (no set exists).
+    pub fn key(&self) -> &str {
+        match *self {}
+    }
+
+    /// Replaces the set (no set exists).
+    pub async fn rebuild(&self, _ids: &[String]) -> Result<(), String> {
+        match *self {}
+    }
+
+    /// Applies an event (no set exists).
+    pub async fn apply(&self, _kind: EventKind, _user_id: &str) -> Result<(), String> {
+        match *self {}
     }
 }

@@ -195,6 +195,11 @@ impl Config {
     pub fn validate(&self) -> Result<Names, ConfigError> {
         let names =
             Names::new(&self.namespace).map_err(|e| ConfigError::Namespace(e.to_string()))?;
+        if cfg!(not(feature = "redis")) && self.redis_url.is_some() {
+            return Err(ConfigError::Invalid(
+                "--redis-url: this authq was built without the `redis` feature".into(),
+            ));
+        }
         if self.key_path().is_none() {
             return Err(ConfigError::Invalid(
                 "a PostgreSQL store needs the key file set (--key-file): every worker on every \

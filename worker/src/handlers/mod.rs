@@ -29,6 +29,7 @@ pub mod deletion;
 mod login_failure;
 pub mod password;
 pub mod session;
+#[cfg(feature = "social")]
 pub mod social;
 
 use crate::clock::Clock;
@@ -412,9 +413,17 @@ pub async fn dispatch(
         Operation::DeleteUser => route!(boxed account::delete_user),
         Operation::Suspend => route!(boxed account::suspend),
         Operation::Unsuspend => route!(boxed account::unsuspend),
+        #[cfg(feature = "social")]
         Operation::SocialUrl => route!(boxed social::social_url),
+        #[cfg(feature = "social")]
         Operation::SocialLogin => route!(boxed social::social_login),
+        #[cfg(feature = "social")]
         Operation::LinkSocial => route!(boxed social::link_social),
+        // A build without social login has no provider at all.
+        #[cfg(not(feature = "social"))]
+        Operation::SocialUrl | Operation::SocialLogin | Operation::LinkSocial => {
+            Err(HandlerError::UnknownProvider)
+        }
         Operation::DeletionDone => route!(boxed deletion::deletion_done),
         Operation::DeletionStatus => route!(boxed deletion::deletion_status),
     }

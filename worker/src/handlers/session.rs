@@ -31,6 +31,7 @@ pub async fn check(ctx: &Call<'_>, req: CheckRequest) -> Result<CheckReply, Hand
         .ok_or(HandlerError::SessionInvalid)?;
     record_user(&session.user.id);
     require_active(&session.user)?;
+    #[cfg(feature = "social")]
     if ctx.social.rechecks_enabled() {
         // A social session past its re-check interval is re-verified with its provider.
         super::social::recheck(ctx, digest).await?;

@@ -20,33 +20,43 @@
 //! re-checked at a later `check`), so a provider outage holds at most that many of a
 //! consumer's prefetched deliveries, and the consumer keeps taking the others.
 
+#[cfg(feature = "social")]
 pub mod oauth;
 
+#[cfg(feature = "social")]
 pub use oauth::{Identity, OAuthClient, ProviderError, Tokens};
 
-use crate::config::ConfigError;
-use crate::config::{ProviderConfig, SocialConfig};
+use crate::config::{ConfigError, SocialConfig};
 use crate::keys::ServerKey;
-use crate::sealing::Sealer;
+#[cfg(feature = "social")]
+use {
+    crate::config::ProviderConfig,
+    crate::sealing::Sealer,
+    authq_protocol::Secret,
+    serde::{Deserialize, Serialize},
+    std::sync::Arc,
+    tokio::sync::{OwnedSemaphorePermit, Semaphore},
+};
 
 /// The label the social sealing key is derived from the server key with.
+#[cfg(feature = "social")]
 const SEALING_LABEL: &str = "authq social sealing v1";
-use authq_protocol::Secret;
-use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The social login service of a worker: providers, HTTP client, call bound, sealer.
 #[derive(Debug)]
 pub struct Social {
     config: SocialConfig,
+    #[cfg(feature = "social")]
     client: Option<OAuthClient>,
+    #[cfg(feature = "social")]
     sealer: Sealer,
+    #[cfg(feature = "social")]
     permits: Arc<Semaphore>,
 }
 
 impl Social {
     /// Builds the service from its configuration (no provider: social login is off).
+    #[cfg(feature = "social")]
     pub fn new(config: SocialConfig, server: &ServerKey) -> Result<Self, ConfigError> {
         config.validate()?;
         let client = if config.providers.is_empty() {
@@ -67,13 +77,26 @@ impl Social {
         })
     }
 
+    /// Without the `social` feature: refuses any provider (there is no HTTP client to call it).
+    #[cfg(not(feature = "social"))]
+    pub fn new(config: SocialConfig, _server: &ServerKey) -> Result<Self, ConfigError> {
+        if !config.providers.is_empty() {
+            return Err(ConfigError::Invalid(
+                "social login providers: this authq was built without the `social` feature".into(),
+            ));
+        }
+        Ok(Self { config })
+    }
+
     /// The configuration.
+    #[cfg(feature = "social")]
     pub fn config(&self) -> &SocialConfig {
         &self.config
     }
 
     /// The provider called `name`, with the HTTP client and the sealer (both exist whenever a
     /// provider does).
+    #[cfg(feature = "social")]
     pub fn provider(&self, name: &str) -> Option<(&ProviderConfig, &OAuthClient, &Sealer)> {
         let provider = self.config.providers.get(name)?;
         Some((provider, self.client.as_ref()?, &self.sealer))
@@ -85,12 +108,14 @@ impl Social {
     }
 
     /// A permit for one provider call, or `None` when the bound is reached (never waits).
+    #[cfg(feature = "social")]
     pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.permits).try_acquire_owned().ok()
     }
 }
 
 /// Provider tokens as sealed for re-checks.
+#[cfg(feature = "social")]
 #[derive(Serialize, Deserialize)]
 pub struct KeptTokens {
     /// The access token.
@@ -101,6 +126,7 @@ pub struct KeptTokens {
     pub refresh: Option<Secret>,
 }
 
+#[cfg(feature = "social")]
 impl std::fmt::Debug for KeptTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("KeptTokens([redacted])")
@@ -108,20 +134,23 @@ impl std::fmt::Debug for KeptTokens {
 }
 
 /// Associated data binding a sealed PKCE verifier to its state row.
+#[cfg(feature = "social")]
 pub fn state_aad(state_digest: &[u8]) -> Vec<u8> {
     [b"authq-oauth-state:".as_slice(), state_digest].concat()
 }
 
 /// Associated data binding sealed provider tokens to their session row.
+#[cfg(feature = "social")]
 pub fn tokens_aad(session_digest: &[u8]) -> Vec<u8> {
     [b"authq-social-tokens:".as_slice(), session_digest].concat()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "social"))]
 mod tests {
     use super::*;
     use crate::config::social::SealKey;
 
+    #[allow(clippy::unwrap_used)]
     fn with_provider(legacy_key: Option<SealKey>) -> SocialConfig {
         let text = r#"
             [social.providers.corp]
