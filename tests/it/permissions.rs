@@ -490,9 +490,13 @@ async fn the_worker_user_asks_a_policy_hook_through_its_server_named_reply_queue
     let hook = "authq-policy-hook";
     let served = connect(&defs.url("admin")).await;
     let hch = served.create_channel().await.unwrap();
-    hch.queue_declare(hook.into(), QueueDeclareOptions::default(), FieldTable::default())
-        .await
-        .unwrap();
+    hch.queue_declare(
+        hook.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let mut questions = hch
         .basic_consume(
             hook.into(),
