@@ -480,3 +480,95 @@ async fn each_caller_role_is_granted_its_operations_and_refused_the_others() {
     worker.shutdown().await.unwrap();
     drop(defs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_user_asks_a_policy_hook_through_its_server_named_reply_queue() {
+    use futures_util::StreamExt;
+    let defs = Loaded::load();
+    // The hook: a service on the admin user's connection (any user that may declare and read
+    // the hook's queue), allowing every login but `bad@example.com`.
+    let hook = "authq-policy-hook";
+    let served = connect(&defs.url("admin")).await;
+    let hch = served.create_channel().await.unwrap();
+    hch.queue_declare(
+        hook.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut questions = hch
+        .basic_consume(
+            hook.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&asked);
+    tokio::spawn(async move {
+        while let Some(Ok(d)) = questions.next().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let q: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+            let answer = if q["email"] == "bad@example.com" {
+                serde_json::json!({"allow": false, "reason": "account under review"})
+            } else {
+                serde_json::json!({"allow": true})
+            };
+            let props = BasicProperties::default()
+                .with_correlation_id(d.properties.correlation_id().clone().unwrap());
+            hch.basic_publish(
+                "".into(),
+                d.properties.reply_to().clone().unwrap(),
+                BasicPublishOptions::default(),
+                &serde_json::to_vec(&answer).unwrap(),
+                props,
+            )
+            .await
+            .unwrap();
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    config.amqp_url = defs.url("worker");
+    config.namespace = "authq".into();
+    config.admin_callers = vec![defs.user("admin")];
+    config.policy.hook_queue = Some(hook.into());
+    config.policy.hook_timeout = Duration::from_secs(5);
+    let worker = WorkerHandle::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("the worker starts with a policy hook as the worker user: {e}"));
+    let web = Client::connect_with(
+        &defs.url("web"),
+        ClientOptions::default()
+            .namespace("authq")
+            .timeout(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the service connects: {e}"));
+    const PW: &str = "correct horse battery";
+    for email in ["good@example.com", "bad@example.com"] {
+        let reg = web.register(email).await.unwrap();
+        web.confirm_registration(email, reg.code.expose(), PW)
+            .await
+            .unwrap();
+    }
+    // Allowed by the hook's answer (fail-closed: an unanswered question would deny)…
+    web.login("good@example.com", PW).await.unwrap();
+    // …and denied with the hook's own reason.
+    let err = web.login("bad@example.com", PW).await.unwrap_err();
+    assert_eq!(err.code(), Some(authq::ErrorCode::PolicyDenied));
+    assert!(err.to_string().contains("account under review"), "{err}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    let _ = web.close().await;
+    worker.shutdown().await.unwrap();
+    let _ = served.close(200, "done".into()).await;
+    drop(defs);
+}
