@@ -73,26 +73,7 @@ async fn connecting_is_bounded_by_the_configured_timeout() {
 
 #[test]
 fn the_client_library_alone_compiles_no_worker_argon2_or_sqlite() {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--package",
-            "authq",
-            "--no-default-features",
-            "--edges",
-            "normal",
-            "--prefix",
-            "none",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo tree runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tree = String::from_utf8_lossy(&out.stdout);
+    let tree = cargo_tree("authq", &["--no-default-features"]);
     assert!(tree.contains("lapin"), "{tree}");
     for heavy in [
         "authq-worker",

@@ -483,7 +483,6 @@ async fn each_caller_role_is_granted_its_operations_and_refused_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_user_asks_a_policy_hook_through_its_server_named_reply_queue() {
-    use futures_util::StreamExt;
     let defs = Loaded::load();
     // The hook: a service on the admin user's connection (any user that may declare and read
     // the hook's queue), allowing every login but `bad@example.com`.
@@ -497,7 +496,7 @@ async fn the_worker_user_asks_a_policy_hook_through_its_server_named_reply_queue
     )
     .await
     .unwrap();
-    let mut questions = hch
+    let questions = hch
         .basic_consume(
             hook.into(),
             "".into(),
@@ -509,30 +508,7 @@ async fn the_worker_user_asks_a_policy_hook_through_its_server_named_reply_queue
         )
         .await
         .unwrap();
-    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = std::sync::Arc::clone(&asked);
-    tokio::spawn(async move {
-        while let Some(Ok(d)) = questions.next().await {
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let q: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
-            let answer = if q["email"] == "bad@example.com" {
-                serde_json::json!({"allow": false, "reason": "account under review"})
-            } else {
-                serde_json::json!({"allow": true})
-            };
-            let props = BasicProperties::default()
-                .with_correlation_id(d.properties.correlation_id().clone().unwrap());
-            hch.basic_publish(
-                "".into(),
-                d.properties.reply_to().clone().unwrap(),
-                BasicPublishOptions::default(),
-                &serde_json::to_vec(&answer).unwrap(),
-                props,
-            )
-            .await
-            .unwrap();
-        }
-    });
+    let asked = crate::policy::answer_hook(hch, questions);
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir);

@@ -22,7 +22,43 @@ async fn next_event(consumer: &mut lapin::Consumer) -> crate::events::Seen {
     crate::events::next_event(consumer).await.1
 }
 
-/// Serves the policy hook on `queue`: denies `bad@example.com` with a reason, allows others.
+/// Answers the policy-hook questions arriving on `questions` on `channel`, until the consumer
+/// ends: denies `bad@example.com` with a reason, allows every other login. Returns how many
+/// questions it answered.
+pub(crate) fn answer_hook(
+    channel: lapin::Channel,
+    mut questions: lapin::Consumer,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&asked);
+    tokio::spawn(async move {
+        while let Some(Ok(d)) = questions.next().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let q: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+            assert_eq!(q["event"], "login");
+            let answer = if q["email"] == "bad@example.com" {
+                serde_json::json!({"allow": false, "reason": "account under review"})
+            } else {
+                serde_json::json!({"allow": true})
+            };
+            let props = BasicProperties::default()
+                .with_correlation_id(d.properties.correlation_id().clone().unwrap());
+            channel
+                .basic_publish(
+                    "".into(),
+                    d.properties.reply_to().clone().unwrap(),
+                    BasicPublishOptions::default(),
+                    &serde_json::to_vec(&answer).unwrap(),
+                    props,
+                )
+                .await
+                .unwrap();
+        }
+    });
+    asked
+}
+
+/// Serves the policy hook on `queue` ([`answer_hook`]).
 async fn serve_hook(env: &TestEnv, queue: &str) {
     let raw = env.raw().await;
     let mut args = FieldTable::default();
@@ -31,7 +67,7 @@ async fn serve_hook(env: &TestEnv, queue: &str) {
         .queue_declare(queue.into(), QueueDeclareOptions::default(), args)
         .await
         .unwrap();
-    let mut requests = raw
+    let requests = raw
         .channel
         .basic_consume(
             queue.into(),
@@ -44,29 +80,8 @@ async fn serve_hook(env: &TestEnv, queue: &str) {
         )
         .await
         .unwrap();
-    tokio::spawn(async move {
-        while let Some(Ok(d)) = requests.next().await {
-            let q: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
-            assert_eq!(q["event"], "login");
-            let answer = if q["email"] == "bad@example.com" {
-                serde_json::json!({"allow": false, "reason": "account under review"})
-            } else {
-                serde_json::json!({"allow": true})
-            };
-            let props = BasicProperties::default()
-                .with_correlation_id(d.properties.correlation_id().clone().unwrap());
-            raw.channel
-                .basic_publish(
-                    "".into(),
-                    d.properties.reply_to().clone().unwrap(),
-                    BasicPublishOptions::default(),
-                    &serde_json::to_vec(&answer).unwrap(),
-                    props,
-                )
-                .await
-                .unwrap();
-        }
-    });
+    answer_hook(raw.channel.clone(), requests);
+    std::mem::forget(raw); // the connection lives as long as the test
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
