@@ -9,9 +9,11 @@
 //! - [`private_queue`] — a server-named, exclusive, auto-deleted queue consumed without
 //!   acknowledgements: a caller's reply queue, or `authq events`' subscription.
 //! - [`Pending`] and [`dispatch`] — calls waiting for their replies by correlation id, and the
-//!   task that hands each reply on the private queue to its call.
+//!   task that hands each reply on the private queue to its call (and, on a `tube_declared`
+//!   notice, ends the calls whose requests were lost with the tube).
 //!
-//! It depends on lapin, tokio and the protocol crate only; no authq logic lives here.
+//! It depends on lapin, tokio, serde_json and the protocol crate only; no authq logic lives
+//! here.
 
 mod nodes;
 mod replies;

@@ -1,6 +1,8 @@
 //! The private queue replies arrive on, the calls waiting for them, and the task that hands
 //! each reply to its call.
 
+use authq_protocol::Operation;
+use authq_protocol::notice::{TUBE_DECLARED, TubeDeclared};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
@@ -11,25 +13,37 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 use tracing::{debug, trace};
 
+/// One waiting call: where its reply goes, and its operation (for [`Pending::release`]).
+type Entry = (oneshot::Sender<Vec<u8>>, Option<Operation>);
+
 /// Calls in flight, by correlation id.
 #[derive(Debug, Default)]
 pub struct Pending {
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
+    waiting: Mutex<HashMap<u64, Entry>>,
     next_id: AtomicU64,
     closed: AtomicBool,
 }
 
 impl Pending {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Vec<u8>>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
         // The map stays consistent even if a holder panicked: every operation is one call.
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers a call; `None` once the reply path is gone.
     pub fn register(self: &Arc<Self>) -> Option<(Waiter, oneshot::Receiver<Vec<u8>>)> {
+        self.register_for(None)
+    }
+
+    /// Registers a call of `operation` (which [`Pending::release`] matches); `None` once the
+    /// reply path is gone.
+    pub fn register_for(
+        self: &Arc<Self>,
+        operation: Option<Operation>,
+    ) -> Option<(Waiter, oneshot::Receiver<Vec<u8>>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(id, tx);
+        self.lock().insert(id, (tx, operation));
         let waiter = Waiter {
             pending: Arc::clone(self),
             id,
@@ -48,11 +62,21 @@ impl Pending {
             return;
         };
         match self.lock().remove(&id) {
-            Some(tx) => {
+            Some((tx, _)) => {
                 let _ = tx.send(body);
             }
             None => trace!(id, "late or duplicate reply: dropped"),
         }
+    }
+
+    /// Ends every waiting call of one of `operations` at once, as if its reply path were gone
+    /// (its receiver sees the sender dropped), and returns how many: their requests were lost
+    /// with a tube ([`authq_protocol::notice::TubeDeclared`]).
+    pub fn release(&self, operations: &[Operation]) -> usize {
+        let mut waiting = self.lock();
+        let before = waiting.len();
+        waiting.retain(|_, (_, op)| !op.is_some_and(|op| operations.contains(&op)));
+        before - waiting.len()
     }
 
     /// The reply path is gone: every waiting call fails at once.
@@ -91,6 +115,20 @@ impl Drop for Waiter {
 pub async fn dispatch(mut consumer: Consumer, pending: Arc<Pending>) {
     while let Some(next) = consumer.next().await {
         match next {
+            Ok(delivery) if is_tube_declared(&delivery) => {
+                match serde_json::from_slice::<TubeDeclared>(&delivery.data) {
+                    Ok(notice) => {
+                        let ops: Vec<Operation> = notice
+                            .operations
+                            .iter()
+                            .filter_map(|op| Operation::parse(op))
+                            .collect();
+                        let released = pending.release(&ops);
+                        debug!(tube = %notice.tube, released, "tube declared anew: its calls in flight end");
+                    }
+                    Err(e) => debug!(error = %e, "unreadable notice: dropped"),
+                }
+            }
             Ok(delivery) => {
                 let cid = delivery.properties.correlation_id().clone();
                 pending.deliver(cid.as_ref().map(|c| c.as_str()), delivery.data);
@@ -102,6 +140,14 @@ pub async fn dispatch(mut consumer: Consumer, pending: Arc<Pending>) {
         }
     }
     pending.close();
+}
+
+fn is_tube_declared(delivery: &lapin::message::Delivery) -> bool {
+    delivery
+        .properties
+        .kind()
+        .as_ref()
+        .is_some_and(|k| k.as_str() == TUBE_DECLARED)
 }
 
 /// Declares a server-named (`amq.gen-…`), exclusive, auto-deleted queue on `channel` and
@@ -166,5 +212,26 @@ mod tests {
         drop(waiter);
         pending.deliver(Some(&id), b"late".to_vec());
         assert!(pending.lock().is_empty());
+    }
+
+    #[test]
+    fn a_notice_releases_the_calls_of_its_operations_only() {
+        let pending = Arc::new(Pending::default());
+        let (_check, mut check_rx) = pending.register_for(Some(Operation::Check)).unwrap();
+        let (_login, mut login_rx) = pending.register_for(Some(Operation::Login)).unwrap();
+        let (_hook, mut hook_rx) = pending.register().unwrap();
+        assert_eq!(pending.release(&[Operation::Check, Operation::Ping]), 1);
+        assert!(matches!(
+            check_rx.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+        assert!(matches!(
+            login_rx.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ));
+        assert!(matches!(
+            hook_rx.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ));
     }
 }

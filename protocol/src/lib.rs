@@ -26,6 +26,7 @@ pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod names;
+pub mod notice;
 pub mod operation;
 pub mod ops;
 #[cfg(feature = "json-schema")]

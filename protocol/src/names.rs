@@ -147,6 +147,7 @@ impl std::error::Error for NamespaceError {}
 /// | `{ns}.dead-letter` | fanout exchange + queue | messages nobody can be answered about |
 /// | `{ns}.quarantine` | fanout exchange + queue | the broker's own dead letters of the tubes, for the worker to redact into `{ns}.dead-letter` |
 /// | `{ns}.events` | topic exchange | auth events (reserved) |
+/// | `{ns}.notices` | fanout exchange | workers' notices to callers (`crate::notice`) |
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Names {
     namespace: String,
@@ -155,6 +156,7 @@ pub struct Names {
     dead_letter: String,
     quarantine: String,
     events: String,
+    notices: String,
 }
 
 impl Names {
@@ -186,6 +188,7 @@ impl Names {
             dead_letter: format!("{namespace}.dead-letter"),
             quarantine: format!("{namespace}.quarantine"),
             events: format!("{namespace}.events"),
+            notices: format!("{namespace}.notices"),
         })
     }
 
@@ -231,6 +234,12 @@ impl Names {
     pub fn events_exchange(&self) -> &str {
         &self.events
     }
+
+    /// The fanout exchange workers publish notices to (`crate::notice`); each caller binds its
+    /// reply queue to it.
+    pub fn notices(&self) -> &str {
+        &self.notices
+    }
 }
 
 impl Default for Names {
@@ -254,6 +263,7 @@ mod tests {
         assert_eq!(n.unrouted(), "authq.unrouted");
         assert_eq!(n.dead_letter(), "authq.dead-letter");
         assert_eq!(n.events_exchange(), "authq.events");
+        assert_eq!(n.notices(), "authq.notices");
         assert_eq!(headers::DEADLINE, "x-deadline");
         assert_eq!(headers::DEAD_LETTER_REASON, "x-authq-dead-letter-reason");
     }

@@ -1,5 +1,5 @@
 //! Sending a request: [`Client::call`] and its variants publish it (`mandatory`, confirmed,
-//! with the caller's deadline), wait for the reply on the link's reply queue, and publish it
+//! with the caller's deadline; reads non-persistent), wait for the reply on the link's reply queue, and publish it
 //! again with the same `message_id` while attempts and time are left.
 
 use super::Client;
@@ -7,7 +7,7 @@ use super::link::{Link, is_not_found};
 use crate::error::ClientError;
 use authq_amqp::Waiter;
 use authq_protocol::names::headers;
-use authq_protocol::{CONTENT_TYPE, PROTOCOL_VERSION, Request};
+use authq_protocol::{CONTENT_TYPE, Operation, PROTOCOL_VERSION, Request};
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation};
@@ -139,6 +139,7 @@ impl Client {
         message_id: &str,
     ) -> Result<Vec<u8>, ClientError> {
         let started = Instant::now();
+        let known = Operation::parse(operation);
         let deadline_ms = now_ms().saturating_add(duration_ms(timeout));
         let attempts = self.inner.options.attempts.max(1);
         let call = async {
@@ -163,13 +164,16 @@ impl Client {
                 };
                 let (waiter, mut reply) = match slot.take() {
                     Some((l, w, r)) if Arc::ptr_eq(&l, &link) => (w, r),
-                    _ => link.pending.register().ok_or(ClientError::ConnectionLost)?,
+                    _ => link
+                        .pending
+                        .register_for(known)
+                        .ok_or(ClientError::ConnectionLost)?,
                 };
                 let remaining = timeout.saturating_sub(started.elapsed());
                 let published = self
                     .publish(
                         &link,
-                        operation,
+                        (operation, delivery_mode(known)),
                         body,
                         message_id,
                         &waiter,
@@ -224,7 +228,7 @@ impl Client {
     async fn publish(
         &self,
         link: &Link,
-        operation: &str,
+        (operation, delivery_mode): (&str, u8),
         body: &[u8],
         message_id: &str,
         waiter: &Waiter,
@@ -245,7 +249,7 @@ impl Client {
             .with_reply_to(link.reply_queue.clone())
             .with_correlation_id(waiter.correlation_id().into())
             .with_message_id(message_id.into())
-            .with_delivery_mode(2)
+            .with_delivery_mode(delivery_mode)
             .with_expiration(duration_ms(remaining).max(1).to_string().into())
             .with_headers(table);
         let properties = match &self.inner.user_id {
@@ -283,6 +287,17 @@ impl Client {
                 Ok(Published::LinkLost)
             }
         }
+    }
+}
+
+/// Reads go out non-persistent (1), everything else persistent (2). A read that a broker
+/// restart loses costs its caller a retry, never a wrong answer, so it need not be written to
+/// disk on a durable classic tube; quorum tubes persist every message whatever it says, and the
+/// default transient session tube keeps none. Unknown operations count as writes.
+fn delivery_mode(operation: Option<Operation>) -> u8 {
+    match operation {
+        Some(op) if !op.is_mutating() => 1,
+        _ => 2,
     }
 }
 

@@ -1,15 +1,16 @@
 //! [`Link`]: one connection to the broker with its publishing channel (in confirm mode) and the
-//! exclusive, server-named reply queue whose consumer feeds the reply dispatcher
-//! (`authq_amqp::dispatch`). A broken link is replaced by the next call (`Client::link`).
+//! exclusive, server-named reply queue (bound to the deployment's notices too) whose consumer
+//! feeds the reply dispatcher (`authq_amqp::dispatch`). A broken link is replaced by the next call (`Client::link`).
 
 use super::ClientOptions;
 use crate::error::ClientError;
 use authq_amqp::{BrokerNodes, Pending, dispatch, private_queue};
 use authq_protocol::{Names, redact_url};
-use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::Arc;
+use tracing::debug;
 
 /// One connection with its channels and reply queue.
 #[derive(Debug)]
@@ -71,6 +72,7 @@ impl Link {
             .await
             .map_err(ClientError::broker)?;
         let (reply_queue, consumer) = private_queue(&replies).await.map_err(ClientError::broker)?;
+        listen_for_notices(&connection, names, &reply_queue).await;
         let publish = connection
             .create_channel()
             .await
@@ -123,6 +125,31 @@ async fn ensure_deployment(connection: &Connection, names: &Names) -> Result<(),
             namespace: names.namespace().to_owned(),
         }),
         Err(e) => Err(ClientError::broker(e)),
+    }
+}
+
+/// Binds the reply queue to the deployment's notices exchange, on a throw-away channel (a
+/// refused bind closes its channel): a worker that declares a lost tube anew tells every caller,
+/// and the calls whose requests were lost end at once instead of at their timeout
+/// (`authq_protocol::notice`). A deployment without the exchange (an older worker), or a broker
+/// user without the permission (`deploy/definitions.json`), only loses that; the bind's failure
+/// is logged, not returned.
+async fn listen_for_notices(connection: &Connection, names: &Names, reply_queue: &ShortString) {
+    let bound = async {
+        let channel = connection.create_channel().await?;
+        channel
+            .queue_bind(
+                reply_queue.clone(),
+                names.notices().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel.close(200, "bound".into()).await
+    };
+    if let Err(e) = bound.await {
+        debug!(error = %e, "no notices: calls lost with a tube end at their timeout");
     }
 }
 

@@ -205,7 +205,19 @@ async fn the_shipped_definitions_give_each_user_only_what_it_needs() {
             "{queue}"
         );
     }
-    // …nor bind a queue of its own to the request exchange to receive copies of requests…
+    // It binds its own queues to the notices exchange (the client library does, at connect)…
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_bind(
+        own.as_str().into(),
+        "authq.notices".into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    // …but cannot bind a queue of its own to the request exchange to receive copies of
+    // requests…
     let ch = conn.create_channel().await.unwrap();
     assert!(refused(
         ch.queue_bind(

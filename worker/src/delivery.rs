@@ -8,6 +8,8 @@
 //! 3. reply_to not the caller's? ─ yes ─▶ dead-letter, ack
 //! 4. no correlation_id, too large, unknown operation, caller lacks the role?
 //!                                 yes ─▶ error reply (nothing done)
+//!    (a known operation from the unrouted queue is served: its transient tube was missing
+//!    when it was published)
 //! 5. seen before (same caller and message_id)? ─ yes ─▶ replay the recorded reply
 //! 6. handler: decode → store / argon2 → outcome recorded with the effect (panics caught:
 //!    dead-letter, reply internal)
@@ -122,8 +124,8 @@ pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, deli
     let start = Instant::now();
     // The operation as a metrics label: a known one, else `unknown` (never the raw key).
     let op = match source {
-        Source::Tube(_) => Operation::parse(delivery.routing_key.as_str()),
-        Source::Unrouted | Source::Quarantine => None,
+        Source::Tube(_) | Source::Unrouted => Operation::parse(delivery.routing_key.as_str()),
+        Source::Quarantine => None,
     };
     let metrics = &shared.ctx.metrics;
     metrics.in_flight.inc();
@@ -381,8 +383,11 @@ fn operation(
         return Err(HandlerError::PayloadTooLarge);
     }
     match source {
-        Source::Unrouted | Source::Quarantine => Err(HandlerError::UnknownOperation),
-        Source::Tube(_) => {
+        Source::Quarantine => Err(HandlerError::UnknownOperation),
+        // A known operation in the unrouted queue was published while its tube was missing
+        // (a transient tube gone with its broker node, before a worker declared it again): it
+        // is served here, as its tube would have served it.
+        Source::Tube(_) | Source::Unrouted => {
             Operation::parse(delivery.routing_key.as_str()).ok_or(HandlerError::UnknownOperation)
         }
     }

@@ -9,14 +9,26 @@
 //!   stands in front of the session checks. Callers address operations, never tubes; an
 //!   operator re-routes one with `--route op=tube`, and the worker binds it there and unbinds
 //!   it from the other tubes at start-up.
-//! - **Tubes are bounded quorum queues** (`tube_args`): replicated and on disk before the
-//!   broker confirms a publish, so a confirmed request survives a broker restart;
-//!   `x-delivery-limit` 5, because RabbitMQ 3.10 sets none and a request that kills every worker
-//!   would loop forever; `x-max-length` with `reject-publish`, so a full tube nacks at once and
-//!   the client answers `overloaded` instead of timing out. The session tube is quorum too:
-//!   measured on `check`, classic was not consistently faster (BENCHMARKS.md, "Quorum or
-//!   classic session tube"). `--classic-tube` makes a tube classic; queue arguments cannot
-//!   change, so switching a tube's type means draining and deleting it first.
+//! - **Each tube's queue type follows what its requests must survive** (`tube_args`;
+//!   [`QueueType`] states each type's failure modes). The password and account tubes are quorum
+//!   queues: replicated and on disk before the broker confirms a publish, so a confirmed
+//!   registration, login or reset survives a broker restart and the loss of a minority of
+//!   nodes. The session tube is a *transient* classic queue (not durable, in memory): its
+//!   operations are reads (`check`, `get_profile`, `ping`) and session ends a caller can repeat,
+//!   and quorum's write-and-fsync before delivery was most of a `check`'s latency with one call
+//!   in flight (BENCHMARKS.md, "The session tube's type"). A transient tube vanishes with its
+//!   node (a restart, or the node leaving a cluster); every worker re-declares it when it
+//!   reconnects, and what callers publish before that goes to the unrouted queue, which the
+//!   workers serve as if it had come through the tube (`crate::delivery`, step 4). A durable
+//!   classic queue is not the default for any tube: in a cluster it is unusable, and cannot be
+//!   re-declared, while its node is down. `--tube-type TUBE=TYPE` chooses per tube; queue
+//!   arguments cannot change, so switching a tube's type means deleting it first.
+//! - **Every tube is bounded** (`x-max-length` with `reject-publish`), so a full tube nacks at
+//!   once and the client answers `overloaded` instead of timing out; quorum tubes have
+//!   `x-delivery-limit` 5, because RabbitMQ 3.10 sets none and a request that kills every
+//!   worker would loop forever. Classic queues in 3.10 count no deliveries: on a classic or
+//!   transient tube the handlers' caught panics are answered `internal`, but a request that
+//!   kills the worker process is redelivered until the queue goes.
 //! - **The broker's own dead letters go through the worker**: what RabbitMQ dead-letters by
 //!   itself (an expired request, one past the delivery limit) is the request as published,
 //!   password included. So the tubes dead-letter to `{ns}.quarantine`, which only the worker
@@ -32,10 +44,13 @@
 
 use crate::config::{Config, QueuePolicy, QueueType};
 use crate::error::WorkerError;
+use authq_protocol::notice::{TUBE_DECLARED, TubeDeclared};
 use authq_protocol::{Names, Operation, Tube};
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 
 /// The most messages the public dead-letter queue keeps; past it the oldest are dropped.
 pub const DEAD_LETTER_MAX_LENGTH: i64 = 10_000;
@@ -59,7 +74,15 @@ pub const DEAD_LETTER_MAX_BYTES: i64 = 64 * 1024 * 1024;
 ///   dead-letter exchange;
 /// - one binding per operation from the request exchange to the tube that serves it, and no
 ///   binding to the other tubes (so an operator's re-routing removes the old binding).
-pub async fn declare(channel: &Channel, names: &Names, config: &Config) -> Result<(), WorkerError> {
+///
+/// Returns the tubes that did not exist before (a transient tube lost with its node, or a new
+/// deployment): the caller tells the callers ([`announce`]).
+pub async fn declare(
+    connection: &Connection,
+    channel: &Channel,
+    names: &Names,
+    config: &Config,
+) -> Result<Vec<Tube>, WorkerError> {
     // Test deployments (queue_expires set) clean up after themselves: queues expire when
     // unused, and exchanges go with their last binding.
     let ephemeral = config.queue_expires.is_some();
@@ -142,17 +165,36 @@ pub async fn declare(channel: &Channel, names: &Names, config: &Config) -> Resul
         .await
         .map_err(WorkerError::broker("declaring the events exchange"))?;
 
+    channel
+        .exchange_declare(
+            names.notices().into(),
+            ExchangeKind::Fanout,
+            exchange_options,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(WorkerError::broker("declaring the notices exchange"))?;
+
+    let mut missing = Vec::new();
     for tube in Tube::ALL {
+        if !exists(connection, names.tube(tube)).await {
+            missing.push(tube);
+        }
+        let tube_options = QueueDeclareOptions {
+            durable: config.queues.queue_type(tube).durable(),
+            ..queue_options
+        };
         channel
             .queue_declare(
                 names.tube(tube).into(),
-                queue_options,
+                tube_options,
                 tube_args(&dead_lettering_args, &config.queues, tube),
             )
             .await
             .map_err(WorkerError::broker(
-                "declaring a tube (a tube declared earlier with other arguments, e.g. a classic \
-                 queue from an older authq, must be drained and deleted first)",
+                "declaring a tube (a tube declared earlier with another type or other arguments, \
+                 e.g. the quorum session tube an earlier authq declared, must be deleted first, or \
+                 keep its type with --tube-type)",
             ))?;
     }
     for &op in Operation::ALL {
@@ -184,6 +226,76 @@ pub async fn declare(channel: &Channel, names: &Names, config: &Config) -> Resul
             }
         }
     }
+    Ok(missing)
+}
+
+/// Whether `queue` exists: a passive declare on a channel of its own (a missing queue closes
+/// the channel it was asked on). Any other failure counts as "exists"; declaring it reports
+/// the real problem.
+async fn exists(connection: &Connection, queue: &str) -> bool {
+    let Ok(probe) = connection.create_channel().await else {
+        return true;
+    };
+    let declared = probe
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    match declared {
+        Ok(_) => {
+            let _ = probe.close(200, "probed".into()).await;
+            true
+        }
+        Err(e) => !is_not_found(&e),
+    }
+}
+
+fn is_not_found(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        e.kind(),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if amqp.kind() == &AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)
+    )
+}
+
+/// Tells every caller that `tube` was declared anew ([`authq_protocol::notice::TubeDeclared`]
+/// on [`Names::notices`]), naming the operations it serves: their calls in flight were lost
+/// with the old tube and end at once instead of at their timeout. Sent after the bindings, so
+/// a call sent again reaches the new tube.
+pub async fn announce(
+    channel: &Channel,
+    names: &Names,
+    config: &Config,
+    tube: Tube,
+) -> Result<(), WorkerError> {
+    let notice = TubeDeclared {
+        tube: tube.as_str().to_owned(),
+        operations: Operation::ALL
+            .iter()
+            .filter(|&&op| config.tube_of(op) == tube)
+            .map(|op| op.as_str().to_owned())
+            .collect(),
+    };
+    // Strings only: serializing cannot fail.
+    let body = serde_json::to_vec(&notice).unwrap_or_default();
+    channel
+        .basic_publish(
+            names.notices().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default()
+                .with_type(TUBE_DECLARED.into())
+                .with_content_type(authq_protocol::CONTENT_TYPE.into()),
+        )
+        .await
+        .map_err(WorkerError::broker("publishing a notice"))?;
     Ok(())
 }
 

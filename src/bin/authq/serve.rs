@@ -4,7 +4,7 @@
 use crate::broker_args::BrokerArgs;
 use anyhow::Context as _;
 use authq_protocol::{Operation, Tube};
-use authq_worker::config::{Config, HashConfig, HashParams, HashPriority, TubeConfig};
+use authq_worker::config::{Config, HashConfig, HashParams, HashPriority, QueueType, TubeConfig};
 use authq_worker::store::StoreLocation;
 use clap::{Args, ValueEnum};
 use std::fmt;
@@ -57,9 +57,14 @@ pub struct ServeArgs {
     /// Repeatable. Clients are unaffected: they address operations, not tubes.
     #[arg(long = "route", value_name = "OP=TUBE", value_parser = parse_route)]
     pub routes: Vec<(Operation, Tube)>,
-    /// Declare this tube as a classic queue instead of a quorum queue (repeatable). Quorum is
-    /// the default for every tube; see ARCHITECTURE.md for the trade-off.
-    #[arg(long = "classic-tube", env = "AUTHQ_CLASSIC_TUBES", value_delimiter = ',', value_parser = parse_tube)]
+    /// A tube's queue type, `TUBE=TYPE` with TYPE `quorum`, `classic` (durable, one node) or
+    /// `transient` (classic, in memory), e.g. `--tube-type session=quorum` (repeatable, or
+    /// comma-separated). Defaults: session transient, password and account quorum; each type's
+    /// failure modes are in README.md, "Tube types".
+    #[arg(long = "tube-type", env = "AUTHQ_TUBE_TYPES", value_name = "TUBE=TYPE", value_delimiter = ',', value_parser = parse_tube_type)]
+    pub tube_types: Vec<(Tube, QueueType)>,
+    /// The former spelling of `--tube-type TUBE=classic`.
+    #[arg(long = "classic-tube", env = "AUTHQ_CLASSIC_TUBES", value_delimiter = ',', value_parser = parse_tube, hide = true)]
     pub classic_tubes: Vec<Tube>,
     /// Requests a tube holds at most; past it the broker refuses publishes and callers get
     /// `overloaded` at once.
@@ -229,6 +234,15 @@ fn parse_tube(s: &str) -> Result<Tube, String> {
     Tube::parse(s).ok_or_else(|| format!("unknown tube {s:?} (session, password or account)"))
 }
 
+fn parse_tube_type(s: &str) -> Result<(Tube, QueueType), String> {
+    let (tube, kind) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected TUBE=TYPE, got {s:?}"))?;
+    let kind = QueueType::parse(kind)
+        .ok_or_else(|| format!("unknown queue type {kind:?} (quorum, classic or transient)"))?;
+    Ok((parse_tube(tube)?, kind))
+}
+
 fn parse_route(s: &str) -> Result<(Operation, Tube), String> {
     let (op, tube) = s
         .split_once('=')
@@ -343,7 +357,14 @@ impl ServeArgs {
         config.database = self.database;
         config.key_file = self.key_file;
         config.routes = self.routes.into_iter().collect();
-        config.queues.classic_tubes = self.classic_tubes.into_iter().collect();
+        let classic = self
+            .classic_tubes
+            .into_iter()
+            .map(|t| (t, QueueType::Classic));
+        config
+            .queues
+            .tube_types
+            .extend(classic.chain(self.tube_types));
         config.queues.max_length = self.tube_max_length;
         config.queues.delivery_limit = self.delivery_limit;
         config.idempotency_window = self.idempotency_window.0;

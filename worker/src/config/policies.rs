@@ -51,31 +51,68 @@ impl Default for DeletionPolicy {
     }
 }
 
-/// The RabbitMQ queue type of a tube.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The RabbitMQ queue type of a tube: what a request published to it survives, and what it
+/// costs (`worker/src/topology.rs` explains the choice of each default; BENCHMARKS.md, "The
+/// session tube's type", has the figures).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum QueueType {
-    /// A replicated, durable quorum queue with a delivery limit (the default).
+    /// A replicated, durable quorum queue with a delivery limit: a confirmed request survives
+    /// a broker restart and, in a cluster, the loss of a minority of nodes. Every message is
+    /// written and fsynced (on a majority of nodes) before it is delivered or confirmed. The
+    /// default of the password and account tubes.
     Quorum,
-    /// A classic durable queue (no delivery limit: a message that crashes every worker is
-    /// redelivered until a worker dead-letters it).
+    /// A classic durable queue on one node: the queue survives a broker restart, and so do
+    /// persistent messages; while its node is down it is unusable, and cannot be re-declared
+    /// elsewhere. No delivery limit: a request that kills the worker process is redelivered
+    /// (a handler's panic is caught and answered `internal`).
     Classic,
+    /// A classic queue that is not durable: held in memory on one node, gone (with the
+    /// requests in it) when that node restarts or leaves the cluster; the workers re-declare it
+    /// when they reconnect, and requests published meanwhile reach the unrouted queue, which
+    /// the workers serve too (`crate::delivery`). Callers waiting on a lost request see their
+    /// connection drop (`ConnectionLost`) or retry. The default of the session tube, whose
+    /// operations a caller can repeat safely.
+    Transient,
 }
 
 impl QueueType {
+    /// Every type, in the order the CLI lists them.
+    pub const ALL: [QueueType; 3] = [Self::Quorum, Self::Classic, Self::Transient];
+
     /// The `x-queue-type` value.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Quorum => "quorum",
-            Self::Classic => "classic",
+            Self::Classic | Self::Transient => "classic",
         }
+    }
+
+    /// The name a setting uses (`--tube-type session=transient`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Quorum => "quorum",
+            Self::Classic => "classic",
+            Self::Transient => "transient",
+        }
+    }
+
+    /// Parses [`QueueType::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Whether the queue is declared durable (survives a broker restart).
+    pub const fn durable(self) -> bool {
+        !matches!(self, Self::Transient)
     }
 }
 
 /// How the tubes are declared.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueuePolicy {
-    /// Tubes declared as classic queues instead of quorum queues.
-    pub classic_tubes: std::collections::BTreeSet<Tube>,
+    /// The queue type of each tube ([`QueuePolicy::default`]: the session tube transient, the
+    /// others quorum). A tube missing from the map is a quorum queue.
+    pub tube_types: std::collections::BTreeMap<Tube, QueueType>,
     /// `x-max-length` of every tube: past it, the broker refuses publishes (`x-overflow =
     /// reject-publish`), which a publisher with confirms sees at once as a nack.
     pub max_length: u32,
@@ -87,7 +124,10 @@ pub struct QueuePolicy {
 impl Default for QueuePolicy {
     fn default() -> Self {
         Self {
-            classic_tubes: std::collections::BTreeSet::new(),
+            tube_types: Tube::ALL
+                .into_iter()
+                .map(|t| (t, Self::default_type(t)))
+                .collect(),
             max_length: 200_000,
             delivery_limit: 5,
         }
@@ -95,13 +135,22 @@ impl Default for QueuePolicy {
 }
 
 impl QueuePolicy {
+    /// A tube's type unless the operator chooses: transient for the session tube (its
+    /// operations are reads and idempotent session ends; a lost one costs the caller a retry),
+    /// quorum for the password and account tubes (their effects must not be lost).
+    pub const fn default_type(tube: Tube) -> QueueType {
+        match tube {
+            Tube::Session => QueueType::Transient,
+            Tube::Password | Tube::Account => QueueType::Quorum,
+        }
+    }
+
     /// The queue type of `tube`.
     pub fn queue_type(&self, tube: Tube) -> QueueType {
-        if self.classic_tubes.contains(&tube) {
-            QueueType::Classic
-        } else {
-            QueueType::Quorum
-        }
+        self.tube_types
+            .get(&tube)
+            .copied()
+            .unwrap_or(QueueType::Quorum)
     }
 }
 

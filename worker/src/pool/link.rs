@@ -77,7 +77,14 @@ impl Link {
             .create_channel()
             .await
             .map_err(WorkerError::broker("opening a channel"))?;
-        topology::declare(&setup, names, config).await?;
+        let missing = topology::declare(&connection, &setup, names, config).await?;
+        for tube in missing {
+            info!(
+                tube = tube.as_str(),
+                "tube declared anew: telling the callers"
+            );
+            topology::announce(&setup, names, config, tube).await?;
+        }
         shared
             .ctx
             .policy

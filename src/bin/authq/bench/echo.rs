@@ -1,6 +1,6 @@
 //! The broker ceiling: a minimal echo consumer with no authq code on its path.
 //!
-//! It binds a queue of the tubes' type (quorum by default) to the deployment's own request
+//! It binds a queue of the session tube's type (transient by default) to the deployment's own request
 //! exchange under a routing key of its own, so the bench drives it through the same client,
 //! exchange, reply path and persistence as authq itself. It has the session tube's shape: the
 //! same number of consumers, each on its own channel with the same prefetch, a task per
@@ -15,6 +15,7 @@
 
 use anyhow::{Context as _, bail};
 use authq_protocol::{CONTENT_TYPE, Names};
+use authq_worker::config::QueueType;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -33,10 +34,9 @@ pub struct Shape {
     pub consumers: u16,
     /// Prefetch per consumer.
     pub prefetch: u16,
-    /// A classic queue instead of a quorum queue.
-    pub classic: bool,
-    /// A classic transient queue (not durable): the raw best case ([`super::raw`]).
-    pub transient: bool,
+    /// The queue's type: the session tube's, or transient for the raw best case
+    /// ([`super::raw`]).
+    pub queue: QueueType,
 }
 
 /// The echo ceiling, wherever it runs.
@@ -83,12 +83,7 @@ impl Ceiling {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        if shape.classic {
-            cmd.arg("--classic");
-        }
-        if shape.transient {
-            cmd.arg("--transient");
-        }
+        cmd.args(["--queue-type", shape.queue.name()]);
         let mut child = cmd.spawn().context("cannot start authq bench-echo")?;
         let stdout = child.stdout.take().context("bench-echo's stdout")?;
         let mut ready = String::new();
@@ -165,14 +160,8 @@ impl Echo {
         let Shape {
             consumers,
             prefetch,
-            classic,
-            transient,
+            queue,
         } = shape;
-        let queue_type = if classic || transient {
-            "classic"
-        } else {
-            "quorum"
-        };
         let connection = Connection::connect(
             url,
             ConnectionProperties::default().with_connection_name("authq-bench-echo".into()),
@@ -181,19 +170,19 @@ impl Echo {
         let routing_key = routing_key.to_owned();
         let queue_name = format!("{}.{routing_key}", names.namespace());
         let setup = connection.create_channel().await?;
-        // The tubes' persistence: a durable queue of the same type (or, for the raw best case,
-        // a transient one). It expires if the bench dies before deleting it.
+        // The session tube's persistence: a queue of the same type (for the raw best case, a
+        // transient one). It expires if the bench dies before deleting it.
         let mut args = FieldTable::default();
         args.insert(
             "x-queue-type".into(),
-            AMQPValue::LongString(LongString::from(queue_type)),
+            AMQPValue::LongString(LongString::from(queue.as_str())),
         );
         args.insert("x-expires".into(), AMQPValue::LongLongInt(600_000));
         let queue = setup
             .queue_declare(
                 queue_name.as_str().into(),
                 QueueDeclareOptions {
-                    durable: !transient,
+                    durable: queue.durable(),
                     ..QueueDeclareOptions::default()
                 },
                 args,

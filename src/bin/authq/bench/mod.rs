@@ -20,7 +20,8 @@ mod spawn;
 use crate::broker_args::BrokerArgs;
 use anyhow::Context as _;
 use authq::{Client, ClientOptions};
-use authq_worker::config::HashParams;
+use authq_protocol::Tube;
+use authq_worker::config::{HashParams, QueuePolicy, QueueType};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -94,10 +95,10 @@ pub struct BenchArgs {
     /// thread ids after start-up), to measure whether a login flood then disturbs checks less.
     #[arg(long, requires = "spawn", allow_negative_numbers = true)]
     pub hash_nice: Option<i32>,
-    /// Declare the echo ceiling's queue as a classic queue (match a pool started with
-    /// `--classic-tube session`); quorum otherwise, like the tubes by default.
-    #[arg(long)]
-    pub classic_echo: bool,
+    /// The echo ceiling's queue type: match the pool's session tube (`quorum` for a pool
+    /// started with `--tube-type session=quorum`).
+    #[arg(long, default_value = QueuePolicy::default_type(Tube::Session).name(), value_parser = parse_queue_type)]
+    pub echo_type: QueueType,
     /// Run the echo ceiling inside the bench process instead of as a process of its own (the
     /// pool is one; BENCHMARKS.md, "The bench's own method").
     #[arg(long)]
@@ -122,12 +123,14 @@ pub struct BenchEchoArgs {
     /// Prefetch per consumer.
     #[arg(long)]
     pub prefetch: u16,
-    /// A classic queue instead of a quorum queue.
-    #[arg(long)]
-    pub classic: bool,
-    /// A classic transient queue (not durable).
-    #[arg(long)]
-    pub transient: bool,
+    /// The queue's type: `quorum`, `classic` or `transient`.
+    #[arg(long, value_parser = parse_queue_type)]
+    pub queue_type: QueueType,
+}
+
+fn parse_queue_type(s: &str) -> Result<QueueType, String> {
+    QueueType::parse(s)
+        .ok_or_else(|| format!("unknown queue type {s:?} (quorum, classic or transient)"))
 }
 
 /// The scenarios.
@@ -216,8 +219,7 @@ pub async fn echo_serve(args: BenchEchoArgs) -> anyhow::Result<()> {
     let shape = echo::Shape {
         consumers: args.consumers,
         prefetch: args.prefetch,
-        classic: args.classic,
-        transient: args.transient,
+        queue: args.queue_type,
     };
     echo::serve(&args.broker.amqp_url, &names, &args.routing_key, shape).await
 }

@@ -11,7 +11,7 @@ use crate::bench::spawn::Spawned;
 use anyhow::{Context as _, anyhow};
 use authq::{Client, ClientError};
 use authq_protocol::{Names, Tube};
-use authq_worker::config::TubeConfig;
+use authq_worker::config::{QueueType, TubeConfig};
 use futures_util::FutureExt;
 use std::sync::Arc;
 
@@ -142,8 +142,7 @@ impl<'a> Env<'a> {
         let shape = Shape {
             consumers: session.consumers,
             prefetch: session.prefetch,
-            classic: self.args.classic_echo,
-            transient: false,
+            queue: self.args.echo_type,
         };
         let echo = Ceiling::start(
             &self.args.broker.amqp_url,
@@ -179,8 +178,7 @@ impl<'a> Env<'a> {
         let shape = Shape {
             consumers: 1,
             prefetch: 64,
-            classic: true,
-            transient: true,
+            queue: QueueType::Transient,
         };
         let names = self.names()?;
         let url = &self.args.broker.amqp_url;
