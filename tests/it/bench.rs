@@ -74,7 +74,9 @@ fn ping_runs_against_the_echo_ceiling() {
     let report = bench("ping", &[]);
     let seen = assert_counts_add_up(&report);
     assert_eq!(count_of(&seen, "echo ceiling"), 40);
+    assert_eq!(count_of(&seen, "raw client (confirms)"), 40);
     assert_eq!(count_of(&seen, "ping"), 40);
+    assert!(report["figures"]["client_over_raw_client"]["value"].as_f64().unwrap() > 0.0);
     // Every ping reached the worker and was answered by it.
     let metrics = &report["worker"]["metrics"];
     assert!(metrics["replied_ok"].as_u64().unwrap() >= 40, "{metrics}");
@@ -144,7 +146,9 @@ fn latency_measures_one_call_in_flight_against_the_echo() {
     assert_eq!(count_of(&seen, "check (1)"), 40);
     assert_eq!(count_of(&seen, "echo (check, 1)"), 40);
     assert_eq!(count_of(&seen, "raw echo (check, 1)"), 40);
+    assert_eq!(count_of(&seen, "raw client (check, 1)"), 40);
     for figure in [
+        "client_p50_over_raw_client_p50_ping_round",
         "ping_p50_over_echo_p50",
         "ping_p99_over_echo_p99",
         "check_p50_over_echo_p50",

@@ -1,10 +1,14 @@
-//! The raw best-case echo: what the broker allows a request/reply at all, with no authq code
-//! on either side and none of the guarantees authq's tubes pay for. The configuration of the
-//! first line of `../shared/ceilings/echo.sh`: a classic transient queue, one echo consumer
-//! with prefetch 64, non-persistent messages, no publisher confirms, and a raw lapin client
-//! (one channel, an exclusive reply queue consumed without acknowledgements, a map from
-//! correlation id to the waiting call). Only its set-up (declaring the reply queue) borrows
-//! `authq_amqp::private_queue`; nothing of authq runs per call.
+//! A raw lapin RPC client: one channel, an exclusive reply queue consumed without
+//! acknowledgements, a map from correlation id to the waiting call. Only its set-up (declaring
+//! the reply queue) borrows `authq_amqp::private_queue`; nothing of authq runs per call.
+//!
+//! - Without confirms, against a classic transient queue with one echo consumer (prefetch 64)
+//!   and non-persistent messages, it is the raw best-case echo: what the broker allows a
+//!   request/reply at all, with none of the guarantees authq pays for (the configuration of
+//!   the first line of `../shared/ceilings/echo.sh`).
+//! - With confirms (and `mandatory`, as the authq client publishes), against authq's own echo
+//!   consumer, it is the yardstick of the authq client itself: the same broker features and
+//!   the same consumer, without the client library.
 
 use anyhow::Context as _;
 use authq::ClientError;
@@ -30,11 +34,18 @@ pub struct RawClient {
     pending: Pending,
     next: AtomicU64,
     timeout: Duration,
+    confirms: bool,
 }
 
 impl RawClient {
-    /// Connects, declares its exclusive reply queue and consumes it.
-    pub async fn connect(url: &str, exchange: &str, timeout: Duration) -> anyhow::Result<Self> {
+    /// Connects, declares its exclusive reply queue and consumes it; with `confirms`, puts its
+    /// channel in confirm mode and publishes `mandatory`, waiting for each confirm.
+    pub async fn connect(
+        url: &str,
+        exchange: &str,
+        timeout: Duration,
+        confirms: bool,
+    ) -> anyhow::Result<Self> {
         let connection = Connection::connect(
             url,
             ConnectionProperties::default().with_connection_name("authq-bench-raw".into()),
@@ -42,6 +53,11 @@ impl RawClient {
         .await
         .context("the raw client's connection")?;
         let channel = connection.create_channel().await?;
+        if confirms {
+            channel
+                .confirm_select(lapin::options::ConfirmSelectOptions::default())
+                .await?;
+        }
         // Set-up only: the reply path itself (below and in `call`) is raw lapin.
         let (reply_to, mut replies) = authq_amqp::private_queue(&channel).await?;
         let pending: Pending = Arc::default();
@@ -67,6 +83,7 @@ impl RawClient {
             pending,
             next: AtomicU64::new(0),
             timeout,
+            confirms,
         })
     }
 
@@ -84,12 +101,20 @@ impl RawClient {
             .basic_publish(
                 self.exchange.as_str().into(),
                 routing_key.into(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions {
+                    mandatory: self.confirms,
+                    ..BasicPublishOptions::default()
+                },
                 body,
                 properties,
             )
             .await;
-        if published.is_err() {
+        let confirmed = match published {
+            Ok(confirm) if self.confirms => confirm.await.map(|c| c.is_ack()),
+            Ok(_) => Ok(true),
+            Err(e) => Err(e),
+        };
+        if !matches!(confirmed, Ok(true)) {
             lock(&self.pending).remove(&id);
             return Err(ClientError::ConnectionLost);
         }

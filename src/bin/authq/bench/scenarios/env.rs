@@ -185,8 +185,9 @@ impl<'a> Env<'a> {
         let echo = Ceiling::start(url, &names, shape, self.args.echo_in_process)
             .await
             .context("starting the raw echo consumer")?;
-        let raw =
-            Arc::new(RawClient::connect(url, names.request_exchange(), self.args.timeout).await?);
+        let raw = Arc::new(
+            RawClient::connect(url, names.request_exchange(), self.args.timeout, false).await?,
+        );
         let key: Arc<str> = echo.routing_key().into();
         let body: Arc<[u8]> = format!(r#"{{"session":"{}"}}"#, "A".repeat(43))
             .into_bytes()
@@ -201,6 +202,45 @@ impl<'a> Env<'a> {
         Ok((echo, raw, op))
     }
 
+    /// A raw lapin client with the authq client's broker features (confirms, `mandatory`)
+    /// calling authq's own echo consumer at `key` ([`crate::bench::raw`]); warmed up. Returns
+    /// the client (to close) and the call.
+    async fn start_raw_client(
+        &self,
+        key: &str,
+        in_flight: usize,
+    ) -> anyhow::Result<(Arc<RawClient>, Op)> {
+        let names = self.names()?;
+        let raw = Arc::new(
+            RawClient::connect(
+                &self.args.broker.amqp_url,
+                names.request_exchange(),
+                self.args.timeout,
+                true,
+            )
+            .await?,
+        );
+        let key: Arc<str> = key.into();
+        let body: Arc<[u8]> = format!(r#"{{"session":"{}"}}"#, "A".repeat(43))
+            .into_bytes()
+            .into();
+        let client = Arc::clone(&raw);
+        let op: Op = Arc::new(move |_| {
+            let (client, key, body) = (Arc::clone(&client), Arc::clone(&key), Arc::clone(&body));
+            async move { client.call(&key, &body).await }.boxed()
+        });
+        let warm_up = Stop::Count(in_flight.max(32) as u64 * 4);
+        drive(
+            "raw client warm-up",
+            in_flight,
+            warm_up,
+            false,
+            Arc::clone(&op),
+        )
+        .await;
+        Ok((raw, op))
+    }
+
     /// Runs the echo ceiling alone.
     pub(super) async fn echo(&self, stop: Stop) -> anyhow::Result<Outcome> {
         let (echo, op) = self.start_echo(self.args.in_flight).await?;
@@ -213,7 +253,8 @@ impl<'a> Env<'a> {
     /// that share `stop` between them, so that both sample the machine at the same moments: the
     /// echo ceiling itself drifts by ±15 % over a minute on a shared 2-core machine.
     /// `in_flight` calls are in flight on every side, and the raw best-case echo
-    /// ([`crate::bench::raw`]) runs as a third block of each round.
+    /// ([`crate::bench::raw`]) and a raw lapin client with confirms against authq's echo run as
+    /// a third and fourth block of each round.
     pub(super) async fn against_echo(
         &self,
         label: &str,
@@ -223,6 +264,7 @@ impl<'a> Env<'a> {
     ) -> anyhow::Result<Against> {
         let (echo, echo_op) = self.start_echo(in_flight).await?;
         let (raw_echo, raw_client, raw_op) = self.start_raw_echo(in_flight).await?;
+        let (lapin_client, lapin_op) = self.start_raw_client(echo.routing_key(), in_flight).await?;
         let mut out = Against::default();
         for round in 0..ROUNDS {
             let block = stop.share(round, ROUNDS);
@@ -244,11 +286,21 @@ impl<'a> Env<'a> {
             )
             .await;
             out.raw.absorb(r);
+            let l = drive(
+                "raw client",
+                in_flight,
+                block.clone(),
+                true,
+                Arc::clone(&lapin_op),
+            )
+            .await;
+            out.raw_client.absorb(l);
             let o = drive(label, in_flight, block, true, Arc::clone(&op)).await;
             out.load.absorb(o);
         }
         echo.stop().await;
         raw_client.close().await;
+        lapin_client.close().await;
         raw_echo.stop().await;
         Ok(out)
     }
@@ -313,7 +365,16 @@ pub(super) fn report_against_raw(report: &mut ScenarioReport, name: &str, a: &Ag
         .push(Stream::load("raw echo (best case)", &a.raw));
     report
         .streams
+        .push(Stream::load("raw client (confirms)", &a.raw_client));
+    report
+        .streams
         .push(Stream::load(name, &a.load).against(a.echo.throughput(), "echo"));
+    report.figure(
+        "client_over_raw_client",
+        a.echo.throughput() / a.raw_client.throughput().max(1e-9),
+        "(the echo through the authq client ÷ through a raw lapin client with confirms and \
+         mandatory, same consumer: the client library's cost; target ≥ 0.95)",
+    );
     report.figure(
         &format!("{name}_over_raw_echo"),
         a.load.throughput() / a.raw.throughput().max(1e-9),
@@ -345,9 +406,11 @@ pub(super) struct Against {
     pub(super) echo: Outcome,
     /// The raw best-case echo.
     pub(super) raw: Outcome,
+    /// A raw lapin client with the authq client's broker features, against authq's echo.
+    pub(super) raw_client: Outcome,
     /// The scenario's calls.
     pub(super) load: Outcome,
 }
 
-/// Alternating blocks of the echo ceiling and the scenario it bounds ([`Env::against_echo`]).
+/// Alternating blocks of the echo ceilings and the scenario they bound ([`Env::against_echo`]).
 pub(super) const ROUNDS: u64 = 4;

@@ -219,6 +219,16 @@ pub async fn run(args: &BenchArgs, scenario: Scenario) -> anyhow::Result<Scenari
                 report
                     .streams
                     .push(Stream::load(&format!("raw echo ({name}, 1)"), &a.raw));
+                report.streams.push(Stream::load(
+                    &format!("raw client ({name}, 1)"),
+                    &a.raw_client,
+                ));
+                report.figure(
+                    &format!("client_p50_over_raw_client_p50_{name}_round"),
+                    p(&a.echo, 0.5) / p(&a.raw_client, 0.5).max(1e-9),
+                    "(one call in flight; the echo's p50 through the authq client ÷ through a raw \
+                     lapin client with confirms and mandatory, same consumer)",
+                );
                 report.streams.push(
                     Stream::load(&format!("{name} (1)"), &a.load)
                         .against(a.echo.throughput(), "echo"),
