@@ -65,7 +65,8 @@ impl Client {
                 names,
                 user_id,
                 options,
-                link: tokio::sync::Mutex::new(Arc::new(link)),
+                link: std::sync::RwLock::new(Arc::new(link)),
+                reconnecting: tokio::sync::Mutex::new(()),
                 nodes,
                 closed: AtomicBool::new(false),
             }),
@@ -93,7 +94,7 @@ impl Client {
     /// ```
     pub async fn close(&self) -> Result<(), ClientError> {
         self.inner.closed.store(true, Ordering::SeqCst);
-        let link = Arc::clone(&*self.inner.link.lock().await);
+        let link = self.current_link();
         link.connection
             .close(200, "client closing".into())
             .await
@@ -106,14 +107,28 @@ impl Client {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(ClientError::ConnectionLost);
         }
-        let mut current = self.inner.link.lock().await;
-        if !current.is_usable() {
-            debug!("reconnecting to the broker");
-            let inner = &*self.inner;
-            let link = Link::open(&inner.url, &inner.nodes, &inner.names, &inner.options).await?;
-            *current = Arc::new(link);
+        // The hot path: a clone of the current link, no waiting.
+        let current = self.current_link();
+        if current.is_usable() {
+            return Ok(current);
         }
-        Ok(Arc::clone(&current))
+        let _turn = self.inner.reconnecting.lock().await;
+        // The call that held the turn before may have reconnected already.
+        let current = self.current_link();
+        if current.is_usable() {
+            return Ok(current);
+        }
+        debug!("reconnecting to the broker");
+        let inner = &*self.inner;
+        let link =
+            Arc::new(Link::open(&inner.url, &inner.nodes, &inner.names, &inner.options).await?);
+        *inner.link.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&link);
+        Ok(link)
+    }
+
+    fn current_link(&self) -> Arc<Link> {
+        // Every holder only clones or replaces the `Arc`: the value is whole even after a panic.
+        Arc::clone(&self.inner.link.read().unwrap_or_else(|p| p.into_inner()))
     }
 }
 

@@ -63,8 +63,12 @@ struct Inner {
     /// Sent as every request's `user-id` (validated by the broker).
     user_id: Option<ShortString>,
     options: ClientOptions,
-    /// The current connection; replaced by the first call that finds it broken.
-    link: tokio::sync::Mutex<Arc<Link>>,
+    /// The current connection: every call clones it without waiting; replaced by the first
+    /// call that finds it broken.
+    link: std::sync::RwLock<Arc<Link>>,
+    /// Held by the call that reconnects, so that the others wait for its link instead of
+    /// opening their own.
+    reconnecting: tokio::sync::Mutex<()>,
     /// The nodes listed in `url`; reconnections try the one that answered last first.
     nodes: BrokerNodes,
     closed: AtomicBool,

@@ -39,6 +39,9 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Every call's latency in microseconds, sorted.
     pub latencies_us: Vec<u32>,
+    /// CPU time the bench process spent meanwhile (all its threads: the calls' client, the
+    /// driver, and an echo consumer run in-process), from `/proc/self/stat`.
+    pub bench_cpu: Duration,
 }
 
 impl Outcome {
@@ -94,6 +97,7 @@ impl Outcome {
     /// Adds a later block of the same load: its calls, latencies and time.
     pub fn absorb(&mut self, other: Self) {
         self.elapsed += other.elapsed;
+        self.bench_cpu += other.bench_cpu;
         self.merge(other);
         self.latencies_us.sort_unstable();
     }
@@ -154,6 +158,7 @@ pub async fn drive(label: &str, in_flight: usize, stop: Stop, show: bool, op: Op
     };
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
+    let cpu_before = own_cpu();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(in_flight);
     for _ in 0..in_flight.max(1) {
@@ -201,8 +206,16 @@ pub async fn drive(label: &str, in_flight: usize, stop: Stop, show: bool, op: Op
         }
     }
     total.elapsed = started.elapsed();
+    total.bench_cpu = own_cpu().saturating_sub(cpu_before);
     ticker.abort();
     bar.finish_and_clear();
     total.latencies_us.sort_unstable();
     total
+}
+
+/// The bench process's CPU time so far (zero where `/proc` is missing).
+fn own_cpu() -> Duration {
+    crate::bench::spawn::proc_stats(std::process::id())
+        .map(|s| s.cpu)
+        .unwrap_or_default()
 }

@@ -376,6 +376,12 @@ pub(super) fn report_against_raw(report: &mut ScenarioReport, name: &str, a: &Ag
          mandatory, same consumer: the client library's cost; target ≥ 0.95)",
     );
     report.figure(
+        "client_cpu_over_raw_client_cpu",
+        cpu_per_call(&a.echo) / cpu_per_call(&a.raw_client).max(1e-12),
+        "(the bench process's CPU per echo call through the authq client ÷ through the raw \
+         lapin client: the client library's own work, free of the broker's drift)",
+    );
+    report.figure(
         &format!("{name}_over_raw_echo"),
         a.load.throughput() / a.raw.throughput().max(1e-9),
         "(throughput ÷ the raw best-case echo's: classic transient queue, no confirms, raw lapin)",
@@ -414,3 +420,8 @@ pub(super) struct Against {
 
 /// Alternating blocks of the echo ceilings and the scenario they bound ([`Env::against_echo`]).
 pub(super) const ROUNDS: u64 = 4;
+
+/// The bench process's CPU seconds per call of a stream.
+pub(super) fn cpu_per_call(o: &Outcome) -> f64 {
+    o.bench_cpu.as_secs_f64() / o.requests.max(1) as f64
+}
