@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlparse
 import aio_pika
 import aiormq.exceptions
 
-from .client import PROTOCOL_VERSION, _redact
+from .client import PROTOCOL_VERSION, _redact, notice_operations
 from .errors import (
     AuthqTimeoutError,
     ConnectError,
@@ -38,15 +38,23 @@ class _Link:
         self.exchange = exchange
         self.reply_queue = reply_queue
         self.waiters: Dict[str, asyncio.Future] = {}
+        # Each waiting call's operation, for notices.
+        self.operations: Dict[str, str] = {}
 
     def usable(self) -> bool:
         return not self.connection.is_closed and not self.channel.is_closed
+
+    def forget(self, correlation_id: str) -> Optional[asyncio.Future]:
+        """Removes a call (answered, timed out or lost) and returns its waiter."""
+        self.operations.pop(correlation_id, None)
+        return self.waiters.pop(correlation_id, None)
 
     def fail(self, error: Exception) -> None:
         for waiter in self.waiters.values():
             if not waiter.done():
                 waiter.set_exception(error)
         self.waiters.clear()
+        self.operations.clear()
 
 
 class AsyncAuthqClient(Operations):
@@ -117,11 +125,27 @@ class AsyncAuthqClient(Operations):
             link = _Link(connection, channel, exchange, queue.name)
 
             async def on_reply(message: Any) -> None:
-                waiter = link.waiters.pop(message.correlation_id or "", None)
+                operations = notice_operations(message, message.body)
+                if operations is not None:
+                    # A worker declared a tube anew: the calls of its operations may be lost.
+                    for cid, op in list(link.operations.items()):
+                        waiter = link.forget(cid) if op in operations else None
+                        if waiter is not None and not waiter.done():
+                            waiter.set_exception(ConnectionLostError("the request's tube was lost"))
+                    return
+                waiter = link.forget(message.correlation_id or "")
                 if waiter is not None and not waiter.done():
                     waiter.set_result(message.body)
 
             await queue.consume(on_reply, no_ack=True, exclusive=True)
+            # Notices, on a channel of their own: a refused bind closes only that channel.
+            binder = await connection.channel()
+            try:
+                reply_queue = await binder.get_queue(queue.name, ensure=False)
+                await reply_queue.bind(f"{self.namespace}.notices")
+                await binder.close()
+            except aiormq.exceptions.AMQPError:
+                pass
             connection.close_callbacks.add(lambda *_: link.fail(ConnectionLostError()))
             return link
         except BaseException:
@@ -157,6 +181,7 @@ class AsyncAuthqClient(Operations):
                 link = await self._get_link(remaining)
                 waiter = link.waiters.get(correlation_id) or loop.create_future()
                 link.waiters[correlation_id] = waiter
+                link.operations[correlation_id] = operation
                 message = aio_pika.Message(
                     payload,
                     content_type="application/json",
@@ -184,7 +209,7 @@ class AsyncAuthqClient(Operations):
                     return json.loads(reply)
                 except asyncio.TimeoutError:
                     if last:
-                        link.waiters.pop(correlation_id, None)
+                        link.forget(correlation_id)
                         break
             except (OverloadedError, ConnectError, ConnectionLostError) as e:
                 if last or not e.retryable:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Set, Union
 
 import pika
 import pika.exceptions
@@ -52,6 +52,21 @@ log = logging.getLogger("authq_client")
 
 #: The protocol version this client speaks (header ``x-authq-protocol``).
 PROTOCOL_VERSION = 1
+
+#: The AMQP ``type`` of a worker's notice that it declared a lost tube anew (PROTOCOL.md §8).
+TUBE_DECLARED = "authq.tube_declared"
+
+
+def notice_operations(properties: Any, body: bytes) -> Optional[List[str]]:
+    """The operations a ``tube_declared`` notice names (their calls in flight were lost with the
+    tube), or ``None`` when the delivery is not a notice."""
+    if getattr(properties, "type", None) != TUBE_DECLARED:
+        return None
+    try:
+        operations = json.loads(body).get("operations", [])
+    except (ValueError, AttributeError):
+        return []
+    return [op for op in operations if isinstance(op, str)]
 
 _LOST = (
     pika.exceptions.StreamLostError,
@@ -103,10 +118,23 @@ class _Link:
         declared = self.channel.queue_declare("", exclusive=True, auto_delete=True)
         self.reply_queue: str = declared.method.queue
         self.replies: Dict[str, bytes] = {}
+        # Operations named by a notice since the call on this link began (one call at a time).
+        self.lost: Set[str] = set()
         self.channel.basic_consume(self.reply_queue, self._on_reply, auto_ack=True, exclusive=True)
+        # Notices, on a channel of their own: a refusal (an older deployment, a user without the
+        # permission) closes only that channel, and calls lost with a tube end at their timeout.
+        try:
+            binder = self.connection.channel()
+            binder.queue_bind(self.reply_queue, f"{namespace}.notices")
+            binder.close()
+        except pika.exceptions.ChannelClosedByBroker:
+            log.debug("no notices: calls lost with a tube end at their timeout")
 
     def _on_reply(self, _ch: Any, _method: Any, properties: pika.BasicProperties, body: bytes) -> None:
-        if properties.correlation_id:
+        operations = notice_operations(properties, body)
+        if operations is not None:
+            self.lost.update(operations)
+        elif properties.correlation_id:
             self.replies[properties.correlation_id] = body
 
     def usable(self) -> bool:
@@ -273,10 +301,11 @@ class AuthqClient(Operations):
                 raise AuthqTimeoutError(timeout)
             try:
                 link = self._link(remaining)
+                link.lost.clear()
                 self._publish_once(link, operation, payload, correlation_id, message_id, remaining, deadline_ms, expiration, send_user_id)
                 # Each attempt waits for an equal share of what is left.
                 wait_until = time.monotonic() + (deadline - time.monotonic()) / (self.attempts - attempt + 1)
-                while correlation_id not in link.replies:
+                while correlation_id not in link.replies and operation not in link.lost:
                     left = wait_until - time.monotonic()
                     if left <= 0:
                         break
@@ -284,7 +313,11 @@ class AuthqClient(Operations):
                 reply = link.replies.pop(correlation_id, None)
                 if reply is not None:
                     return json.loads(reply)
-                if last:
+                if operation in link.lost:
+                    # A worker declared the call's tube anew: the request may be gone with it.
+                    if last:
+                        raise ConnectionLostError("the request's tube was lost")
+                elif last:
                     raise AuthqTimeoutError(timeout)
             except (OverloadedError, ConnectError) as e:
                 if last or not e.retryable:

@@ -5,7 +5,9 @@ hand: start `authq serve --namespace NS --admin-caller guest --deny @denied.exam
 
 import os
 import pathlib
+import uuid
 
+import pika
 import pytest
 
 from authq_client import AuthqClient
@@ -35,3 +37,28 @@ def client(amqp_url: str, namespace: str):
     c = AuthqClient(amqp_url, namespace=namespace, timeout=20)
     yield c
     c.close()
+
+
+@pytest.fixture
+def bare_namespace(amqp_url):
+    """A namespace whose request exchange exists with nothing of authq behind it."""
+    name = f"authq-py-{uuid.uuid4().hex[:12]}"
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.exchange_declare(name, "direct", auto_delete=False)
+    yield name, channel
+    channel.exchange_delete(name)
+    connection.close()
+
+
+@pytest.fixture
+def noticed_namespace(amqp_url, bare_namespace):
+    """A bare namespace with its notices exchange and a queue nobody consumes for ``ping``."""
+    name, channel = bare_namespace
+    channel.exchange_declare(f"{name}.notices", "fanout")
+    queue = f"{name}.nobody"
+    channel.queue_declare(queue, auto_delete=True)
+    channel.queue_bind(queue, name, "ping")
+    yield name, queue
+    channel.queue_delete(queue)
+    channel.exchange_delete(f"{name}.notices")

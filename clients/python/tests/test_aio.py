@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 
-from authq_client import AuthqError, AuthqTimeoutError, ConnectError, OverloadedError, ServerError, UnroutableError
+from authq_client import AuthqError, AuthqTimeoutError, ConnectError, ConnectionLostError, OverloadedError, ServerError, UnroutableError
 from authq_client.aio import AsyncAuthqClient
 
+from test_client import send_notice_once_queued
 from test_conformance import CASES, check_schema, contains, substitute
 
 PASSWORD = "correct horse battery"
@@ -123,3 +124,16 @@ def test_broker_conditions(amqp_url):
         channel.queue_delete(f"{name}.idle")
         channel.exchange_delete(name)
         connection.close()
+
+
+def test_a_notice_ends_the_calls_lost_with_their_tube_asyncio(amqp_url, noticed_namespace):
+    name, queue = noticed_namespace
+
+    async def main():
+        async with AsyncAuthqClient(amqp_url, namespace=name, timeout=60) as client:
+            notice = asyncio.get_running_loop().run_in_executor(None, send_notice_once_queued, amqp_url, name, queue, ["ping"])
+            with pytest.raises(ConnectionLostError):
+                await client.ping()
+            await notice
+
+    run(main())

@@ -16,6 +16,7 @@ from authq_client import (
     AuthqError,
     AuthqTimeoutError,
     ConnectError,
+    ConnectionLostError,
     LoginResult,
     NoDeploymentError,
     OverloadedError,
@@ -112,18 +113,6 @@ def test_one_client_serves_many_threads(amqp_url, namespace):
     assert client._links == []
     client.ping()  # reconnects
     client.close()
-
-
-@pytest.fixture
-def bare_namespace(amqp_url):
-    """A namespace whose request exchange exists with nothing of authq behind it."""
-    name = f"authq-py-{uuid.uuid4().hex[:12]}"
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    channel.exchange_declare(name, "direct", auto_delete=False)
-    yield name, channel
-    channel.exchange_delete(name)
-    connection.close()
 
 
 def test_unroutable(amqp_url, bare_namespace):
@@ -243,3 +232,29 @@ def test_typed_results_cover_the_reply_schemas():
         assert set(schema.get("required", [])) == required, op
     user = json.loads((schemas / "check.json").read_text())["$defs"]["UserInfo"]
     assert set(user["properties"]) == {f.name for f in dataclasses.fields(a.User)}
+
+
+def send_notice_once_queued(amqp_url, name, queue, operations):
+    """Stands in for a worker that declared a lost tube anew: once the call's request waits in
+    ``queue`` (nobody consumes it), publishes a ``tube_declared`` notice naming ``operations``."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    for _ in range(400):
+        if channel.queue_declare(queue, passive=True).method.message_count:
+            break
+        connection.sleep(0.05)
+    body = json.dumps({"tube": "session", "operations": operations}).encode()
+    channel.basic_publish(f"{name}.notices", "", body, pika.BasicProperties(type="authq.tube_declared"))
+    connection.close()
+
+
+def test_a_notice_ends_the_calls_lost_with_their_tube(amqp_url, noticed_namespace):
+    name, queue = noticed_namespace
+    notice = threading.Thread(target=send_notice_once_queued, args=(amqp_url, name, queue, ["ping", "check"]))
+    notice.start()
+    # A long timeout: without the notice the call would end in AuthqTimeoutError, a minute on.
+    with AuthqClient(amqp_url, namespace=name, timeout=60) as client:
+        with pytest.raises(ConnectionLostError) as e:
+            client.ping()
+        assert e.value.code == "connection_lost" and e.value.retryable
+    notice.join()

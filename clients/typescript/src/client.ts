@@ -82,7 +82,12 @@ export interface RawCallOptions extends CallOptions {
 interface Waiter {
   resolve: (body: Buffer) => void;
   reject: (error: Error) => void;
+  /** The call's operation: a `tube_declared` notice naming it ends the call. */
+  operation: string;
 }
+
+/** The AMQP `type` of a worker's notice that it declared a lost tube anew (PROTOCOL.md §8). */
+export const TUBE_DECLARED = "authq.tube_declared";
 
 class Link {
   readonly returned = new Set<string>();
@@ -94,6 +99,15 @@ class Link {
     readonly channel: ConfirmChannel,
     readonly replyQueue: string,
   ) {}
+
+  /** Ends every call of one of `operations`: its request may have been lost with its tube. */
+  release(operations: string[]): void {
+    for (const [id, waiter] of this.waiters) {
+      if (!operations.includes(waiter.operation)) continue;
+      this.waiters.delete(id);
+      waiter.reject(new ConnectionLostError("the request's tube was lost"));
+    }
+  }
 
   fail(error: Error): void {
     if (this.closed) return;
@@ -239,6 +253,15 @@ export class AuthqClient {
         queue,
         (msg) => {
           if (!msg) return link.fail(new ConnectionLostError("the reply consumer was cancelled"));
+          if (msg.properties.type === TUBE_DECLARED) {
+            try {
+              const notice = JSON.parse(msg.content.toString("utf8")) as { operations?: unknown };
+              if (Array.isArray(notice.operations)) link.release(notice.operations.map(String));
+            } catch {
+              // an unreadable notice is dropped
+            }
+            return;
+          }
           const waiter = link.waiters.get(String(msg.properties.correlationId));
           if (waiter) {
             link.waiters.delete(String(msg.properties.correlationId));
@@ -247,6 +270,16 @@ export class AuthqClient {
         },
         { noAck: true, exclusive: true },
       );
+      // Notices, on a channel of their own: a refused bind (an older deployment, a user without
+      // the permission) closes only that channel, and calls lost with a tube end at their timeout.
+      const binder: Channel = await connection.createChannel();
+      binder.on("error", () => {});
+      try {
+        await binder.bindQueue(queue, `${this.namespace}.notices`, "");
+        await binder.close();
+      } catch {
+        // no notices
+      }
       return link;
     } catch (e) {
       await connection.close().catch(() => {});
@@ -324,7 +357,7 @@ export class AuthqClient {
         if (!pending || pendingLink !== link) {
           pendingLink = link;
           pending = new Promise<Buffer>((resolve, reject) => {
-            link.waiters.set(correlationId, { resolve, reject });
+            link.waiters.set(correlationId, { resolve, reject, operation });
           });
           pending.catch(() => {});
         }
@@ -349,6 +382,8 @@ export class AuthqClient {
           throw e;
         }
         if (e instanceof OverloadedError || e instanceof ConnectError) await sleep(Math.min(250, Math.max(0, end - Date.now())));
+        // A call released by a notice (or its connection) waits on a new reply slot next time.
+        if (e instanceof ConnectionLostError) pending = null;
       }
     }
   }

@@ -9,6 +9,7 @@ import {
   AuthqClient,
   AuthqError,
   ConnectError,
+  ConnectionLostError,
   NoDeploymentError,
   OverloadedError,
   ServerError,
@@ -18,6 +19,7 @@ import {
 import { AMQP_URL, namespace } from "./env.js";
 
 const PASSWORD = "correct horse battery";
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const freshEmail = (name = "ann") => `${name}-${randomUUID().slice(0, 12)}@example.com`;
 
 async function activeUser(client: AuthqClient, email: string): Promise<string> {
@@ -162,6 +164,27 @@ describe("conditions seen on the broker", () => {
     await assert.rejects(c.ping(), (e: unknown) => e instanceof TimeoutError && e.code === "timeout");
     await c.close();
     await channel.deleteQueue(q);
+    await channel.deleteExchange(ns);
+  });
+
+  test("a notice ends the calls lost with their tube", async () => {
+    const ns = await bareNamespace();
+    const q = `${ns}.nobody`;
+    await channel.assertExchange(`${ns}.notices`, "fanout", { durable: false, autoDelete: false });
+    await channel.assertQueue(q, { autoDelete: true });
+    await channel.bindQueue(q, ns, "ping");
+    // A long timeout: without the notice the call would end in TimeoutError, a minute on.
+    const c = new AuthqClient(AMQP_URL, { namespace: ns, timeoutMs: 60_000 });
+    const call = c.ping();
+    call.catch(() => {});
+    // Stands in for a worker that declared a lost tube anew, once the request waits in the queue.
+    for (let i = 0; i < 400 && (await channel.checkQueue(q)).messageCount === 0; i++) await sleep(50);
+    const notice = { tube: "session", operations: ["ping", "check"] };
+    channel.publish(`${ns}.notices`, "", Buffer.from(JSON.stringify(notice)), { type: "authq.tube_declared" });
+    await assert.rejects(call, (e: unknown) => e instanceof ConnectionLostError && e.code === "connection_lost");
+    await c.close();
+    await channel.deleteQueue(q);
+    await channel.deleteExchange(`${ns}.notices`);
     await channel.deleteExchange(ns);
   });
 
