@@ -36,6 +36,7 @@ mod provider;
 mod schemas;
 mod security;
 mod sessions;
+mod shadow;
 mod shutdown;
 mod social;
 mod tls;

@@ -5,6 +5,7 @@
 use crate::bench::{BenchArgs, BenchEchoArgs};
 use crate::broker_args::BrokerArgs;
 use crate::serve::ServeArgs;
+use crate::shadow::ShadowArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
@@ -52,6 +53,10 @@ pub enum Command {
     /// rate, errors and p50/p99, refreshed every interval, from workers' `--metrics-addr`
     /// endpoints. In a pipe, one line of `key=value` fields per interval.
     Top(TopArgs),
+    /// Try a deployment on real traffic: copy a running deployment's read-only requests (a
+    /// queue of its own bound to their exchange), send each to both deployments, and report
+    /// the replies that differ, answering no one. Exit status 1 when some differed.
+    Shadow(ShadowArgs),
     /// The echo ceiling `authq bench` starts as a process of its own (not for direct use).
     #[command(hide = true)]
     BenchEcho(BenchEchoArgs),

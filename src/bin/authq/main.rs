@@ -12,6 +12,7 @@ mod call;
 mod cli;
 mod events;
 mod serve;
+mod shadow;
 mod shutdown;
 mod top;
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         | Command::Bench(_)
         | Command::Events(_)
         | Command::Top(_)
+        | Command::Shadow(_)
         | Command::BenchEcho(_) => "warn,lapin=off",
     };
     init_logging(cli.log_format, default_level);
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Events(args) => runtime.block_on(events::run(args)),
+        Command::Shadow(args) => runtime.block_on(shadow::run(args)),
         Command::Top(args) => match runtime.block_on(top::run(args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
