@@ -88,6 +88,12 @@ fn ping_runs_against_the_echo_ceiling() {
 }
 
 #[test]
+fn the_raw_client_runs_without_confirms_on_request() {
+    let seen = assert_counts_add_up(&bench("ping", &["--raw-client-without-confirms"]));
+    assert_eq!(count_of(&seen, "raw client (no confirms)"), 40);
+}
+
+#[test]
 fn ping_also_runs_against_an_echo_inside_the_bench() {
     // The default echo is a process of its own, like the pool; this is the other placement.
     let report = bench("ping", &["--echo-in-process"]);

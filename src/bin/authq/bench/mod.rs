@@ -99,6 +99,10 @@ pub struct BenchArgs {
     /// started with `--tube-type session=quorum`).
     #[arg(long, default_value = QueuePolicy::default_type(Tube::Session).name(), value_parser = parse_queue_type)]
     pub echo_type: QueueType,
+    /// The raw client (against authq's echo) without publisher confirms: what confirms cost
+    /// (its stream is then `raw client (no confirms)`).
+    #[arg(long)]
+    pub raw_client_without_confirms: bool,
     /// Run the echo ceiling inside the bench process instead of as a process of its own (the
     /// pool is one; BENCHMARKS.md, "The bench's own method").
     #[arg(long)]

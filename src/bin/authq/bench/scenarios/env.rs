@@ -216,7 +216,7 @@ impl<'a> Env<'a> {
                 &self.args.broker.amqp_url,
                 names.request_exchange(),
                 self.args.timeout,
-                true,
+                !self.args.raw_client_without_confirms,
             )
             .await?,
         );
@@ -265,7 +265,10 @@ impl<'a> Env<'a> {
         let (echo, echo_op) = self.start_echo(in_flight).await?;
         let (raw_echo, raw_client, raw_op) = self.start_raw_echo(in_flight).await?;
         let (lapin_client, lapin_op) = self.start_raw_client(echo.routing_key(), in_flight).await?;
-        let mut out = Against::default();
+        let mut out = Against {
+            raw_client_confirms: !self.args.raw_client_without_confirms,
+            ..Against::default()
+        };
         for round in 0..ROUNDS {
             let block = stop.share(round, ROUNDS);
             let c = drive(
@@ -363,9 +366,14 @@ pub(super) fn report_against_raw(report: &mut ScenarioReport, name: &str, a: &Ag
     report
         .streams
         .push(Stream::load("raw echo (best case)", &a.raw));
-    report
-        .streams
-        .push(Stream::load("raw client (confirms)", &a.raw_client));
+    report.streams.push(Stream::load(
+        if a.raw_client_confirms {
+            "raw client (confirms)"
+        } else {
+            "raw client (no confirms)"
+        },
+        &a.raw_client,
+    ));
     report
         .streams
         .push(Stream::load(name, &a.load).against(a.echo.throughput(), "echo"));
@@ -414,6 +422,8 @@ pub(super) struct Against {
     pub(super) raw: Outcome,
     /// A raw lapin client with the authq client's broker features, against authq's echo.
     pub(super) raw_client: Outcome,
+    /// Whether that client waited for confirms (`--raw-client-without-confirms` not given).
+    pub(super) raw_client_confirms: bool,
     /// The scenario's calls.
     pub(super) load: Outcome,
 }
