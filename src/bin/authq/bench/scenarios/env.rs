@@ -188,17 +188,7 @@ impl<'a> Env<'a> {
         let raw = Arc::new(
             RawClient::connect(url, names.request_exchange(), self.args.timeout, false).await?,
         );
-        let key: Arc<str> = echo.routing_key().into();
-        let body: Arc<[u8]> = format!(r#"{{"session":"{}"}}"#, "A".repeat(43))
-            .into_bytes()
-            .into();
-        let client = Arc::clone(&raw);
-        let op: Op = Arc::new(move |_| {
-            let (client, key, body) = (Arc::clone(&client), Arc::clone(&key), Arc::clone(&body));
-            async move { client.call(&key, &body).await }.boxed()
-        });
-        let warm_up = Stop::Count(in_flight.max(32) as u64 * 4);
-        drive("raw warm-up", in_flight, warm_up, false, Arc::clone(&op)).await;
+        let op = warmed_raw_call(&raw, echo.routing_key(), in_flight).await;
         Ok((echo, raw, op))
     }
 
@@ -220,24 +210,7 @@ impl<'a> Env<'a> {
             )
             .await?,
         );
-        let key: Arc<str> = key.into();
-        let body: Arc<[u8]> = format!(r#"{{"session":"{}"}}"#, "A".repeat(43))
-            .into_bytes()
-            .into();
-        let client = Arc::clone(&raw);
-        let op: Op = Arc::new(move |_| {
-            let (client, key, body) = (Arc::clone(&client), Arc::clone(&key), Arc::clone(&body));
-            async move { client.call(&key, &body).await }.boxed()
-        });
-        let warm_up = Stop::Count(in_flight.max(32) as u64 * 4);
-        drive(
-            "raw client warm-up",
-            in_flight,
-            warm_up,
-            false,
-            Arc::clone(&op),
-        )
-        .await;
+        let op = warmed_raw_call(&raw, key, in_flight).await;
         Ok((raw, op))
     }
 
@@ -430,6 +403,23 @@ pub(super) struct Against {
 
 /// Alternating blocks of the echo ceilings and the scenario they bound ([`Env::against_echo`]).
 pub(super) const ROUNDS: u64 = 4;
+
+/// A call of `raw` to the echo at `key` with a body the size of a `check` request, after an
+/// uncounted warm-up (a new queue's first calls are slower).
+async fn warmed_raw_call(raw: &Arc<RawClient>, key: &str, in_flight: usize) -> Op {
+    let key: Arc<str> = key.into();
+    let body: Arc<[u8]> = format!(r#"{{"session":"{}"}}"#, "A".repeat(43))
+        .into_bytes()
+        .into();
+    let client = Arc::clone(raw);
+    let op: Op = Arc::new(move |_| {
+        let (client, key, body) = (Arc::clone(&client), Arc::clone(&key), Arc::clone(&body));
+        async move { client.call(&key, &body).await }.boxed()
+    });
+    let warm_up = Stop::Count(in_flight.max(32) as u64 * 4);
+    drive("raw warm-up", in_flight, warm_up, false, Arc::clone(&op)).await;
+    op
+}
 
 /// The bench process's CPU seconds per call of a stream.
 pub(super) fn cpu_per_call(o: &Outcome) -> f64 {
