@@ -425,6 +425,7 @@ async fn failed_logins_name_their_source_and_a_lockout_is_an_event_too() {
         email: "kim@example.com".into(),
         password: "not the password".into(),
         client_ip: Some("203.0.113.7".into()),
+        user_agent: None,
     };
     for _ in 0..2 {
         crate::harness::assert_code(

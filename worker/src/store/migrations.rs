@@ -157,6 +157,18 @@ const SQLITE: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX attempt_claims_by_expiry ON attempt_claims(expires_at);
     "#,
+    // 10: sessions a user can see: a random id beside the token digest (never derived from
+    // it), when the session was last seen (login, renewals), and the device metadata the
+    // calling service passed at login. Sessions from before get a fresh random id.
+    r#"
+    ALTER TABLE sessions ADD COLUMN session_id TEXT;
+    ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER;
+    ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+    ALTER TABLE sessions ADD COLUMN client_ip TEXT;
+    UPDATE sessions SET session_id = lower(hex(randomblob(16))), last_seen_at = created_at;
+    CREATE UNIQUE INDEX sessions_by_id ON sessions(session_id);
+    CREATE INDEX sessions_by_user_created ON sessions(user_id, created_at);
+    "#,
 ];
 
 /// The PostgreSQL migrations: the same tables as [`SQLITE`], version for version.
@@ -289,6 +301,19 @@ const POSTGRES: &[&str] = &[
         PRIMARY KEY (key, request)
     );
     CREATE INDEX attempt_claims_by_expiry ON attempt_claims(expires_at);
+    "#,
+    // 10: session ids, last seen, device metadata.
+    r#"
+    ALTER TABLE sessions ADD COLUMN session_id TEXT;
+    ALTER TABLE sessions ADD COLUMN last_seen_at BIGINT;
+    ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+    ALTER TABLE sessions ADD COLUMN client_ip TEXT;
+    UPDATE sessions SET session_id = replace(gen_random_uuid()::text, '-', ''),
+                        last_seen_at = created_at;
+    ALTER TABLE sessions ALTER COLUMN session_id SET NOT NULL;
+    ALTER TABLE sessions ALTER COLUMN last_seen_at SET NOT NULL;
+    CREATE UNIQUE INDEX sessions_by_id ON sessions(session_id);
+    CREATE INDEX sessions_by_user_created ON sessions(user_id, created_at);
     "#,
 ];
 
