@@ -76,6 +76,7 @@ pub(crate) struct SeenData {
     pub detail: Option<String>,
     pub session_epoch: Option<u64>,
     pub sessions_ended: Option<u64>,
+    pub session_ids: Option<Vec<String>>,
     pub code: Option<Secret>,
     pub token: Option<Secret>,
     pub expires_at: Option<i64>,

@@ -222,8 +222,8 @@ impl Tx<'_> {
     ) -> Result<Vec<String>, StoreError> {
         // A session a concurrent login's limit ended already ends nothing itself (a later
         // login superseded it): otherwise two racing logins would end each other's.
-        let present: Option<i64> = self.query_value(
-            "SELECT 1 FROM sessions WHERE session_id = ?1",
+        let present: Option<String> = self.query_value(
+            "SELECT session_id FROM sessions WHERE session_id = ?1",
             args![newest],
         )?;
         if present.is_none() {
