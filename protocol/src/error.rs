@@ -185,6 +185,7 @@ mod tests {
                 "link_required",
                 "already_linked",
                 "unavailable",
+                "session_not_found",
             ]
         );
     }
