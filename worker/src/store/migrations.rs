@@ -475,6 +475,42 @@ mod tests {
     }
 
     #[test]
+    fn sessions_from_before_version_10_get_a_random_id_and_a_last_seen_time() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &SQLITE[..9] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 9).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, email, email_key, state, created_at, updated_at)
+             VALUES ('u', 'a@b.c', 'a@b.c', 'active', 0, 0);
+             INSERT INTO sessions VALUES (x'01', 'u', 7, 100, 200);
+             INSERT INTO sessions VALUES (x'02', 'u', 8, 100, 200);",
+        )
+        .unwrap();
+        assert_eq!(apply_sqlite(&mut conn).unwrap(), 9);
+        let rows: Vec<(String, i64, i64)> = conn
+            .prepare(
+                "SELECT session_id, last_seen_at, created_at FROM sessions ORDER BY created_at",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        for (id, seen, created) in &rows {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+            assert_eq!(seen, created);
+        }
+        assert_ne!(rows[0].0, rows[1].0, "each session its own id");
+    }
+
+    #[test]
     fn migrations_apply_once_and_refuse_newer_schemas() {
         let mut conn = Connection::open_in_memory().unwrap();
         assert_eq!(apply_sqlite(&mut conn).unwrap(), 0);
