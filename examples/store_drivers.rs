@@ -120,6 +120,10 @@ async fn open(location: StoreLocation) -> anyhow::Result<Arc<Store>> {
                     now: 0,
                     expires_at: i64::MAX / 2,
                     absolute_expires_at: i64::MAX / 2,
+                    session_id: &uuid::Uuid::new_v4().simple().to_string(),
+                    user_agent: None,
+                    client_ip: None,
+                    limited: false,
                 })?;
             }
             Ok(())

@@ -112,6 +112,9 @@ error_codes! {
     /// the request took effect (this one included), the retry is answered with its outcome;
     /// otherwise the retry does it.
     Unavailable = "unavailable", "the store is busy; retry with the same message_id";
+    /// `end_session` named no live session of the caller's user (unknown, ended, expired, or
+    /// another user's: the reply never tells which).
+    SessionNotFound = "session_not_found", "no such session";
 }
 
 impl fmt::Display for ErrorCode {
@@ -182,6 +185,7 @@ mod tests {
                 "link_required",
                 "already_linked",
                 "unavailable",
+                "session_not_found",
             ]
         );
     }

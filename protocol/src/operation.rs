@@ -54,6 +54,10 @@ operations! {
     Logout = "logout" => Session, mutating: true;
     /// Ends every session of the session's user.
     LogoutAll = "logout_all" => Session, mutating: true;
+    /// The live sessions of the session's user, each with its id and device metadata.
+    ListSessions = "list_sessions" => Session, mutating: false;
+    /// Ends one of the session's user's sessions, named by its session id.
+    EndSession = "end_session" => Session, mutating: true;
     /// Starts a password reset: a single-use, expiring reset token.
     StartReset = "start_reset" => Account, mutating: true;
     /// Completes a password reset with the token and a new password; ends every session.
@@ -106,6 +110,8 @@ mod tests {
                 "check",
                 "logout",
                 "logout_all",
+                "list_sessions",
+                "end_session",
                 "start_reset",
                 "complete_reset",
                 "change_password",

@@ -138,6 +138,8 @@ pub fn all() -> BTreeMap<String, serde_json::Value> {
             Operation::Check => operation::<ops::CheckRequest>(&mut out),
             Operation::Logout => operation::<ops::LogoutRequest>(&mut out),
             Operation::LogoutAll => operation::<ops::LogoutAllRequest>(&mut out),
+            Operation::ListSessions => operation::<ops::ListSessionsRequest>(&mut out),
+            Operation::EndSession => operation::<ops::EndSessionRequest>(&mut out),
             Operation::StartReset => operation::<ops::StartResetRequest>(&mut out),
             Operation::CompleteReset => operation::<ops::CompleteResetRequest>(&mut out),
             Operation::ChangePassword => operation::<ops::ChangePasswordRequest>(&mut out),

@@ -9,9 +9,10 @@ use authq_protocol::ops::{
     ChangePasswordReply, ChangePasswordRequest, CheckReply, CheckRequest, CompleteResetReply,
     CompleteResetRequest, ConfirmRegistrationReply, ConfirmRegistrationRequest, DeleteUserReply,
     DeleteUserRequest, DeletionDoneRequest, DeletionStatusReply, DeletionStatusRequest, Empty,
-    GetProfileRequest, LoginReply, LoginRequest, LogoutAllReply, LogoutAllRequest, LogoutRequest,
-    PingRequest, ProfileMode, ProfileReply, RegisterReply, RegisterRequest, SetProfileRequest,
-    StartResetReply, StartResetRequest, SuspendRequest, UnsuspendRequest, UserRef, UserStateReply,
+    EndSessionRequest, GetProfileRequest, ListSessionsReply, ListSessionsRequest, LoginReply,
+    LoginRequest, LogoutAllReply, LogoutAllRequest, LogoutRequest, PingRequest, ProfileMode,
+    ProfileReply, RegisterReply, RegisterRequest, SetProfileRequest, StartResetReply,
+    StartResetRequest, SuspendRequest, UnsuspendRequest, UserRef, UserStateReply,
 };
 
 impl Client {
@@ -136,6 +137,7 @@ impl Client {
     pub async fn login(&self, email: &str, password: &str) -> Result<LoginReply, ClientError> {
         self.call(&LoginRequest {
             client_ip: None,
+            user_agent: None,
             email: email.to_owned(),
             password: Secret::from(password),
         })
@@ -206,6 +208,90 @@ impl Client {
             session: Secret::from(session),
         })
         .await
+    }
+
+    /// `login` with the end user's device metadata, kept with the session for
+    /// `list_sessions`: the `client_ip` (also limits failed logins per address) and the
+    /// `user_agent` (at most 512 bytes), each optional.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::login`], and `bad_request` for a `client_ip` that is not an IP address
+    /// or a `user_agent` that is too long or holds control characters.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// let login = client
+    ///     .login_from("ann@example.com", "correct horse battery", Some("203.0.113.7"), Some("Firefox/140"))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn login_from(
+        &self,
+        email: &str,
+        password: &str,
+        client_ip: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Result<LoginReply, ClientError> {
+        self.call(&LoginRequest {
+            client_ip: client_ip.map(str::to_owned),
+            user_agent: user_agent.map(str::to_owned),
+            email: email.to_owned(),
+            password: Secret::from(password),
+        })
+        .await
+    }
+
+    /// `list_sessions`: the live sessions of the session's user, newest first (ids, times,
+    /// device metadata; never tokens).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `session_invalid` or `user_suspended`; and the errors every
+    /// call can return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// for s in client.list_sessions("6x8y1GuhtDN4OHD4v94xcy2FGnmAg33yc47MjVDFNZk").await?.sessions {
+    ///     println!("{} {:?} current={}", s.id, s.user_agent, s.current);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_sessions(&self, session: &str) -> Result<ListSessionsReply, ClientError> {
+        self.call(&ListSessionsRequest {
+            session: Secret::from(session),
+        })
+        .await
+    }
+
+    /// `end_session`: ends one of the session's user's sessions, by its id from
+    /// [`Client::list_sessions`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `session_invalid` (the caller's session), `user_suspended`,
+    /// or `session_not_found` (no live session of this user has that id); and the errors every
+    /// call can return (see [`Client::call`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(client: authq::Client) -> Result<(), authq::ClientError> {
+    /// client.end_session("6x8y1GuhtDN4OHD4v94xcy2FGnmAg33yc47MjVDFNZk", "9f2c4e1a7b3d5f608a1c2e4b6d8f0a13").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn end_session(&self, session: &str, session_id: &str) -> Result<(), ClientError> {
+        let Empty {} = self
+            .call(&EndSessionRequest {
+                session: Secret::from(session),
+                session_id: session_id.to_owned(),
+            })
+            .await?;
+        Ok(())
     }
 
     /// `start_reset`: a reset token to mail (same reply shape whether the email exists or not).

@@ -76,6 +76,7 @@ pub(crate) struct SeenData {
     pub detail: Option<String>,
     pub session_epoch: Option<u64>,
     pub sessions_ended: Option<u64>,
+    pub session_ids: Option<Vec<String>>,
     pub code: Option<Secret>,
     pub token: Option<Secret>,
     pub expires_at: Option<i64>,
@@ -425,6 +426,7 @@ async fn failed_logins_name_their_source_and_a_lockout_is_an_event_too() {
         email: "kim@example.com".into(),
         password: "not the password".into(),
         client_ip: Some("203.0.113.7".into()),
+        user_agent: None,
     };
     for _ in 0..2 {
         crate::harness::assert_code(

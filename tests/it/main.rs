@@ -35,6 +35,7 @@ mod policy;
 mod provider;
 mod schemas;
 mod security;
+mod session_list;
 mod sessions;
 mod shadow;
 mod shutdown;

@@ -132,11 +132,13 @@ fn valid_bodies() -> Vec<(&'static str, Value)> {
         ),
         (
             "login",
-            json!({"email": "s@example.com", "password": "correct horse battery", "client_ip": "192.0.2.1"}),
+            json!({"email": "s@example.com", "password": "correct horse battery", "client_ip": "192.0.2.1", "user_agent": "Firefox/140"}),
         ),
         ("check", json!({"session": "s"})),
         ("logout", json!({"session": "s"})),
         ("logout_all", json!({"session": "s"})),
+        ("list_sessions", json!({"session": "s"})),
+        ("end_session", json!({"session": "s", "session_id": "0123"})),
         ("start_reset", json!({"email": "s@example.com"})),
         (
             "complete_reset",

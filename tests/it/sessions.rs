@@ -116,6 +116,10 @@ async fn check_on_postgres_survives_the_end_of_its_async_connections() {
                     now: 0,
                     expires_at: 1_000_000,
                     absolute_expires_at: 1_000_000,
+                    session_id: &uuid::Uuid::new_v4().simple().to_string(),
+                    user_agent: None,
+                    client_ip: None,
+                    limited: false,
                 })?;
                 // Idle-expired at 1,500 (for the batch below).
                 tx.create_session(&NewSession {
@@ -124,6 +128,10 @@ async fn check_on_postgres_survives_the_end_of_its_async_connections() {
                     now: 0,
                     expires_at: 1_500,
                     absolute_expires_at: 1_000_000,
+                    session_id: "s8",
+                    user_agent: None,
+                    client_ip: None,
+                    limited: false,
                 })
             })
             .expect("a user and a session");

@@ -35,6 +35,7 @@ async fn shutdown_finishes_requests_in_flight_and_loses_none() {
                     .call_with_timeout(
                         &authq::protocol::ops::LoginRequest {
                             client_ip: None,
+                            user_agent: None,
                             email: "ann@example.com".into(),
                             password: PW.into(),
                         },

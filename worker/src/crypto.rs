@@ -38,6 +38,17 @@ pub fn new_token() -> Result<(Secret, Digest), RandomError> {
     Ok((Secret::new(token), digest))
 }
 
+/// A new session id: 128 random bits as 32 lowercase hex digits, drawn independently of the
+/// session's token (so nothing about the token can be learnt from it).
+pub fn new_session_id() -> Result<String, RandomError> {
+    use std::fmt::Write as _;
+    let mut id = String::with_capacity(32);
+    for b in random_bytes::<16>()? {
+        let _ = write!(id, "{b:02x}");
+    }
+    Ok(id)
+}
+
 /// A new confirmation code of [`CODE_DIGITS`] uniformly random decimal digits, and its digest.
 pub fn new_code() -> Result<(Secret, Digest), RandomError> {
     const RANGE: u32 = 10u32.pow(CODE_DIGITS);

@@ -36,6 +36,9 @@ pub enum HandlerError {
     /// The session is unknown, ended or expired.
     #[error("session invalid")]
     SessionInvalid,
+    /// `end_session` named no live session of the caller's user.
+    #[error("session not found")]
+    SessionNotFound,
     /// The user is suspended.
     #[error("user suspended")]
     UserSuspended,
@@ -175,6 +178,7 @@ impl HandlerError {
             Self::UserExists => ErrorCode::UserExists,
             Self::InvalidCode => ErrorCode::InvalidCode,
             Self::SessionInvalid => ErrorCode::SessionInvalid,
+            Self::SessionNotFound => ErrorCode::SessionNotFound,
             Self::UserSuspended => ErrorCode::UserSuspended,
             Self::WeakPassword(_) => ErrorCode::WeakPassword,
             Self::NotFound => ErrorCode::NotFound,

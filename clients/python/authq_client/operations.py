@@ -14,6 +14,7 @@ from .types import (
     DeleteUserResult,
     DeletionStatus,
     LinkSocialResult,
+    ListSessionsResult,
     LoginResult,
     LogoutAllResult,
     ProfileResult,
@@ -53,12 +54,16 @@ class Operations:
         Errors: ``invalid_code``, ``weak_password``."""
         return self._typed("confirm_registration", {"email": email, "code": code, "password": password}, ConfirmRegistrationResult, **kw)
 
-    def login(self, email: str, password: str, client_ip: Optional[str] = None, **kw: Any) -> LoginResult:
-        """``login``: a new session. Errors: ``invalid_credentials``, ``user_suspended``,
-        ``too_many_attempts``, ``policy_denied``."""
+    def login(self, email: str, password: str, client_ip: Optional[str] = None, user_agent: Optional[str] = None, **kw: Any) -> LoginResult:
+        """``login``: a new session. ``client_ip`` and ``user_agent`` (at most 512 bytes) are
+        the end user's, kept with the session for ``list_sessions``. Errors:
+        ``invalid_credentials``, ``user_suspended``, ``too_many_attempts``, ``policy_denied``,
+        ``bad_request``."""
         body = {"email": email, "password": password}
         if client_ip is not None:
             body["client_ip"] = client_ip
+        if user_agent is not None:
+            body["user_agent"] = user_agent
         return self._typed("login", body, LoginResult, **kw)
 
     def check(self, session: str, **kw: Any) -> CheckResult:
@@ -72,6 +77,16 @@ class Operations:
     def logout_all(self, session: str, **kw: Any) -> LogoutAllResult:
         """``logout_all``: ends every session of the session's user."""
         return self._typed("logout_all", {"session": session}, LogoutAllResult, **kw)
+
+    def list_sessions(self, session: str, **kw: Any) -> ListSessionsResult:
+        """``list_sessions``: the live sessions of the session's user, newest first (never
+        tokens). Errors: ``session_invalid``, ``user_suspended``."""
+        return self._typed("list_sessions", {"session": session}, ListSessionsResult, **kw)
+
+    def end_session(self, session: str, session_id: str, **kw: Any) -> Any:
+        """``end_session``: ends one of the user's sessions by its id from ``list_sessions``.
+        Errors: ``session_invalid``, ``session_not_found``."""
+        return self._typed("end_session", {"session": session, "session_id": session_id}, None, **kw)
 
     def start_reset(self, email: str, **kw: Any) -> StartResetResult:
         """``start_reset`` (administrative): a reset token to mail. Errors:

@@ -18,6 +18,8 @@ def _from_dict(cls: Type[T], data: Dict[str, Any]) -> T:
             value = data[f.name]
             if f.name == "user" and isinstance(value, dict):
                 value = User.from_dict(value)
+            elif f.name == "sessions" and isinstance(value, list):
+                value = [SessionSummary.from_dict(s) for s in value]
             kwargs[f.name] = value
     return cls(**kwargs)  # type: ignore[call-arg]
 
@@ -81,6 +83,32 @@ class LogoutAllResult(_Reply):
     """``logout_all``: how many sessions ended."""
 
     ended: int
+
+
+@dataclass(frozen=True)
+class SessionSummary(_Reply):
+    """One session as ``list_sessions`` shows it: never the token."""
+
+    #: Pass it to ``end_session``.
+    id: str
+    #: Unix milliseconds.
+    created_at: int
+    #: The login or the latest renewal (Unix milliseconds).
+    last_seen_at: int
+    #: Unix milliseconds.
+    expires_at: int
+    #: Whether this is the session the request was made with.
+    current: bool
+    user_agent: Optional[str] = None
+    client_ip: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ListSessionsResult(_Reply):
+    """``list_sessions``: the user's live sessions, newest first, and how many there are."""
+
+    sessions: List[SessionSummary]
+    total: int
 
 
 @dataclass(frozen=True)

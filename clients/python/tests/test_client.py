@@ -49,6 +49,18 @@ def test_typed_lifecycle(client):
     assert me.user.email == email and me.renewed is False and me.session_epoch == 0
     assert client.set_profile(login.session, {"tz": "UTC"}).user.profile == {"name": "Ann", "tz": "UTC"}
     assert client.get_profile(login.session).user.profile["tz"] == "UTC"
+    phone = client.login(email, PASSWORD, client_ip="192.0.2.8", user_agent="Phone/1.0")
+    listed = client.list_sessions(login.session)
+    assert listed.total == 2 and [s.current for s in listed.sessions] == [False, True]
+    newest = listed.sessions[0]
+    assert newest.user_agent == "Phone/1.0" and newest.client_ip == "192.0.2.8"
+    with pytest.raises(ServerError) as e:
+        client.end_session(login.session, "0" * 32)
+    assert e.value.code == "session_not_found"
+    client.end_session(login.session, newest.id)
+    with pytest.raises(ServerError) as e:
+        client.check(phone.session)
+    assert e.value.code == "session_invalid"
     assert client.logout_all(login.session).ended == 1
     suspended = client.suspend(email=email)
     assert suspended.user.state == "suspended"
@@ -220,9 +232,9 @@ def test_typed_results_cover_the_reply_schemas():
         "suspend": a.UserStateResult, "unsuspend": a.UserStateResult,
         "social_url": a.SocialUrlResult, "social_login": a.SocialLoginResult,
         "link_social": a.LinkSocialResult, "deletion_done": a.DeletionStatus,
-        "deletion_status": a.DeletionStatus,
+        "deletion_status": a.DeletionStatus, "list_sessions": a.ListSessionsResult,
     }
-    empty = {"ping", "logout"}
+    empty = {"ping", "logout", "end_session"}
     assert {p.stem for p in schemas.glob("*.json")} == set(types) | empty
     for op, cls in types.items():
         schema = json.loads((schemas / f"{op}.json").read_text())
@@ -232,6 +244,8 @@ def test_typed_results_cover_the_reply_schemas():
         assert set(schema.get("required", [])) == required, op
     user = json.loads((schemas / "check.json").read_text())["$defs"]["UserInfo"]
     assert set(user["properties"]) == {f.name for f in dataclasses.fields(a.User)}
+    summary = json.loads((schemas / "list_sessions.json").read_text())["$defs"]["SessionSummary"]
+    assert set(summary["properties"]) == {f.name for f in dataclasses.fields(a.SessionSummary)}
 
 
 def send_notice_once_queued(amqp_url, name, queue, operations):

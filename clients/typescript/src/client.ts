@@ -28,6 +28,8 @@ import type {
   DeletionStatus,
   Envelope,
   LinkSocialResult,
+  ListSessionsResult,
+  LoginDevice,
   LoginResult,
   LogoutAllResult,
   ProfileResult,
@@ -414,9 +416,17 @@ export class AuthqClient {
     return this.call("confirm_registration", { email, code, password }, options);
   }
 
-  /** `login`: a new session. Errors: `invalid_credentials`, `user_suspended`, `too_many_attempts`, `policy_denied`. */
-  login(email: string, password: string, clientIp?: string, options?: CallOptions): Promise<LoginResult> {
-    return this.call("login", clientIp === undefined ? { email, password } : { email, password, client_ip: clientIp }, options);
+  /**
+   * `login`: a new session. `device` is the end user's IP address, or `{ clientIp, userAgent }`
+   * (kept with the session for `listSessions`; the user agent at most 512 bytes). Errors:
+   * `invalid_credentials`, `user_suspended`, `too_many_attempts`, `policy_denied`, `bad_request`.
+   */
+  login(email: string, password: string, device?: string | LoginDevice, options?: CallOptions): Promise<LoginResult> {
+    const { clientIp, userAgent } = typeof device === "string" ? { clientIp: device, userAgent: undefined } : (device ?? {});
+    const body: Record<string, unknown> = { email, password };
+    if (clientIp !== undefined) body.client_ip = clientIp;
+    if (userAgent !== undefined) body.user_agent = userAgent;
+    return this.call("login", body, options);
   }
 
   /** `check`: the session's user. Errors: `session_invalid`, `user_suspended`. */
@@ -432,6 +442,16 @@ export class AuthqClient {
   /** `logout_all`: ends every session of the session's user. */
   logoutAll(session: string, options?: CallOptions): Promise<LogoutAllResult> {
     return this.call("logout_all", { session }, options);
+  }
+
+  /** `list_sessions`: the live sessions of the session's user, newest first (never tokens). Errors: `session_invalid`, `user_suspended`. */
+  listSessions(session: string, options?: CallOptions): Promise<ListSessionsResult> {
+    return this.call("list_sessions", { session }, options);
+  }
+
+  /** `end_session`: ends one of the user's sessions by its id from `listSessions`. Errors: `session_invalid`, `session_not_found`. */
+  async endSession(session: string, sessionId: string, options?: CallOptions): Promise<void> {
+    await this.call("end_session", { session, session_id: sessionId }, options);
   }
 
   /** `start_reset` (administrative): a reset token to mail. Errors: `too_many_attempts`, `forbidden`. */

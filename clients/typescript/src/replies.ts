@@ -134,6 +134,11 @@ export interface DeletionStatus {
 }
 
 /**
+ * An empty reply body, `{}`.
+ */
+export type Empty = Record<string, unknown>;
+
+/**
  * The reply to `get_profile` and `set_profile`.
  */
 export interface ProfileResult {
@@ -162,6 +167,56 @@ export interface LinkSocialResult {
 }
 
 /**
+ * One session as `list_sessions` shows it. Never the token: `id` names the session for
+ * `end_session` and cannot be turned into a token.
+ */
+export interface SessionSummary {
+  /**
+   * The `client_ip` the calling service passed at login, if any.
+   */
+  client_ip?: string | null;
+  /**
+   * When the session was created by a login (Unix ms).
+   */
+  created_at: number;
+  /**
+   * Whether this is the session the request was made with.
+   */
+  current: boolean;
+  /**
+   * When the session expires unless renewed (Unix ms).
+   */
+  expires_at: number;
+  /**
+   * The session's id (random, unrelated to its token): pass it to `end_session`.
+   */
+  id: string;
+  /**
+   * When the session was last seen: its login, or its latest renewal by `check` (so it is
+   * exact to within the renewal interval, not to the last `check`) (Unix ms).
+   */
+  last_seen_at: number;
+  /**
+   * The `user_agent` the calling service passed at login, if any.
+   */
+  user_agent?: string | null;
+}
+
+/**
+ * The reply to `list_sessions`.
+ */
+export interface ListSessionsResult {
+  /**
+   * The user's live sessions, newest first (at most [`MAX_LISTED_SESSIONS`]).
+   */
+  sessions: SessionSummary[];
+  /**
+   * How many live sessions the user has (more than listed when past the bound).
+   */
+  total: number;
+}
+
+/**
  * The reply to `login`: a fresh session.
  */
 export interface LoginResult {
@@ -178,11 +233,6 @@ export interface LoginResult {
    */
   user: User;
 }
-
-/**
- * An empty reply body, `{}`.
- */
-export type Empty = Record<string, unknown>;
 
 /**
  * The reply to `logout_all`.

@@ -13,11 +13,13 @@ export type {
   DeletionStatus,
   Empty,
   LinkSocialResult,
+  ListSessionsResult,
   LoginResult,
   LogoutAllResult,
   Profile,
   ProfileResult,
   RegisterResult,
+  SessionSummary,
   SocialLoginResult,
   SocialUrlResult,
   StartResetResult,
@@ -25,6 +27,14 @@ export type {
   UserState,
   UserStateResult,
 } from "./replies.js";
+
+/** The end user's device as the calling service saw it, passed to `login`. */
+export interface LoginDevice {
+  /** The end user's IP address (also limits failed logins per address). */
+  clientIp?: string;
+  /** The end user's user agent, at most 512 bytes. */
+  userAgent?: string;
+}
 
 /** Names a user in administrative operations: exactly one of the two. */
 export type UserRef = { user_id: string; email?: never } | { email: string; user_id?: never };

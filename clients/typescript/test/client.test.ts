@@ -46,6 +46,20 @@ describe("AuthqClient against a pool", () => {
     assert.equal(me.renewed, false);
     assert.deepEqual((await client.setProfile(login.session, { tz: "UTC" })).user.profile, { name: "Ann", tz: "UTC" });
     assert.equal((await client.getProfile(login.session)).user.profile.tz, "UTC");
+    const phone = await client.login(email, PASSWORD, { clientIp: "192.0.2.8", userAgent: "Phone/1.0" });
+    const listed = await client.listSessions(login.session);
+    assert.equal(listed.total, 2);
+    assert.deepEqual(listed.sessions.map((s) => s.current), [false, true]);
+    const newest = listed.sessions[0]!;
+    assert.equal(newest.user_agent, "Phone/1.0");
+    assert.equal(newest.client_ip, "192.0.2.8");
+    await assert.rejects(client.endSession(login.session, "0".repeat(32)), (e: unknown) => {
+      assert.ok(e instanceof ServerError);
+      assert.equal(e.code, "session_not_found");
+      return true;
+    });
+    await client.endSession(login.session, newest.id);
+    await assert.rejects(client.check(phone.session), (e: unknown) => e instanceof ServerError && e.code === "session_invalid");
     assert.equal((await client.logoutAll(login.session)).ended, 1);
     assert.equal((await client.suspend({ email })).user.state, "suspended");
     assert.equal((await client.unsuspend({ user_id: reg.user_id })).user.state, "active");

@@ -18,6 +18,7 @@ const NAMES = {
   login: "LoginResult",
   check: "CheckResult",
   logout_all: "LogoutAllResult",
+  list_sessions: "ListSessionsResult",
   start_reset: "StartResetResult",
   complete_reset: "CompleteResetResult",
   change_password: "ChangePasswordResult",
@@ -33,9 +34,10 @@ const NAMES = {
   deletion_status: "DeletionStatus",
   ping: "Empty",
   logout: "Empty",
+  end_session: "Empty",
 };
 // $defs → exported names.
-const DEFS = { UserInfo: "User", UserState: "UserState", Profile: "Profile" };
+const DEFS = { UserInfo: "User", UserState: "UserState", Profile: "Profile", SessionSummary: "SessionSummary" };
 
 function doc(description, indent) {
   if (!description) return "";

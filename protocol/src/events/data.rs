@@ -128,9 +128,15 @@ pub enum SessionEndReason {
     Logout,
     /// `logout_all`: every session of the user.
     LogoutAll,
+    /// `end_session`: one session, named by its id.
+    EndSession,
+    /// A login went past the deployment's session limit (`one`, or a cap of N): the user's
+    /// oldest sessions beyond it ended.
+    SessionLimit,
 }
 
-/// `session.ended`: sessions ended by `logout` or `logout_all`.
+/// `session.ended`: sessions ended by `logout`, `logout_all`, `end_session`, or a login past the
+/// session limit.
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionEnded {
@@ -143,6 +149,10 @@ pub struct SessionEnded {
     pub session_epoch: Option<u64>,
     /// How many sessions ended.
     pub sessions_ended: u64,
+    /// The ids (as `list_sessions` shows them) of the sessions that ended (`end_session` and
+    /// `session_limit` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub session_ids: Vec<String>,
 }
 
 /// `user.suspended`.

@@ -333,6 +333,7 @@ mod tests {
                     reason: SessionEndReason::LogoutAll,
                     session_epoch: Some(4),
                     sessions_ended: 2,
+                    session_ids: Vec::new(),
                 }),
                 r#"{"user_id":"u1","reason":"logout_all","session_epoch":4,"sessions_ended":2}"#,
             ),
@@ -342,8 +343,19 @@ mod tests {
                     reason: SessionEndReason::Logout,
                     session_epoch: None,
                     sessions_ended: 1,
+                    session_ids: Vec::new(),
                 }),
                 r#"{"user_id":"u1","reason":"logout","sessions_ended":1}"#,
+            ),
+            (
+                EventBody::SessionEnded(SessionEnded {
+                    user_id: "u1".into(),
+                    reason: SessionEndReason::SessionLimit,
+                    session_epoch: None,
+                    sessions_ended: 1,
+                    session_ids: vec!["s1".into()],
+                }),
+                r#"{"user_id":"u1","reason":"session_limit","sessions_ended":1,"session_ids":["s1"]}"#,
             ),
             (
                 EventBody::UserSuspended(UserSuspended {

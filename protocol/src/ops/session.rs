@@ -1,4 +1,4 @@
-//! `ping`, `login`, `check`, `logout`, `logout_all`.
+//! `ping`, `login`, `check`, `logout`, `logout_all`, `list_sessions`, `end_session`.
 
 use super::{Empty, UserInfo, request};
 use crate::secret::Secret;
@@ -22,8 +22,19 @@ pub struct LoginRequest {
     /// worker also limits failed logins per source address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
+    /// The end user's user agent (browser, app) as the calling service saw it (optional), kept
+    /// with the session for `list_sessions`: at most [`MAX_USER_AGENT_BYTES`] bytes, no control
+    /// characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
 }
 request!(LoginRequest => Login, LoginReply);
+
+/// The longest `user_agent` a login accepts, in bytes; a longer one is a `bad_request`.
+pub const MAX_USER_AGENT_BYTES: usize = 512;
+
+/// The most sessions one `list_sessions` reply lists (the newest ones; `total` counts all).
+pub const MAX_LISTED_SESSIONS: usize = 100;
 
 /// The reply to `login`: a fresh session.
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
@@ -90,6 +101,60 @@ pub struct LogoutAllReply {
     pub ended: u64,
 }
 
+/// `list_sessions`: a session of the user whose live sessions are listed.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListSessionsRequest {
+    /// Any live session token of the user.
+    pub session: Secret,
+}
+request!(ListSessionsRequest => ListSessions, ListSessionsReply);
+
+/// The reply to `list_sessions`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListSessionsReply {
+    /// The user's live sessions, newest first (at most [`MAX_LISTED_SESSIONS`]).
+    pub sessions: Vec<SessionSummary>,
+    /// How many live sessions the user has (more than listed when past the bound).
+    pub total: u64,
+}
+
+/// One session as `list_sessions` shows it. Never the token: `id` names the session for
+/// `end_session` and cannot be turned into a token.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    /// The session's id (random, unrelated to its token): pass it to `end_session`.
+    pub id: String,
+    /// When the session was created by a login (Unix ms).
+    pub created_at: i64,
+    /// When the session was last seen: its login, or its latest renewal by `check` (so it is
+    /// exact to within the renewal interval, not to the last `check`) (Unix ms).
+    pub last_seen_at: i64,
+    /// When the session expires unless renewed (Unix ms).
+    pub expires_at: i64,
+    /// The `user_agent` the calling service passed at login, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The `client_ip` the calling service passed at login, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    /// Whether this is the session the request was made with.
+    pub current: bool,
+}
+
+/// `end_session`: ends one of the user's own sessions, by id.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndSessionRequest {
+    /// Any live session token of the user.
+    pub session: Secret,
+    /// The id (from `list_sessions`) of the session to end; may be the current one.
+    pub session_id: String,
+}
+request!(EndSessionRequest => EndSession, Empty);
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::pin;
@@ -116,6 +181,7 @@ mod tests {
         pin(
             &LoginRequest {
                 client_ip: None,
+                user_agent: None,
                 email: "ann@example.com".into(),
                 password: "correct horse".into(),
             },
@@ -165,6 +231,38 @@ mod tests {
             r#"{"session":"tok"}"#,
         );
         pin(&LogoutAllReply { ended: 3 }, r#"{"ended":3}"#);
+    }
+
+    #[test]
+    fn session_list_shapes() {
+        pin(
+            &ListSessionsRequest {
+                session: "tok".into(),
+            },
+            r#"{"session":"tok"}"#,
+        );
+        pin(
+            &ListSessionsReply {
+                sessions: vec![SessionSummary {
+                    id: "s1".into(),
+                    created_at: 1,
+                    last_seen_at: 2,
+                    expires_at: 3,
+                    user_agent: Some("curl/8".into()),
+                    client_ip: None,
+                    current: true,
+                }],
+                total: 1,
+            },
+            r#"{"sessions":[{"id":"s1","created_at":1,"last_seen_at":2,"expires_at":3,"user_agent":"curl/8","current":true}],"total":1}"#,
+        );
+        pin(
+            &EndSessionRequest {
+                session: "tok".into(),
+                session_id: "s1".into(),
+            },
+            r#"{"session":"tok","session_id":"s1"}"#,
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use crate::broker_args::BrokerArgs;
 use anyhow::Context as _;
 use authq_protocol::{Operation, Tube};
-use authq_worker::config::{Config, HashConfig, HashParams, HashPriority, QueueType, TubeConfig};
+use authq_worker::config::{
+    Config, HashConfig, HashParams, HashPriority, QueueType, SessionLimit, TubeConfig,
+};
 use authq_worker::store::StoreLocation;
 use clap::{Args, ValueEnum};
 use std::fmt;
@@ -146,6 +148,10 @@ pub struct ServeArgs {
     /// `check` renews a session once this fraction of its idle timeout has passed.
     #[arg(long, env = "AUTHQ_SESSION_RENEW_AFTER", default_value_t = defaults().sessions.renew_after)]
     pub session_renew_after: f64,
+    /// Sessions one user may have at once: `unlimited`, `one` (a new login ends the user's
+    /// other sessions), or a number N (a new login ends the oldest beyond N).
+    #[arg(long, env = "AUTHQ_SESSION_LIMIT", default_value_t = defaults().sessions.per_user)]
+    pub session_limit: SessionLimit,
     /// How long a registration's confirmation code is valid.
     #[arg(long, env = "AUTHQ_CODE_TTL", default_value_t = HumanDuration(defaults().codes.confirmation_ttl))]
     pub code_ttl: HumanDuration,
@@ -380,6 +386,7 @@ impl ServeArgs {
         config.sessions.idle_timeout = self.session_idle_timeout.0;
         config.sessions.max_lifetime = self.session_max_lifetime.0;
         config.sessions.renew_after = self.session_renew_after;
+        config.sessions.per_user = self.session_limit;
         config.codes.confirmation_ttl = self.code_ttl.0;
         config.codes.reset_ttl = self.reset_ttl.0;
         config.codes.max_attempts = self.code_max_attempts;

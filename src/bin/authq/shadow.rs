@@ -1,12 +1,13 @@
 //! `authq shadow`: trying a deployment on real traffic without answering anyone.
 //!
 //! It binds a queue of its own to a running deployment's request exchange for the read-only
-//! operations (`ping`, `check`, `get_profile`, `deletion_status`), so the broker gives it a copy
-//! of each such request while the running deployment answers the callers as before. Each copy
-//! is sent to both deployments — the running one and the one being tried — through the client
-//! library, and the two replies are compared: status, error code, and `data` without the fields
-//! that move on their own (`expires_at`, `renewed`: every `check` may renew). A difference is
-//! reported with the paths that differ, never with the request's body (sessions are secrets).
+//! operations (`ping`, `check`, `list_sessions`, `get_profile`, `deletion_status`), so the
+//! broker gives it a copy of each such request while the running deployment answers the callers
+//! as before. Each copy is sent to both deployments — the running one and the one being tried —
+//! through the client library, and the two replies are compared: status, error code, and `data`
+//! without the fields that move on their own (`expires_at`, `renewed`: every `check` may renew).
+//! A difference is reported with the paths that differ, never with the request's body
+//! (sessions are secrets).
 //!
 //! Sending a `check` again renews the session like the original did; reads have no other
 //! effect. The copy queue is bounded (oldest dropped): shadowing samples a flood rather than

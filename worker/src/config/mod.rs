@@ -18,7 +18,7 @@ pub mod social;
 pub use hashing::{HashConfig, HashParams, HashPriority};
 pub use policies::{
     CodePolicy, DeletionPolicy, Limits, PasswordPolicy, PolicyConfig, QueuePolicy, QueueType,
-    SessionPolicy, TubeConfig,
+    SessionLimit, SessionLimitError, SessionPolicy, TubeConfig,
 };
 pub use social::{ProviderConfig, SocialConfig};
 
@@ -252,6 +252,11 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "sessions: the idle timeout must be positive and at most the maximum lifetime"
                     .into(),
+            ));
+        }
+        if s.per_user == SessionLimit::At(0) {
+            return Err(ConfigError::Invalid(
+                "sessions: a session limit is at least 1".into(),
             ));
         }
         if !(0.0..=1.0).contains(&s.renew_after) {

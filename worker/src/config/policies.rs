@@ -174,6 +174,8 @@ pub struct SessionPolicy {
     /// session is renewed at most about once per half idle timeout, so most checks are pure
     /// reads).
     pub renew_after: f64,
+    /// How many sessions one user may have at once.
+    pub per_user: SessionLimit,
 }
 
 impl Default for SessionPolicy {
@@ -182,6 +184,58 @@ impl Default for SessionPolicy {
             idle_timeout: Duration::from_secs(24 * 3600),
             max_lifetime: Duration::from_secs(30 * 24 * 3600),
             renew_after: 0.5,
+            per_user: SessionLimit::Unlimited,
+        }
+    }
+}
+
+/// How many sessions one user may have at once. A login past the limit ends the user's
+/// oldest sessions (`session.ended` with reason `session_limit`); the login itself always
+/// succeeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionLimit {
+    /// Any number (the default).
+    Unlimited,
+    /// At most this many: a new login ends the oldest beyond it. `At(1)` is "one session per
+    /// user": a new login ends every other session of the user.
+    At(u32),
+}
+
+impl SessionLimit {
+    /// The most sessions a user keeps, if limited.
+    pub const fn keep(self) -> Option<u32> {
+        match self {
+            Self::Unlimited => None,
+            Self::At(n) => Some(n),
+        }
+    }
+}
+
+impl std::fmt::Display for SessionLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unlimited => f.write_str("unlimited"),
+            Self::At(1) => f.write_str("one"),
+            Self::At(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A session limit that is not `unlimited`, `one` or a positive number.
+#[derive(Debug, thiserror::Error)]
+#[error("a session limit is `unlimited`, `one`, or a number of sessions (at least 1)")]
+pub struct SessionLimitError;
+
+impl std::str::FromStr for SessionLimit {
+    type Err = SessionLimitError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "unlimited" => Ok(Self::Unlimited),
+            "one" => Ok(Self::At(1)),
+            n => match n.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(Self::At(n)),
+                _ => Err(SessionLimitError),
+            },
         }
     }
 }

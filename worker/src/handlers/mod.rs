@@ -402,6 +402,8 @@ pub async fn dispatch(
         Operation::Check => route!(session::check),
         Operation::Logout => route!(boxed session::logout),
         Operation::LogoutAll => route!(boxed session::logout_all),
+        Operation::ListSessions => route!(boxed session::list_sessions),
+        Operation::EndSession => route!(boxed session::end_session),
         Operation::GetProfile => route!(boxed session::get_profile),
         Operation::Login => route!(boxed password::login),
         Operation::ConfirmRegistration => route!(boxed password::confirm_registration),

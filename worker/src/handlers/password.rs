@@ -37,6 +37,13 @@ use std::sync::Arc;
 pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, HandlerError> {
     let email = Email::parse(&req.email)?;
     let source = req.client_ip.as_deref().map(source_key).transpose()?;
+    let user_agent = super::session::user_agent(req.user_agent.as_deref())?;
+    // Kept with the session as the address parsed (validated above).
+    let session_ip = req
+        .client_ip
+        .as_deref()
+        .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| ip.to_string());
     if too_long(&ctx.config.passwords, &req.password) {
         // No password this long was ever accepted: refuse before argon2 sees a megabyte.
         return Err(HandlerError::InvalidCredentials);
@@ -164,9 +171,11 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
     }
 
     let (token, digest) = crypto::new_token()?;
+    let session_id = crypto::new_session_id()?;
     let now = ctx.now();
     let expires_at = now.saturating_add(duration_ms(ctx.config.sessions.idle_timeout));
     let absolute_expires_at = now.saturating_add(duration_ms(ctx.config.sessions.max_lifetime));
+    let limit = ctx.config.sessions.per_user;
     let user_id = user.id;
     let events = Arc::clone(&ctx.events);
     let address = email.address;
@@ -179,6 +188,10 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
                 now,
                 expires_at,
                 absolute_expires_at,
+                session_id: &session_id,
+                user_agent: user_agent.as_deref(),
+                client_ip: session_ip.as_deref(),
+                limited: limit.keep().is_some(),
             })?;
             let Some(user) = user else {
                 // The user was suspended or deleted between the check and the insert. The
@@ -206,6 +219,7 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
                 provider: None,
             });
             events.record(s, body, now)?;
+            super::session::enforce_limit(s, &events, limit, &user.id, &session_id, now)?;
             Ok(Some(Ok(user)))
         },
         move |opened| {

@@ -231,6 +231,8 @@ pub async fn social_login(
     let patch = profile_patch(&identity);
 
     let (session, digest) = crypto::new_token()?;
+    let session_id = crypto::new_session_id()?;
+    let limit = ctx.config.sessions.per_user;
     let now = ctx.now();
     let expires_at = now.saturating_add(duration_ms(ctx.config.sessions.idle_timeout));
     let absolute_expires_at = now.saturating_add(duration_ms(ctx.config.sessions.max_lifetime));
@@ -251,6 +253,7 @@ pub async fn social_login(
     let subject = identity.subject;
     let verified = identity.email_verified;
     let provider_email = email.as_ref().map(|e| e.address.clone());
+    let new_session_id = session_id.clone();
     // The session is opened here but its token stays in this function until the policies
     // allow it; a refusal ends it at once.
     let outcome = ctx
@@ -270,6 +273,9 @@ pub async fn social_login(
                 session_digest: &digest,
                 expires_at,
                 absolute_expires_at,
+                session_id: &new_session_id,
+                user_agent: None,
+                client_ip: None,
                 recheck_at,
                 tokens_sealed: tokens_sealed.as_deref(),
                 now,
@@ -310,8 +316,16 @@ pub async fn social_login(
     }
     let events = Arc::clone(&ctx.events);
     let body = social_success(&name, user.id.clone(), email);
+    let user_id = user.id.clone();
     ctx.commit(
-        move |s| events.record(s, body, now),
+        move |s| {
+            events.record(s, body, now)?;
+            if limit.keep().is_some() {
+                // Concurrent logins of the user under a session limit, one after the other.
+                s.lock_user_sessions(&user_id)?;
+            }
+            super::session::enforce_limit(s, &events, limit, &user_id, &session_id, now)
+        },
         move |()| {
             Ok(SocialLoginReply {
                 session,

@@ -157,6 +157,18 @@ const SQLITE: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX attempt_claims_by_expiry ON attempt_claims(expires_at);
     "#,
+    // 10: sessions a user can see: a random id beside the token digest (never derived from
+    // it), when the session was last seen (login, renewals), and the device metadata the
+    // calling service passed at login. Sessions from before get a fresh random id.
+    r#"
+    ALTER TABLE sessions ADD COLUMN session_id TEXT;
+    ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER;
+    ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+    ALTER TABLE sessions ADD COLUMN client_ip TEXT;
+    UPDATE sessions SET session_id = lower(hex(randomblob(16))), last_seen_at = created_at;
+    CREATE UNIQUE INDEX sessions_by_id ON sessions(session_id);
+    CREATE INDEX sessions_by_user_created ON sessions(user_id, created_at);
+    "#,
 ];
 
 /// The PostgreSQL migrations: the same tables as [`SQLITE`], version for version.
@@ -289,6 +301,19 @@ const POSTGRES: &[&str] = &[
         PRIMARY KEY (key, request)
     );
     CREATE INDEX attempt_claims_by_expiry ON attempt_claims(expires_at);
+    "#,
+    // 10: session ids, last seen, device metadata.
+    r#"
+    ALTER TABLE sessions ADD COLUMN session_id TEXT;
+    ALTER TABLE sessions ADD COLUMN last_seen_at BIGINT;
+    ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+    ALTER TABLE sessions ADD COLUMN client_ip TEXT;
+    UPDATE sessions SET session_id = replace(gen_random_uuid()::text, '-', ''),
+                        last_seen_at = created_at;
+    ALTER TABLE sessions ALTER COLUMN session_id SET NOT NULL;
+    ALTER TABLE sessions ALTER COLUMN last_seen_at SET NOT NULL;
+    CREATE UNIQUE INDEX sessions_by_id ON sessions(session_id);
+    CREATE INDEX sessions_by_user_created ON sessions(user_id, created_at);
     "#,
 ];
 
@@ -447,6 +472,42 @@ mod tests {
         );
         assert_eq!(row("idn"), ("b@xn--bcher-kva.example".into(), None));
         assert_eq!(row("social"), ("social:p:1".into(), None));
+    }
+
+    #[test]
+    fn sessions_from_before_version_10_get_a_random_id_and_a_last_seen_time() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &SQLITE[..9] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 9).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, email, email_key, state, created_at, updated_at)
+             VALUES ('u', 'a@b.c', 'a@b.c', 'active', 0, 0);
+             INSERT INTO sessions VALUES (x'01', 'u', 7, 100, 200);
+             INSERT INTO sessions VALUES (x'02', 'u', 8, 100, 200);",
+        )
+        .unwrap();
+        assert_eq!(apply_sqlite(&mut conn).unwrap(), 9);
+        let rows: Vec<(String, i64, i64)> = conn
+            .prepare(
+                "SELECT session_id, last_seen_at, created_at FROM sessions ORDER BY created_at",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        for (id, seen, created) in &rows {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+            assert_eq!(seen, created);
+        }
+        assert_ne!(rows[0].0, rows[1].0, "each session its own id");
     }
 
     #[test]

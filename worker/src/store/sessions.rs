@@ -11,7 +11,7 @@ use super::StoreError;
 use super::query::{Row, Tx, args};
 use super::users::{Credentials, UserRecord};
 use crate::crypto::Digest;
-use authq_protocol::ops::UserState;
+use authq_protocol::ops::{SessionSummary, UserState};
 
 /// A new session.
 #[derive(Debug)]
@@ -26,6 +26,16 @@ pub struct NewSession<'a> {
     pub expires_at: i64,
     /// The absolute expiry (Unix ms); renewals never pass it.
     pub absolute_expires_at: i64,
+    /// The session's public id ([`crate::crypto::new_session_id`]): random, never the token.
+    pub session_id: &'a str,
+    /// The user agent the calling service passed at login (validated by the caller).
+    pub user_agent: Option<&'a str>,
+    /// The client address the calling service passed at login (validated by the caller).
+    pub client_ip: Option<&'a str>,
+    /// Whether the deployment limits sessions per user: the user's row is then locked
+    /// exclusively, so concurrent logins of one user (whose limit each enforces with
+    /// [`Tx::end_sessions_beyond`]) run one after the other.
+    pub limited: bool,
 }
 
 /// When `check_session` renews a session.
@@ -142,31 +152,164 @@ impl Tx<'_> {
         &mut self,
         new: &NewSession<'_>,
     ) -> Result<Option<UserRecord>, StoreError> {
-        let user = self.query_opt(
+        let lookup = if new.limited {
+            self.dialect(
+                "SELECT id, email, state, profile FROM users WHERE id = ?1",
+                // Exclusive among logins (and against a suspension): two logins of one user
+                // under a session limit each see the other's session once it committed.
+                "SELECT id, email, state, profile FROM users WHERE id = ?1 FOR NO KEY UPDATE",
+            )
+        } else {
             self.dialect(
                 "SELECT id, email, state, profile FROM users WHERE id = ?1",
                 // The row lock makes a concurrent suspension wait for this session (which it
                 // then ends), or this login see the suspension.
                 "SELECT id, email, state, profile FROM users WHERE id = ?1 FOR SHARE",
-            ),
-            args![new.user_id],
-            |r| UserRecord::from_row(r, 0),
-        )?;
+            )
+        };
+        let user = self.query_opt(lookup, args![new.user_id], |r| UserRecord::from_row(r, 0))?;
         let Some(user) = user.filter(|u| u.state == UserState::Active) else {
             return Ok(None);
         };
+        self.insert_session(new)?;
+        Ok(Some(user))
+    }
+
+    /// Inserts the session row (the user is known to be active).
+    pub(super) fn insert_session(&mut self, new: &NewSession<'_>) -> Result<(), StoreError> {
         self.execute(
-            "INSERT INTO sessions (token_digest, user_id, created_at, expires_at, absolute_expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO sessions (token_digest, user_id, created_at, expires_at,
+                                   absolute_expires_at, session_id, last_seen_at, user_agent,
+                                   client_ip)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3, ?7, ?8)",
             args![
                 new.digest,
                 new.user_id,
                 new.now,
                 new.expires_at,
-                new.absolute_expires_at
+                new.absolute_expires_at,
+                new.session_id,
+                new.user_agent,
+                new.client_ip
             ],
         )?;
-        Ok(Some(user))
+        Ok(())
+    }
+
+    /// Locks the user's row exclusively among logins until the transaction ends (PostgreSQL;
+    /// SQLite's write transactions are serialised already), as [`Tx::create_session`] does
+    /// with `limited`.
+    pub fn lock_user_sessions(&mut self, user_id: &str) -> Result<(), StoreError> {
+        if self.is_postgres() {
+            self.execute(
+                "SELECT 1 FROM users WHERE id = ?1 FOR NO KEY UPDATE",
+                args![user_id],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Ends the user's oldest live sessions beyond the newest `keep`, never the session
+    /// `newest` (the one a login just created, which counts as one of the `keep`). Returns the
+    /// ids of the sessions ended. Run in the login's transaction, after
+    /// [`Tx::create_session`] with `limited` (whose row lock orders concurrent logins).
+    pub fn end_sessions_beyond(
+        &mut self,
+        user_id: &str,
+        newest: &str,
+        keep: u32,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        // A session a concurrent login's limit ended already ends nothing itself (a later
+        // login superseded it): otherwise two racing logins would end each other's.
+        let present: Option<String> = self.query_value(
+            "SELECT session_id FROM sessions WHERE session_id = ?1",
+            args![newest],
+        )?;
+        if present.is_none() {
+            return Ok(Vec::new());
+        }
+        let others = i64::from(keep.saturating_sub(1));
+        let ended: Vec<String> = self.query_all(
+            self.dialect(
+                "SELECT session_id FROM sessions
+                 WHERE user_id = ?1 AND session_id <> ?2
+                   AND expires_at > ?3 AND absolute_expires_at > ?3
+                 ORDER BY created_at DESC, session_id DESC
+                 LIMIT -1 OFFSET ?4",
+                "SELECT session_id FROM sessions
+                 WHERE user_id = ?1 AND session_id <> ?2
+                   AND expires_at > ?3 AND absolute_expires_at > ?3
+                 ORDER BY created_at DESC, session_id DESC
+                 OFFSET ?4",
+            ),
+            args![user_id, newest, now, others],
+            |r| r.get(0),
+        )?;
+        for id in &ended {
+            self.execute(
+                "DELETE FROM sessions WHERE session_id = ?1",
+                args![id.as_str()],
+            )?;
+        }
+        Ok(ended)
+    }
+
+    /// The user's live sessions at `now`, newest first, at most `limit` of them, the one with
+    /// digest `current` marked; and how many live sessions the user has in all.
+    pub fn list_sessions(
+        &mut self,
+        user_id: &str,
+        current: &Digest,
+        now: i64,
+        limit: usize,
+    ) -> Result<(Vec<SessionSummary>, u64), StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let listed = self.query_all(
+            "SELECT session_id, created_at, last_seen_at, expires_at, user_agent, client_ip,
+                    token_digest = ?2
+             FROM sessions
+             WHERE user_id = ?1 AND expires_at > ?3 AND absolute_expires_at > ?3
+             ORDER BY created_at DESC, session_id DESC
+             LIMIT ?4",
+            args![user_id, current, now, limit],
+            |r| {
+                Ok(SessionSummary {
+                    id: r.get(0)?,
+                    created_at: r.get(1)?,
+                    last_seen_at: r.get(2)?,
+                    expires_at: r.get(3)?,
+                    user_agent: r.get(4)?,
+                    client_ip: r.get(5)?,
+                    current: r.get(6)?,
+                })
+            },
+        )?;
+        let total: i64 = self
+            .query_value(
+                "SELECT count(*) FROM sessions
+                 WHERE user_id = ?1 AND expires_at > ?2 AND absolute_expires_at > ?2",
+                args![user_id, now],
+            )?
+            .unwrap_or(0);
+        Ok((listed, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// Ends the user's live session with this id. `false` if the user has no such live session
+    /// (none with this id, or another user's: the caller cannot tell which).
+    pub fn end_session_by_id(
+        &mut self,
+        user_id: &str,
+        session_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self.execute(
+            "DELETE FROM sessions
+             WHERE session_id = ?1 AND user_id = ?2
+               AND expires_at > ?3 AND absolute_expires_at > ?3",
+            args![session_id, user_id, now],
+        )?;
+        Ok(n == 1)
     }
 
     /// The session with this digest if it is live at `now`, renewing it when due. A session of
@@ -185,8 +328,9 @@ impl Tx<'_> {
             Some(renewed_to) => {
                 // Conditional, so concurrent renewals only ever move the expiry forward.
                 let n = self.execute(
-                    "UPDATE sessions SET expires_at = ?2 WHERE token_digest = ?1 AND expires_at < ?2",
-                    args![digest, renewed_to],
+                    "UPDATE sessions SET expires_at = ?2, last_seen_at = ?3
+                     WHERE token_digest = ?1 AND expires_at < ?2",
+                    args![digest, renewed_to, now],
                 )?;
                 Ok(Some(SessionInfo {
                     user: found.user,

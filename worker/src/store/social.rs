@@ -69,6 +69,12 @@ pub struct NewSocialLogin<'a> {
     pub expires_at: i64,
     /// The session's absolute expiry (Unix ms).
     pub absolute_expires_at: i64,
+    /// The session's public id (random, never the token).
+    pub session_id: &'a str,
+    /// The user agent the calling service passed (validated by the caller).
+    pub user_agent: Option<&'a str>,
+    /// The client address the calling service passed (validated by the caller).
+    pub client_ip: Option<&'a str>,
     /// When `check` first re-checks the session with the provider; `None`: never.
     pub recheck_at: Option<i64>,
     /// The provider tokens, sealed, if kept for re-checks.
@@ -291,17 +297,18 @@ impl Tx<'_> {
                 args![&user_id, &merged, login.now],
             )?;
         }
-        self.execute(
-            "INSERT INTO sessions (token_digest, user_id, created_at, expires_at, absolute_expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            args![
-                login.session_digest,
-                &user_id,
-                login.now,
-                login.expires_at,
-                login.absolute_expires_at
-            ],
-        )?;
+        self.insert_session(&super::NewSession {
+            user_id: &user_id,
+            digest: login.session_digest,
+            now: login.now,
+            expires_at: login.expires_at,
+            absolute_expires_at: login.absolute_expires_at,
+            session_id: login.session_id,
+            user_agent: login.user_agent,
+            client_ip: login.client_ip,
+            // The session limit is enforced when the login commits (`end_sessions_beyond`).
+            limited: false,
+        })?;
         self.execute(
             "INSERT INTO social_sessions
                (token_digest, provider, subject, verified_at, recheck_at, tokens_sealed)

@@ -263,7 +263,10 @@ mod tests {
             .execute_batch(
                 "INSERT INTO users (id, email, email_key, state, created_at, updated_at)
                      VALUES ('u', 'a@b.c', 'a@b.c', 'active', 0, 0);
-                 INSERT INTO sessions VALUES (x'0101010101010101010101010101010101010101010101010101010101010101', 'u', 0, 1000, 5000);",
+                 INSERT INTO sessions (token_digest, user_id, created_at, expires_at,
+                                       absolute_expires_at, session_id, last_seen_at)
+                     VALUES (x'0101010101010101010101010101010101010101010101010101010101010101',
+                             'u', 0, 1000, 5000, 's1', 0);",
             )
             .unwrap();
         let live = [1u8; 32];
