@@ -76,12 +76,14 @@ fn ping_runs_against_the_echo_ceiling() {
     assert_eq!(count_of(&seen, "echo ceiling"), 40);
     assert_eq!(count_of(&seen, "raw client (confirms)"), 40);
     assert_eq!(count_of(&seen, "ping"), 40);
-    for figure in ["client_over_raw_client", "client_cpu_over_raw_client_cpu"] {
-        assert!(
-            report["figures"][figure]["value"].as_f64().unwrap() > 0.0,
-            "{figure}"
-        );
-    }
+    assert!(
+        report["figures"]["client_over_raw_client"]["value"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // CPU is read in 10 ms ticks: 40 calls may well show none, so only its presence is checked.
+    assert!(report["figures"]["client_cpu_over_raw_client_cpu"]["value"].is_number());
     // Every ping reached the worker and was answered by it.
     let metrics = &report["worker"]["metrics"];
     assert!(metrics["replied_ok"].as_u64().unwrap() >= 40, "{metrics}");
