@@ -54,7 +54,9 @@ pub enum ClientError {
     /// wait in the broker until their expiration.
     #[error("no reply within {0:?}")]
     Timeout(Duration),
-    /// The connection to the broker was lost while the call was in flight, or before it.
+    /// The connection to the broker was lost while the call was in flight, or before it; or a
+    /// worker announced that the call's tube was declared anew (a transient tube lost with its
+    /// broker node), which may have taken the request with it.
     #[error("the connection to the broker was lost")]
     ConnectionLost,
     /// The broker refused the request because the tube that serves it is full (a nack under
