@@ -90,4 +90,10 @@ pub mod types {
         Profile, ProfileMode, ProfileReply, RegisterReply, SocialLoginReply, SocialUrlReply,
         StartResetReply, UserInfo, UserRef, UserState, UserStateReply,
     };
+    #[doc(inline)]
+    pub use authq_protocol::ops::{
+        EndUserSessionsReply, GetUserReply, ImportResult, ImportStatus, ImportUser,
+        ImportUsersReply, ImportedHash, ListUsersReply, ListUsersRequest, PasswordScheme,
+        UserSummary,
+    };
 }

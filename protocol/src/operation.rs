@@ -85,6 +85,14 @@ operations! {
     DeletionDone = "deletion_done" => Account, mutating: true;
     /// Which services have acknowledged a user's deletion.
     DeletionStatus = "deletion_status" => Account, mutating: false;
+    /// A page of users, by canonical email key, optionally under an email prefix (admin).
+    ListUsers = "list_users" => Account, mutating: false;
+    /// One user with its state, times, password scheme, sessions and providers (admin).
+    GetUser = "get_user" => Account, mutating: false;
+    /// Users carried over from another system, with their password hashes (admin).
+    ImportUsers = "import_users" => Password, mutating: true;
+    /// Ends every session of a user named by id or email (admin).
+    EndUserSessions = "end_user_sessions" => Account, mutating: true;
 }
 
 impl fmt::Display for Operation {
@@ -125,6 +133,10 @@ mod tests {
                 "link_social",
                 "deletion_done",
                 "deletion_status",
+                "list_users",
+                "get_user",
+                "import_users",
+                "end_user_sessions",
             ]
         );
     }

@@ -153,6 +153,10 @@ pub fn all() -> BTreeMap<String, serde_json::Value> {
             Operation::LinkSocial => operation::<ops::LinkSocialRequest>(&mut out),
             Operation::DeletionDone => operation::<ops::DeletionDoneRequest>(&mut out),
             Operation::DeletionStatus => operation::<ops::DeletionStatusRequest>(&mut out),
+            Operation::ListUsers => operation::<ops::ListUsersRequest>(&mut out),
+            Operation::GetUser => operation::<ops::GetUserRequest>(&mut out),
+            Operation::ImportUsers => operation::<ops::ImportUsersRequest>(&mut out),
+            Operation::EndUserSessions => operation::<ops::EndUserSessionsRequest>(&mut out),
         }
     }
     out.insert("error.json".into(), error_envelope());

@@ -29,6 +29,8 @@ mod call;
 mod link;
 mod ops;
 mod options;
+// `authq user`: the administrative methods, last.
+mod admin;
 
 pub use options::ClientOptions;
 

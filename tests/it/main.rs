@@ -14,6 +14,7 @@ mod observe;
 mod private_broker;
 
 mod account;
+mod admin_cli;
 mod backpressure;
 mod bench;
 mod broker;
@@ -28,6 +29,7 @@ mod events;
 mod faults;
 mod flood;
 mod hosts;
+mod import;
 mod lifecycle;
 mod permissions;
 mod poison;

@@ -173,6 +173,13 @@ fn valid_bodies() -> Vec<(&'static str, Value)> {
             json!({"user_id": "u", "service": "billing"}),
         ),
         ("deletion_status", json!({"user_id": "u"})),
+        ("list_users", json!({"email_prefix": "a", "limit": 10})),
+        ("get_user", json!({"user_id": "u"})),
+        (
+            "import_users",
+            json!({"users": [{"email": "a@example.com"}]}),
+        ),
+        ("end_user_sessions", json!({"user_id": "u"})),
     ]
 }
 

@@ -26,8 +26,9 @@
 //!   `check`, `complete_reset`, …);
 //! - **reset** ([`crate::Config::reset_callers`]): also `start_reset`, so a web service can
 //!   offer "forgot my password" without being able to suspend or delete anyone;
-//! - **admin** ([`crate::Config::admin_callers`]): also `suspend`, `unsuspend` and
-//!   `delete_user` (and `start_reset`).
+//! - **admin** ([`crate::Config::admin_callers`]): also `suspend`, `unsuspend`,
+//!   `delete_user`, `list_users`, `get_user`, `import_users` and `end_user_sessions` (and
+//!   `start_reset`).
 //!
 //! RabbitMQ checks that property against the publishing connection's user and closes the
 //! channel of a publisher that lies, so one service cannot pass for another.
@@ -75,7 +76,7 @@ pub enum Role {
     Service,
     /// Also `start_reset` (it hands out a credential for someone else's account).
     Reset,
-    /// Also `suspend`, `unsuspend` and `delete_user`.
+    /// Also `suspend`, `unsuspend`, `delete_user` and the `authq user` operations.
     Admin,
 }
 
@@ -83,6 +84,11 @@ pub enum Role {
 pub fn required_role(op: Operation) -> Role {
     match op {
         Operation::Suspend | Operation::Unsuspend | Operation::DeleteUser => Role::Admin,
+        // `authq user`: reading, importing and ending sessions of anyone's account.
+        Operation::ListUsers
+        | Operation::GetUser
+        | Operation::ImportUsers
+        | Operation::EndUserSessions => Role::Admin,
         Operation::StartReset => Role::Reset,
         _ => Role::Service,
     }
@@ -179,9 +185,16 @@ mod tests {
         for op in Operation::ALL {
             let ok = |user| authorize(*op, user, &admins, &resets).is_ok();
             assert!(ok(Some("ops")), "{op}: admin may do everything");
-            let expected_web = *op != Operation::Suspend
-                && *op != Operation::Unsuspend
-                && *op != Operation::DeleteUser;
+            let expected_web = ![
+                Operation::Suspend,
+                Operation::Unsuspend,
+                Operation::DeleteUser,
+                Operation::ListUsers,
+                Operation::GetUser,
+                Operation::ImportUsers,
+                Operation::EndUserSessions,
+            ]
+            .contains(op);
             assert_eq!(ok(Some("web")), expected_web, "{op}: reset role");
             let expected_other = !is_administrative(*op);
             assert_eq!(ok(Some("billing")), expected_other, "{op}: service role");

@@ -139,6 +139,20 @@ export interface DeletionStatus {
 export type Empty = Record<string, unknown>;
 
 /**
+ * The reply to `end_user_sessions`.
+ */
+export interface EndUserSessionsResult {
+  /**
+   * How many sessions ended.
+   */
+  ended: number;
+  /**
+   * The user's id.
+   */
+  user_id: string;
+}
+
+/**
  * The reply to `get_profile` and `set_profile`.
  */
 export interface ProfileResult {
@@ -146,6 +160,74 @@ export interface ProfileResult {
    * The user, with the (new) profile.
    */
   user: User;
+}
+
+/**
+ * The reply to `get_user`.
+ */
+export interface GetUserResult {
+  /**
+   * When the user was created (Unix ms).
+   */
+  created_at: number;
+  /**
+   * The scheme of the stored password hash (`argon2id`, `argon2` for another variant,
+   * `bcrypt`, `authman_sha256`); absent when the user has no password.
+   */
+  password_scheme?: string | null;
+  /**
+   * The social providers linked to the user.
+   */
+  providers?: string[];
+  /**
+   * How many live sessions the user has.
+   */
+  sessions: number;
+  /**
+   * When the user last changed (Unix ms).
+   */
+  updated_at: number;
+  /**
+   * The user, with its profile.
+   */
+  user: User;
+}
+
+/**
+ * The result of one entry of `import_users`, in the request's order.
+ */
+export interface ImportResult {
+  /**
+   * The entry's email, as given.
+   */
+  email: string;
+  /**
+   * Why the entry is invalid.
+   */
+  reason?: string | null;
+  /**
+   * What happened.
+   */
+  status: ImportStatus;
+  /**
+   * The user's id (the new user's, or the existing one's), when known.
+   */
+  user_id?: string | null;
+}
+
+/**
+ * What became of one entry of `import_users`.
+ */
+export type ImportStatus = "imported" | "exists" | "invalid";
+
+/**
+ * The reply to `import_users`.
+ */
+export interface ImportUsersResult {
+  /**
+   * One result per entry, in order.
+   */
+  results: ImportResult[];
 }
 
 /**
@@ -214,6 +296,46 @@ export interface ListSessionsResult {
    * How many live sessions the user has (more than listed when past the bound).
    */
   total: number;
+}
+
+/**
+ * One user as `list_users` shows it (without the profile).
+ */
+export interface UserSummary {
+  /**
+   * When the user was created (Unix ms).
+   */
+  created_at: number;
+  /**
+   * The email as registered.
+   */
+  email: string;
+  /**
+   * The user's id.
+   */
+  id: string;
+  /**
+   * The lifecycle state.
+   */
+  state: UserState;
+  /**
+   * When the user last changed (Unix ms).
+   */
+  updated_at: number;
+}
+
+/**
+ * The reply to `list_users`.
+ */
+export interface ListUsersResult {
+  /**
+   * The cursor of the next page; absent on the last page.
+   */
+  next_cursor?: string | null;
+  /**
+   * The page, in canonical email key order.
+   */
+  users: UserSummary[];
 }
 
 /**

@@ -35,9 +35,21 @@ const NAMES = {
   ping: "Empty",
   logout: "Empty",
   end_session: "Empty",
+  list_users: "ListUsersResult",
+  get_user: "GetUserResult",
+  import_users: "ImportUsersResult",
+  end_user_sessions: "EndUserSessionsResult",
 };
 // $defs → exported names.
-const DEFS = { UserInfo: "User", UserState: "UserState", Profile: "Profile", SessionSummary: "SessionSummary" };
+const DEFS = {
+  UserInfo: "User",
+  UserState: "UserState",
+  Profile: "Profile",
+  SessionSummary: "SessionSummary",
+  UserSummary: "UserSummary",
+  ImportResult: "ImportResult",
+  ImportStatus: "ImportStatus",
+};
 
 function doc(description, indent) {
   if (!description) return "";

@@ -6,6 +6,7 @@ use crate::bench::{BenchArgs, BenchEchoArgs};
 use crate::broker_args::BrokerArgs;
 use crate::serve::ServeArgs;
 use crate::shadow::ShadowArgs;
+use crate::user::UserArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
@@ -57,6 +58,10 @@ pub enum Command {
     /// queue of its own bound to their exchange), send each to both deployments, and report
     /// the replies that differ, answering no one. Exit status 1 when some differed.
     Shadow(ShadowArgs),
+    /// Administer users (list, show, create, suspend, unsuspend, delete, end sessions, import)
+    /// as a caller the workers list in `--admin-caller`. Tables by default, `--json` for
+    /// scripts; exit status 1 for an error reply, 2 when no reply came.
+    User(UserArgs),
     /// The echo ceiling `authq bench` starts as a process of its own (not for direct use).
     #[command(hide = true)]
     BenchEcho(BenchEchoArgs),

@@ -3,7 +3,7 @@
 //!
 //! - `cli`: the command line (every subcommand and flag); `broker_args`: the broker flags the
 //!   subcommands share (a leaf: `cli → bench → broker_args`, never back).
-//! - `serve`, `call`, `events`, `top`, `bench`: one module per subcommand (`serve` holds its
+//! - `serve`, `call`, `events`, `top`, `bench`, `user`: one module per subcommand (`serve` holds its
 //!   flags too); `shutdown`: the SIGINT/SIGTERM future `serve` and `events` wait for.
 
 mod bench;
@@ -15,6 +15,7 @@ mod serve;
 mod shadow;
 mod shutdown;
 mod top;
+mod user;
 
 use clap::Parser;
 use cli::{Cli, Command, LogFormat};
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         | Command::Events(_)
         | Command::Top(_)
         | Command::Shadow(_)
+        | Command::User(_)
         | Command::BenchEcho(_) => "warn,lapin=off",
     };
     init_logging(cli.log_format, default_level);
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         },
         Command::Events(args) => runtime.block_on(events::run(args)),
         Command::Shadow(args) => runtime.block_on(shadow::run(args)),
+        Command::User(args) => runtime.block_on(user::run(args)),
         Command::Top(args) => match runtime.block_on(top::run(args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -56,7 +56,7 @@ pub struct ShadowArgs {
     #[arg(long, env = "AUTHQ_SHADOW_SOURCE")]
     pub source: String,
     /// Operations to copy (repeatable, or comma-separated); only read-only ones are accepted
-    /// [default: every read-only operation].
+    /// [default: every read-only operation but `authq user`'s `list_users` and `get_user`].
     #[arg(long = "operation", value_delimiter = ',', value_parser = parse_read)]
     pub operations: Vec<Operation>,
     /// Stop after this many requests compared (or failed).
@@ -105,13 +105,17 @@ pub async fn run(args: ShadowArgs) -> ExitCode {
     }
 }
 
+/// `authq user`'s reads: copied only when named with `--operation` (shadow sends them again as
+/// its own broker user, which needs the admin role for them).
+const ADMIN_READS: [Operation; 2] = [Operation::ListUsers, Operation::GetUser];
+
 async fn shadow(args: ShadowArgs) -> anyhow::Result<Tally> {
     let source = Names::new(&args.source).map_err(|e| anyhow::anyhow!("--source: {e}"))?;
     let operations: Vec<Operation> = if args.operations.is_empty() {
         Operation::ALL
             .iter()
             .copied()
-            .filter(|op| !op.is_mutating())
+            .filter(|op| !op.is_mutating() && !ADMIN_READS.contains(op))
             .collect()
     } else {
         args.operations.clone()

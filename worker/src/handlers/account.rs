@@ -298,13 +298,13 @@ pub async fn unsuspend(
 }
 
 /// A validated [`UserRef`], owned so it can move to the blocking pool.
-enum Target {
+pub(super) enum Target {
     Id(String),
     EmailKey(String),
 }
 
 impl Target {
-    fn parse(user: &UserRef) -> Result<Self, HandlerError> {
+    pub(super) fn parse(user: &UserRef) -> Result<Self, HandlerError> {
         match (&user.user_id, &user.email) {
             (Some(id), None) => Ok(Self::Id(id.clone())),
             (None, Some(email)) => Ok(Self::EmailKey(Email::parse(email)?.key)),
@@ -314,7 +314,7 @@ impl Target {
         }
     }
 
-    fn key(&self) -> UserKey<'_> {
+    pub(super) fn key(&self) -> UserKey<'_> {
         match self {
             Self::Id(id) => UserKey::Id(id),
             Self::EmailKey(key) => UserKey::EmailKey(key),

@@ -25,6 +25,7 @@
 //!   biggest handler (4.5 → 3.5 KB per task).
 
 pub mod account;
+pub mod admin;
 pub mod deletion;
 mod login_failure;
 pub mod password;
@@ -428,6 +429,10 @@ pub async fn dispatch(
         }
         Operation::DeletionDone => route!(boxed deletion::deletion_done),
         Operation::DeletionStatus => route!(boxed deletion::deletion_status),
+        Operation::ListUsers => route!(boxed admin::list_users),
+        Operation::GetUser => route!(boxed admin::get_user),
+        Operation::ImportUsers => route!(boxed admin::import_users),
+        Operation::EndUserSessions => route!(boxed admin::end_user_sessions),
     }
 }
 

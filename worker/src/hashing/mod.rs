@@ -37,6 +37,7 @@
 //!   same parameters stands in for an unknown email, so timing tells nothing.
 
 mod hasher;
+pub mod legacy;
 mod queue;
 
 pub use queue::{PATIENCE, QUIET};
@@ -149,6 +150,9 @@ impl HashPool {
         password: Secret,
         stored: Option<String>,
     ) -> Result<Verified, HashError> {
+        if let Some(legacy) = stored.as_deref().map(legacy::parse).transpose()?.flatten() {
+            return self.verify_legacy(password, legacy).await;
+        }
         let needs_rehash = match &stored {
             Some(phc) => {
                 let found = stored_params(phc)?;
@@ -176,6 +180,40 @@ impl HashPool {
             })
         })
         .await?
+    }
+
+    /// Verifies a password against an imported hash ([`legacy`]): a match always needs a
+    /// rehash. An authman hash also costs one argon2 run against the dummy hash, so its timing
+    /// matches an argon2 user's.
+    async fn verify_legacy(
+        &self,
+        password: Secret,
+        legacy: legacy::Legacy,
+    ) -> Result<Verified, HashError> {
+        let dummy = Arc::clone(&self.dummy_hash);
+        self.run(move |hasher| {
+            let pw = password.expose().as_bytes();
+            if matches!(legacy, legacy::Legacy::Authman { .. }) {
+                hasher.verify(pw, &dummy)?;
+            }
+            let ok = legacy::verify(&legacy, pw)?;
+            Ok(Verified {
+                ok,
+                needs_rehash: ok,
+            })
+        })
+        .await?
+    }
+
+    /// The form an imported hash is stored in ([`legacy::importable`]), checked against the
+    /// configured argon2 bound.
+    pub fn importable(
+        &self,
+        scheme: authq_protocol::ops::PasswordScheme,
+        hash: &str,
+        user_id: &str,
+    ) -> Result<String, legacy::Refusal> {
+        legacy::importable(scheme, hash, user_id, &self.max_params)
     }
 
     /// Notes that a session-tube request (`check` and its kin) is being served at `at`: in

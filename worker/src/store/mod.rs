@@ -21,6 +21,7 @@
 //! digests, passwords as argon2id PHC strings. Time arrives as an argument (`now`, Unix ms),
 //! so expiry is the caller's clock's business.
 
+pub mod admin;
 pub mod attempts;
 pub mod codes;
 pub mod deletions;
@@ -35,6 +36,7 @@ pub mod social;
 pub mod sqlite;
 pub mod users;
 
+pub use admin::{ImportRow, Imported, UserDetails};
 pub use attempts::{AttemptLimit, RequestClaim};
 pub use codes::{CodePurpose, CodeRecord};
 pub use deletions::{DeletionAck, DeletionRecord};
