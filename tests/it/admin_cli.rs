@@ -191,6 +191,7 @@ async fn the_admin_cli_creates_lists_shows_and_administers_users() {
     let gone = user(&env, &["show", "carl@example.com"], None).await;
     assert_eq!(gone.code, 1);
     assert!(gone.stderr.contains("not_found"), "{}", gone.stderr);
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,6 +251,7 @@ async fn the_admin_cli_imports_a_file_and_reports_each_entry_not_imported() {
         .map(|l| json(l)["status"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(statuses, ["exists", "exists", "invalid"]);
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,4 +267,5 @@ async fn the_admin_cli_is_refused_to_a_caller_that_is_not_an_admin() {
         assert!(run.stderr.contains("forbidden"), "{args:?}: {}", run.stderr);
     }
     assert_eq!(env.count("users"), 0);
+    env.stop().await;
 }

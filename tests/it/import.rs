@@ -109,6 +109,7 @@ async fn authman_hashed_users_log_in_with_the_old_password_and_are_rehashed() {
         "$authman-sha256$",
     )
     .await;
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,6 +128,7 @@ async fn bcrypt_hashed_users_log_in_with_the_old_password_and_are_rehashed() {
         "$2y$",
     )
     .await;
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,6 +173,7 @@ async fn argon2_hashes_import_as_they_are_within_the_bound() {
         phc,
         "current parameters: no rehash"
     );
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,6 +265,7 @@ async fn each_entry_is_imported_exists_or_invalid_with_its_reason() {
     let again = env.client.import_users(vec![frank_entry]).await.unwrap();
     assert_eq!(again.results[0].status, Exists);
     assert_eq!(env.count("users"), users);
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,4 +287,63 @@ async fn user_administration_is_refused_to_callers_that_are_not_admins() {
         ErrorCode::Forbidden,
     );
     assert_eq!(env.count("users"), 0);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_delivered_twice_is_answered_as_the_first_delivery_was() {
+    let env = TestEnv::start().await;
+    // Entries without an id get a fresh one per run: only the recorded outcome keeps the
+    // second delivery from importing them again under other ids.
+    let body = serde_json::json!({"users": [
+        {"email": "gail@example.com"},
+        {"email": "hal@example.com", "password": OLD_PW},
+    ]})
+    .to_string();
+    let timeout = std::time::Duration::from_secs(20);
+    let first = env
+        .client
+        .call_raw_with_id("import_users", body.as_bytes(), timeout, "import-batch-1")
+        .await
+        .unwrap();
+    let second = env
+        .client
+        .call_raw_with_id("import_users", body.as_bytes(), timeout, "import-batch-1")
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    let reply: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(reply["data"]["results"][0]["status"], "imported", "{reply}");
+    assert_eq!(reply["data"]["results"][1]["status"], "imported", "{reply}");
+    assert_eq!(env.count("users"), 2);
+    env.client.login("hal@example.com", OLD_PW).await.unwrap();
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_user_sessions_ends_every_session_and_says_so() {
+    use crate::events::{next_event, subscribe};
+    let env = TestEnv::start().await;
+    let queue = format!("{}.test-admin-events", env.config.namespace);
+    let mut events = subscribe(&env, &queue, &["session.ended"]).await;
+    let ann = env.active_user("ann@example.com", OLD_PW).await;
+    let one = env.login("ann@example.com", OLD_PW).await;
+    let two = env.login("ann@example.com", OLD_PW).await;
+    let reply = env
+        .client
+        .end_user_sessions(UserRef::email("Ann@Example.com"))
+        .await
+        .unwrap();
+    assert_eq!((reply.user_id.as_str(), reply.ended), (ann.as_str(), 2));
+    assert_code(env.client.check(&one).await, ErrorCode::SessionInvalid);
+    assert_code(env.client.check(&two).await, ErrorCode::SessionInvalid);
+    let (_, ended) = next_event(&mut events).await;
+    assert_eq!(ended.data.user_id.as_deref(), Some(ann.as_str()));
+    assert_eq!(ended.data.reason.as_deref(), Some("logout_all"));
+    assert_eq!(ended.data.sessions_ended, Some(2));
+    assert_code(
+        env.client.end_user_sessions(UserRef::id("nobody")).await,
+        ErrorCode::NotFound,
+    );
+    env.stop().await;
 }

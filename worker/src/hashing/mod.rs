@@ -400,6 +400,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn imported_legacy_hashes_verify_on_the_pool_and_a_match_needs_a_rehash() {
+        use authq_protocol::ops::PasswordScheme;
+        use sha2::Digest as _;
+        let (pool, _) = pool();
+        let hex: String = sha2::Sha256::digest(b"u1correct horse")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let authman = pool
+            .importable(PasswordScheme::AuthmanSha256, &hex, "u1")
+            .unwrap();
+        let bcrypt = bcrypt::hash_with_salt("correct horse", 4, [1; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        for stored in [authman, bcrypt] {
+            assert_eq!(
+                login_verify(&pool, "correct horse", &stored).await,
+                RIGHT_BUT_STALE,
+                "{stored}"
+            );
+            assert_eq!(
+                login_verify(&pool, "wrong horse", &stored).await,
+                Verified {
+                    ok: false,
+                    needs_rehash: false
+                }
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn garbage_hashes_are_errors_not_matches() {
         let (pool, _) = pool();
         assert!(
