@@ -85,6 +85,15 @@ operations! {
     DeletionDone = "deletion_done" => Account, mutating: true;
     /// Which services have acknowledged a user's deletion.
     DeletionStatus = "deletion_status" => Account, mutating: false;
+    /// Starts a TOTP enrolment of the session's user: a new secret and its `otpauth://` URI.
+    MfaEnroll = "mfa_enroll" => Account, mutating: true;
+    /// Activates the enrolment with a first code; replies with the recovery codes.
+    MfaConfirm = "mfa_confirm" => Account, mutating: true;
+    /// The pending handle of an `mfa_required` login and a code (or a recovery code) to a
+    /// session.
+    MfaVerify = "mfa_verify" => Account, mutating: true;
+    /// Turns the second factor off, with a current code or the password (argon2).
+    MfaDisable = "mfa_disable" => Password, mutating: true;
 }
 
 impl fmt::Display for Operation {
@@ -125,6 +134,10 @@ mod tests {
                 "link_social",
                 "deletion_done",
                 "deletion_status",
+                "mfa_enroll",
+                "mfa_confirm",
+                "mfa_verify",
+                "mfa_disable",
             ]
         );
     }

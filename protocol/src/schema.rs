@@ -153,6 +153,10 @@ pub fn all() -> BTreeMap<String, serde_json::Value> {
             Operation::LinkSocial => operation::<ops::LinkSocialRequest>(&mut out),
             Operation::DeletionDone => operation::<ops::DeletionDoneRequest>(&mut out),
             Operation::DeletionStatus => operation::<ops::DeletionStatusRequest>(&mut out),
+            Operation::MfaEnroll => operation::<ops::MfaEnrollRequest>(&mut out),
+            Operation::MfaConfirm => operation::<ops::MfaConfirmRequest>(&mut out),
+            Operation::MfaVerify => operation::<ops::MfaVerifyRequest>(&mut out),
+            Operation::MfaDisable => operation::<ops::MfaDisableRequest>(&mut out),
         }
     }
     out.insert("error.json".into(), error_envelope());

@@ -29,6 +29,7 @@ mod faults;
 mod flood;
 mod hosts;
 mod lifecycle;
+mod mfa;
 mod permissions;
 mod poison;
 mod policy;

@@ -6,6 +6,7 @@
 
 mod admin;
 mod deletion;
+mod mfa;
 mod password;
 mod profile;
 mod registration;
@@ -14,6 +15,7 @@ mod social;
 
 pub use admin::*;
 pub use deletion::*;
+pub use mfa::*;
 pub use password::*;
 pub use profile::*;
 pub use registration::*;

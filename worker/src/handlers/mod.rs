@@ -27,6 +27,7 @@
 pub mod account;
 pub mod deletion;
 mod login_failure;
+pub mod mfa;
 pub mod password;
 pub mod session;
 #[cfg(feature = "social")]
@@ -82,6 +83,8 @@ pub struct Ctx {
     pub social: Arc<Social>,
     /// The key one-time codes are stored under (derived from the server key).
     pub code_key: crate::crypto::CodeKey,
+    /// The sealer of TOTP secrets ([`mfa::sealer`], derived from the server key).
+    pub mfa_sealer: crate::sealing::Sealer,
 }
 
 impl Ctx {
@@ -428,6 +431,10 @@ pub async fn dispatch(
         }
         Operation::DeletionDone => route!(boxed deletion::deletion_done),
         Operation::DeletionStatus => route!(boxed deletion::deletion_status),
+        Operation::MfaEnroll => route!(boxed mfa::mfa_enroll),
+        Operation::MfaConfirm => route!(boxed mfa::mfa_confirm),
+        Operation::MfaVerify => route!(boxed mfa::mfa_verify),
+        Operation::MfaDisable => route!(boxed mfa::mfa_disable),
     }
 }
 
