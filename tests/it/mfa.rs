@@ -278,6 +278,36 @@ async fn a_recovery_code_used_sixteen_times_at_once_works_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_code_sent_sixteen_times_at_once_to_two_workers_opens_one_session() {
+    let env = TestEnv::start_with(|c| c.limits.login_failures = 24).await;
+    let _second = env.second_worker().await;
+    let e = enrolled(&env, ANN).await;
+    let c = &env.client;
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        handles.push(handle(c).await);
+    }
+    let now = code(&env, &e.totp, 0);
+    let results = join_all(handles.iter().map(|h| c.mfa_verify(h, &now))).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    for r in results.into_iter().filter(Result::is_err) {
+        assert_code(r, ErrorCode::InvalidCode);
+    }
+    // Deleting the user takes the second factor with it.
+    c.delete_user(authq_protocol::ops::UserRef::email(ANN))
+        .await
+        .unwrap();
+    assert_eq!(env.count("mfa_totp"), 0);
+    assert_eq!(env.count("mfa_recovery_codes"), 0);
+    assert_eq!(env.count("mfa_pending"), 0);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mfa_disable_takes_a_fresh_code_or_the_password() {
     let env = TestEnv::start().await;
     let queue = format!("{}.test-mfa-disable", env.config.namespace);
