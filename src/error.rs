@@ -79,6 +79,11 @@ pub enum ClientError {
         /// The worker's explanation.
         message: String,
     },
+    /// The worker answered `mfa_required`: the password (or social login) was right and the
+    /// user has a second factor. Pass the pending handle to [`crate::Client::mfa_verify`] with
+    /// a code.
+    #[error("mfa_required: a second factor is required")]
+    MfaRequired(authq_protocol::ops::MfaPending),
     /// The request could not be encoded.
     #[error("cannot encode the request: {0}")]
     Encode(#[source] serde_json::Error),
@@ -154,6 +159,15 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Server { code, .. } => Some(*code),
+            Self::MfaRequired(_) => Some(ErrorCode::MfaRequired),
+            _ => None,
+        }
+    }
+
+    /// The pending handle of an `mfa_required` answer.
+    pub fn mfa_pending(&self) -> Option<&authq_protocol::ops::MfaPending> {
+        match self {
+            Self::MfaRequired(pending) => Some(pending),
             _ => None,
         }
     }

@@ -66,6 +66,8 @@ struct ErrorRef<'a> {
 struct ErrorRefBody<'a> {
     code: ErrorCode,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mfa: Option<&'a crate::ops::MfaPending>,
 }
 
 /// Encodes a success reply: `{"status":"ok","data":…}`.
@@ -78,10 +80,20 @@ pub fn encode_ok<T: Serialize>(data: &T) -> Result<Vec<u8>, serde_json::Error> {
 
 /// Encodes an error reply: `{"status":"error","error":{"code":…,"message":…}}`.
 pub fn encode_error(code: ErrorCode, message: &str) -> Vec<u8> {
-    // Serialising two strings and an enum into a Vec cannot fail.
+    encode_error_with(code, message, None)
+}
+
+/// Encodes an error reply that may carry an `mfa_required` reply's pending handle:
+/// `{"status":"error","error":{"code":…,"message":…,"mfa":{…}}}`.
+pub fn encode_error_with(
+    code: ErrorCode,
+    message: &str,
+    mfa: Option<&crate::ops::MfaPending>,
+) -> Vec<u8> {
+    // Serialising strings, an integer and an enum into a Vec cannot fail.
     serde_json::to_vec(&ErrorRef {
         status: Status::Error,
-        error: ErrorRefBody { code, message },
+        error: ErrorRefBody { code, message, mfa },
     })
     .unwrap_or_default()
 }

@@ -115,6 +115,14 @@ error_codes! {
     /// `end_session` named no live session of the caller's user (unknown, ended, expired, or
     /// another user's: the reply never tells which).
     SessionNotFound = "session_not_found", "no such session";
+    /// The password (or the social login) was right, and the user has a second factor: the
+    /// reply's `error.mfa` holds the pending handle for `mfa_verify`. No session was issued.
+    MfaRequired = "mfa_required", "a second factor is required: call mfa_verify with the handle";
+    /// `mfa_enroll` or `mfa_confirm` for a user whose second factor is already on.
+    MfaEnabled = "mfa_enabled", "the second factor is already enabled";
+    /// `mfa_confirm` without an enrolment to confirm, or `mfa_disable` for a user without a
+    /// second factor.
+    MfaNotEnabled = "mfa_not_enabled", "no second factor is enrolled";
 }
 
 impl fmt::Display for ErrorCode {
@@ -131,6 +139,9 @@ pub struct ErrorBody {
     pub code: ErrorCode,
     /// A human-readable explanation: show or log it, never parse it.
     pub message: String,
+    /// With `mfa_required` only: the pending handle for `mfa_verify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<crate::ops::MfaPending>,
 }
 
 impl ErrorBody {
@@ -139,6 +150,7 @@ impl ErrorBody {
         Self {
             code,
             message: code.default_message().to_owned(),
+            mfa: None,
         }
     }
 
@@ -147,6 +159,7 @@ impl ErrorBody {
         Self {
             code,
             message: message.into(),
+            mfa: None,
         }
     }
 }
@@ -186,6 +199,9 @@ mod tests {
                 "already_linked",
                 "unavailable",
                 "session_not_found",
+                "mfa_required",
+                "mfa_enabled",
+                "mfa_not_enabled",
             ]
         );
     }

@@ -34,7 +34,7 @@ pub mod schema;
 pub mod secret;
 pub mod url;
 
-pub use envelope::{Envelope, Status, decode_reply, encode_error, encode_ok};
+pub use envelope::{Envelope, Status, decode_reply, encode_error, encode_error_with, encode_ok};
 pub use error::{ErrorBody, ErrorCode};
 pub use names::{Names, NamespaceError, Tube};
 pub use operation::Operation;

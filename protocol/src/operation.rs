@@ -93,6 +93,15 @@ operations! {
     ImportUsers = "import_users" => Password, mutating: true;
     /// Ends every session of a user named by id or email (admin).
     EndUserSessions = "end_user_sessions" => Account, mutating: true;
+    /// Starts a TOTP enrolment of the session's user: a new secret and its `otpauth://` URI.
+    MfaEnroll = "mfa_enroll" => Account, mutating: true;
+    /// Activates the enrolment with a first code; replies with the recovery codes.
+    MfaConfirm = "mfa_confirm" => Account, mutating: true;
+    /// The pending handle of an `mfa_required` login and a code (or a recovery code) to a
+    /// session.
+    MfaVerify = "mfa_verify" => Account, mutating: true;
+    /// Turns the second factor off, with a current code or the password (argon2).
+    MfaDisable = "mfa_disable" => Password, mutating: true;
 }
 
 impl fmt::Display for Operation {
@@ -137,6 +146,10 @@ mod tests {
                 "get_user",
                 "import_users",
                 "end_user_sessions",
+                "mfa_enroll",
+                "mfa_confirm",
+                "mfa_verify",
+                "mfa_disable",
             ]
         );
     }

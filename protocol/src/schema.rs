@@ -157,6 +157,10 @@ pub fn all() -> BTreeMap<String, serde_json::Value> {
             Operation::GetUser => operation::<ops::GetUserRequest>(&mut out),
             Operation::ImportUsers => operation::<ops::ImportUsersRequest>(&mut out),
             Operation::EndUserSessions => operation::<ops::EndUserSessionsRequest>(&mut out),
+            Operation::MfaEnroll => operation::<ops::MfaEnrollRequest>(&mut out),
+            Operation::MfaConfirm => operation::<ops::MfaConfirmRequest>(&mut out),
+            Operation::MfaVerify => operation::<ops::MfaVerifyRequest>(&mut out),
+            Operation::MfaDisable => operation::<ops::MfaDisableRequest>(&mut out),
         }
     }
     out.insert("error.json".into(), error_envelope());

@@ -76,9 +76,12 @@ impl Client {
         let reply = self.call_raw(R::OPERATION.as_str(), &body, timeout).await?;
         authq_protocol::decode_reply::<R::Reply>(&reply)
             .map_err(ClientError::Decode)?
-            .map_err(|e| ClientError::Server {
-                code: e.code,
-                message: e.message,
+            .map_err(|e| match e.mfa {
+                Some(pending) => ClientError::MfaRequired(pending),
+                None => ClientError::Server {
+                    code: e.code,
+                    message: e.message,
+                },
             })
     }
 

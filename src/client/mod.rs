@@ -27,6 +27,7 @@ mod connect;
 
 mod call;
 mod link;
+mod mfa;
 mod ops;
 mod options;
 // `authq user`: the administrative methods, last.

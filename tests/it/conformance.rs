@@ -271,6 +271,9 @@ fn the_suite_provokes_every_error_code_a_caller_can() {
         "missing_subject",
         "link_required",
         "already_linked",
+        // A TOTP code computed from the enrolment's secret (tests/it/mfa.rs covers them).
+        "mfa_required",
+        "mfa_enabled",
     ];
     for code in authq::ErrorCode::ALL {
         let code = code.as_str();

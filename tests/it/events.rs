@@ -82,6 +82,8 @@ pub(crate) struct SeenData {
     pub expires_at: Option<i64>,
     pub services: Option<Vec<String>>,
     pub missing: Option<Vec<String>>,
+    pub change: Option<String>,
+    pub recovery_codes_left: Option<u64>,
 }
 
 /// The next event on `consumer` (bounded), with its routing key. It must decode as the typed

@@ -31,6 +31,7 @@ mod flood;
 mod hosts;
 mod import;
 mod lifecycle;
+mod mfa;
 mod permissions;
 mod poison;
 mod policy;

@@ -180,6 +180,10 @@ fn valid_bodies() -> Vec<(&'static str, Value)> {
             json!({"users": [{"email": "a@example.com"}]}),
         ),
         ("end_user_sessions", json!({"user_id": "u"})),
+        ("mfa_enroll", json!({"session": "s"})),
+        ("mfa_confirm", json!({"session": "s", "code": "123456"})),
+        ("mfa_verify", json!({"handle": "h", "code": "123456"})),
+        ("mfa_disable", json!({"session": "s", "password": "pw"})),
     ]
 }
 

@@ -229,7 +229,7 @@ async fn run(
             } else {
                 debug!(code = code.as_str(), "error reply");
             }
-            encode_error(code, &e.public_message())
+            e.encode_reply()
         }
         Outcome::Panicked => {
             error!("handler panicked: dead-lettering the request");

@@ -85,6 +85,15 @@ pub enum HandlerError {
     /// The provider account is linked to another user.
     #[error("already linked")]
     AlreadyLinked,
+    /// The first factor was right; the user has a second one: the pending handle to verify it.
+    #[error("second factor required")]
+    MfaRequired(authq_protocol::ops::MfaPending),
+    /// The user's second factor is already on.
+    #[error("second factor already enabled")]
+    MfaEnabled,
+    /// The user has no second factor (or no enrolment to confirm).
+    #[error("no second factor")]
+    MfaNotEnabled,
     /// The store was too busy to answer in time ([`crate::store::is_unavailable`]); the caller
     /// retries with the same `message_id`.
     #[error("store unavailable: {0}")]
@@ -195,6 +204,9 @@ impl HandlerError {
             Self::MissingSubject => ErrorCode::MissingSubject,
             Self::LinkRequired => ErrorCode::LinkRequired,
             Self::AlreadyLinked => ErrorCode::AlreadyLinked,
+            Self::MfaRequired(_) => ErrorCode::MfaRequired,
+            Self::MfaEnabled => ErrorCode::MfaEnabled,
+            Self::MfaNotEnabled => ErrorCode::MfaNotEnabled,
             Self::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
@@ -208,6 +220,15 @@ impl HandlerError {
             Self::PolicyDenied(reason) => Cow::Owned(reason.clone()),
             other => Cow::Borrowed(other.code().default_message()),
         }
+    }
+
+    /// The error reply's body: code, public message, and an `mfa_required`'s pending handle.
+    pub fn encode_reply(&self) -> Vec<u8> {
+        let mfa = match self {
+            Self::MfaRequired(pending) => Some(pending),
+            _ => None,
+        };
+        authq_protocol::encode_error_with(self.code(), &self.public_message(), mfa)
     }
 
     /// A validation failure with a fixed message.

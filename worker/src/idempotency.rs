@@ -202,7 +202,7 @@ pub fn encode_outcome<R: Serialize>(result: &Result<R, HandlerError>) -> Vec<u8>
                 authq_protocol::ErrorCode::Internal.default_message(),
             )
         }),
-        Err(e) => encode_error(e.code(), &e.public_message()),
+        Err(e) => e.encode_reply(),
     }
 }
 

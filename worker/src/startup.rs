@@ -67,6 +67,7 @@ pub fn context(
         events: Arc::new(EventSink::new(server_key)),
         policy: Arc::new(Policy::new(config.policy.clone())),
         code_key: CodeKey::from_server_key(server_key),
+        mfa_sealer: crate::handlers::mfa::sealer(server_key),
         social: Arc::new(Social::new(config.social.clone(), server_key)?),
         config,
     })

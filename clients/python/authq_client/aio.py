@@ -226,7 +226,8 @@ class AsyncAuthqClient(Operations):
         if envelope.get("status") == "ok" and isinstance(envelope.get("data"), dict):
             return envelope["data"]
         error = envelope.get("error") or {}
-        raise ServerError(str(error.get("code", "internal")), str(error.get("message", "the reply envelope breaks the protocol")))
+        mfa = error.get("mfa") if isinstance(error.get("mfa"), dict) else None
+        raise ServerError(str(error.get("code", "internal")), str(error.get("message", "the reply envelope breaks the protocol")), mfa)
 
     async def _typed(self, operation: str, body: Dict[str, Any], result: Any, **kw: Any) -> Any:  # type: ignore[override]
         data = await self.call(operation, body, **kw)

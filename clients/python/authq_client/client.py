@@ -341,7 +341,8 @@ class AuthqClient(Operations):
         if envelope.get("status") == "ok" and isinstance(envelope.get("data"), dict):
             return envelope["data"]
         error = envelope.get("error") or {}
-        raise ServerError(str(error.get("code", "internal")), str(error.get("message", "the reply envelope breaks the protocol")))
+        mfa = error.get("mfa") if isinstance(error.get("mfa"), dict) else None
+        raise ServerError(str(error.get("code", "internal")), str(error.get("message", "the reply envelope breaks the protocol")), mfa)
 
     def _typed(self, operation: str, body: Dict[str, Any], result: Any, **kw: Any) -> Any:
         data = self.call(operation, body, **kw)

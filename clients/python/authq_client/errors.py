@@ -9,6 +9,8 @@ is the protocol's error code (``invalid_credentials``, ``session_invalid``…, P
 
 from __future__ import annotations
 
+from typing import Any, Dict, Optional
+
 
 class AuthqError(Exception):
     """A call did not return its reply's data. Branch on :attr:`code`."""
@@ -29,9 +31,12 @@ class AuthqError(Exception):
 class ServerError(AuthqError):
     """The worker answered with an error reply; :attr:`code` is the protocol's error code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, mfa: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(code, message)
         self.retryable = code in ("too_many_attempts", "provider_unavailable", "unavailable", "internal")
+        #: With ``mfa_required``: ``{"handle", "expires_at"}``, the pending handle to pass to
+        #: ``mfa_verify`` with a code.
+        self.mfa = mfa
 
 
 class OverloadedError(AuthqError):

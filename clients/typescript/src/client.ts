@@ -398,7 +398,7 @@ export class AuthqClient {
     const envelope = await this.callRaw(operation, body, options);
     if (envelope.status === "ok" && envelope.data && typeof envelope.data === "object") return envelope.data as T;
     const error = envelope.status === "error" ? envelope.error : undefined;
-    throw new ServerError(error?.code ?? "internal", error?.message ?? "the reply envelope breaks the protocol");
+    throw new ServerError(error?.code ?? "internal", error?.message ?? "the reply envelope breaks the protocol", error?.mfa);
   }
 
   /** `ping`: a no-op round trip. */

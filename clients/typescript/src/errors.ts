@@ -22,10 +22,13 @@ export class AuthqError extends Error {
 export class ServerError extends AuthqError {
   /** The worker's explanation, for humans. */
   readonly detail: string;
+  /** With `mfa_required`: the pending handle to pass to `mfa_verify` with a code. */
+  readonly mfa?: { handle: string; expires_at: number };
 
-  constructor(code: string, message: string) {
+  constructor(code: string, message: string, mfa?: { handle: string; expires_at: number }) {
     super(code, message, ["too_many_attempts", "provider_unavailable", "unavailable", "internal"].includes(code));
     this.detail = message;
+    this.mfa = mfa;
   }
 }
 

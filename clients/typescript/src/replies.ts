@@ -367,6 +367,40 @@ export interface LogoutAllResult {
 }
 
 /**
+ * The reply to `mfa_confirm`: the recovery codes, shown this once (only their digests are
+ * kept).
+ */
+export interface MfaConfirmResult {
+  /**
+   * [`RECOVERY_CODES`] single-use recovery codes.
+   */
+  recovery_codes: string[];
+}
+
+/**
+ * The reply to `mfa_enroll`: the new TOTP secret, to show the user once (as a QR code of
+ * `uri`, or as text). Not active until `mfa_confirm`.
+ */
+export interface MfaEnrollResult {
+  /**
+   * Digits per code (6).
+   */
+  digits: number;
+  /**
+   * Seconds per time step (30).
+   */
+  period: number;
+  /**
+   * The shared secret, base32 (RFC 4648, no padding).
+   */
+  secret: string;
+  /**
+   * The `otpauth://totp/…` URI authenticator apps read (it contains the secret).
+   */
+  uri: string;
+}
+
+/**
  * The reply to `register`: the confirmation code for the calling service to mail.
  */
 export interface RegisterResult {

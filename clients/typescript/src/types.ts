@@ -42,4 +42,10 @@ export type UserRef = { user_id: string; email?: never } | { email: string; user
 /** A reply envelope, as `callRaw` returns it. */
 export type Envelope =
   | { status: "ok"; data: Record<string, unknown> }
-  | { status: "error"; error: { code: string; message: string } };
+  | { status: "error"; error: { code: string; message: string; mfa?: MfaPending } };
+
+/** What an `mfa_required` error carries: the pending handle for `mfa_verify`. */
+export interface MfaPending {
+  handle: string;
+  expires_at: number;
+}

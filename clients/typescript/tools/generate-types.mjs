@@ -39,6 +39,10 @@ const NAMES = {
   get_user: "GetUserResult",
   import_users: "ImportUsersResult",
   end_user_sessions: "EndUserSessionsResult",
+  mfa_enroll: "MfaEnrollResult",
+  mfa_confirm: "MfaConfirmResult",
+  mfa_verify: "LoginResult",
+  mfa_disable: "Empty",
 };
 // $defs → exported names.
 const DEFS = {

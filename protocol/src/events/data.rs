@@ -192,3 +192,32 @@ pub struct UserDeletionCompleted {
     /// The services that had not when the deadline passed (empty when all did).
     pub missing: Vec<String>,
 }
+
+/// What changed about a user's second factor (`mfa.changed`).
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaChange {
+    /// `mfa_enroll`: a secret was issued, not yet active.
+    EnrollmentStarted,
+    /// `mfa_confirm`: the second factor is on, with fresh recovery codes.
+    Enabled,
+    /// `mfa_disable`: the second factor is off, its recovery codes gone.
+    Disabled,
+    /// `mfa_verify` consumed a recovery code.
+    RecoveryCodeUsed,
+}
+
+/// `mfa.changed`: a user's second factor was enrolled, enabled, disabled, or a recovery code
+/// was used.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MfaChanged {
+    /// The user.
+    pub user_id: String,
+    /// What changed.
+    pub change: MfaChange,
+    /// Unused recovery codes left (`enabled` and `recovery_code_used` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_codes_left: Option<u64>,
+}

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 mod data;
 pub use data::{
-    LoginFailed, LoginMethod, LoginSucceeded, PasswordChangeReason, PasswordChanged,
-    PasswordResetRequested, SessionEndReason, SessionEnded, UserDeleted, UserDeletionCompleted,
-    UserEmail, UserRegistered, UserSuspended,
+    LoginFailed, LoginMethod, LoginSucceeded, MfaChange, MfaChanged, PasswordChangeReason,
+    PasswordChanged, PasswordResetRequested, SessionEndReason, SessionEnded, UserDeleted,
+    UserDeletionCompleted, UserEmail, UserRegistered, UserSuspended,
 };
 
 /// The version of every event body this crate describes.
@@ -79,6 +79,9 @@ event_kinds! {
     /// A user's deletion cascade ended: `user_id`, `services` (those that acknowledged) and
     /// `missing` (those that had not when the deadline passed; empty when all did).
     UserDeletionCompleted = "user.deletion_completed", secret: false;
+    /// A user's second factor changed: `user_id`, `change` (`enrollment_started`, `enabled`,
+    /// `disabled`, `recovery_code_used`), and `recovery_codes_left` where it applies.
+    MfaChanged = "mfa.changed", secret: false;
 }
 
 impl EventKind {
@@ -172,6 +175,8 @@ event_bodies! {
     UserDeleted(UserDeleted),
     /// `user.deletion_completed`.
     UserDeletionCompleted(UserDeletionCompleted),
+    /// `mfa.changed`.
+    MfaChanged(MfaChanged),
 }
 
 impl EventBody {
@@ -188,6 +193,7 @@ impl EventBody {
             Self::UserSuspended(d) => Some(&d.user_id),
             Self::UserDeleted(d) => Some(&d.user_id),
             Self::UserDeletionCompleted(d) => Some(&d.user_id),
+            Self::MfaChanged(d) => Some(&d.user_id),
         }
     }
 }
@@ -271,6 +277,7 @@ mod tests {
                 "user.unsuspended",
                 "user.deleted",
                 "user.deletion_completed",
+                "mfa.changed",
             ]
         );
     }
@@ -388,6 +395,14 @@ mod tests {
                     missing: vec![],
                 }),
                 r#"{"user_id":"u1","services":["shop"],"missing":[]}"#,
+            ),
+            (
+                EventBody::MfaChanged(MfaChanged {
+                    user_id: "u1".into(),
+                    change: MfaChange::RecoveryCodeUsed,
+                    recovery_codes_left: Some(9),
+                }),
+                r#"{"user_id":"u1","change":"recovery_code_used","recovery_codes_left":9}"#,
             ),
         ];
         for (body, data) in cases {

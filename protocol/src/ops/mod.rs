@@ -6,6 +6,7 @@
 
 mod admin;
 mod deletion;
+mod mfa;
 mod password;
 mod profile;
 mod registration;
@@ -15,6 +16,7 @@ mod users;
 
 pub use admin::*;
 pub use deletion::*;
+pub use mfa::*;
 pub use password::*;
 pub use profile::*;
 pub use registration::*;

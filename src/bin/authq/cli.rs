@@ -94,7 +94,8 @@ pub struct EventsArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
     /// A routing-key pattern to bind (repeatable), e.g. `auth.login.*` or `user.#` [default:
-    /// `auth.#`, `user.#`, `password.#`, `session.#`: every event but the secret-bearing ones].
+    /// `auth.#`, `user.#`, `password.#`, `session.#`, `mfa.#`: every event but the
+    /// secret-bearing ones].
     #[arg(long, value_name = "PATTERN")]
     pub bind: Vec<String>,
     /// Exit after this many events.

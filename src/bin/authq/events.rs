@@ -13,7 +13,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 /// The patterns bound when none is given: every event except the secret-bearing ones.
-pub const DEFAULT_BINDINGS: &[&str] = &["auth.#", "user.#", "password.#", "session.#"];
+pub const DEFAULT_BINDINGS: &[&str] = &["auth.#", "user.#", "password.#", "session.#", "mfa.#"];
 
 /// Runs `authq events` until SIGINT/SIGTERM (or `--count` events).
 pub async fn run(args: EventsArgs) -> ExitCode {

@@ -28,6 +28,7 @@ pub mod account;
 pub mod admin;
 pub mod deletion;
 mod login_failure;
+pub mod mfa;
 pub mod password;
 pub mod session;
 #[cfg(feature = "social")]
@@ -83,6 +84,8 @@ pub struct Ctx {
     pub social: Arc<Social>,
     /// The key one-time codes are stored under (derived from the server key).
     pub code_key: crate::crypto::CodeKey,
+    /// The sealer of TOTP secrets ([`mfa::sealer`], derived from the server key).
+    pub mfa_sealer: crate::sealing::Sealer,
 }
 
 impl Ctx {
@@ -433,6 +436,10 @@ pub async fn dispatch(
         Operation::GetUser => route!(boxed admin::get_user),
         Operation::ImportUsers => route!(boxed admin::import_users),
         Operation::EndUserSessions => route!(boxed admin::end_user_sessions),
+        Operation::MfaEnroll => route!(boxed mfa::mfa_enroll),
+        Operation::MfaConfirm => route!(boxed mfa::mfa_confirm),
+        Operation::MfaVerify => route!(boxed mfa::mfa_verify),
+        Operation::MfaDisable => route!(boxed mfa::mfa_disable),
     }
 }
 

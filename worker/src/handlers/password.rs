@@ -22,7 +22,8 @@ use authq_protocol::ops::{
 };
 use std::sync::Arc;
 
-/// `login`: verifies the password and opens a fresh session.
+/// `login`: verifies the password and opens a fresh session; for a user with a second factor,
+/// answers `mfa_required` with a pending handle instead ([`super::mfa`]).
 ///
 /// An unknown email, a pending user and a wrong password all give `invalid_credentials` after
 /// one argon2 verification (against a dummy hash when there is no real one), so neither the
@@ -173,6 +174,8 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
     let (token, digest) = crypto::new_token()?;
     let session_id = crypto::new_session_id()?;
     let now = ctx.now();
+    // For a user with a second factor: no session, a pending handle for `mfa_verify`.
+    let (pending, pending_digest) = super::mfa::issue_pending(now)?;
     let expires_at = now.saturating_add(duration_ms(ctx.config.sessions.idle_timeout));
     let absolute_expires_at = now.saturating_add(duration_ms(ctx.config.sessions.max_lifetime));
     let limit = ctx.config.sessions.per_user;
@@ -182,6 +185,21 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
     ctx.commit(
         move |s| {
             settle(s)?;
+            if s.mfa_enabled(&user_id)? {
+                super::mfa::store_pending(
+                    s,
+                    &super::mfa::PendingLogin {
+                        digest: &pending_digest,
+                        user_id: &user_id,
+                        expires_at: pending.expires_at,
+                        method: LoginMethod::Password,
+                        provider: None,
+                        user_agent: user_agent.as_deref(),
+                        client_ip: session_ip.as_deref(),
+                    },
+                )?;
+                return Ok(Some(Err(HandlerError::MfaRequired(pending))));
+            }
             let user = s.create_session(&NewSession {
                 user_id: &user_id,
                 digest: &digest,

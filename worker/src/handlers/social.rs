@@ -317,16 +317,39 @@ pub async fn social_login(
     let events = Arc::clone(&ctx.events);
     let body = social_success(&name, user.id.clone(), email);
     let user_id = user.id.clone();
+    // For a user with a second factor: the session just opened ends unseen, and a pending
+    // handle for `mfa_verify` is the answer.
+    let (pending, pending_digest) = super::mfa::issue_pending(now)?;
     ctx.commit(
         move |s| {
+            if s.mfa_enabled(&user_id)? {
+                s.end_session(&digest, now)?;
+                super::mfa::store_pending(
+                    s,
+                    &super::mfa::PendingLogin {
+                        digest: &pending_digest,
+                        user_id: &user_id,
+                        expires_at: pending.expires_at,
+                        method: LoginMethod::Social,
+                        provider: Some(&name),
+                        user_agent: None,
+                        client_ip: None,
+                    },
+                )?;
+                return Ok(Some(pending));
+            }
             events.record(s, body, now)?;
             if limit.keep().is_some() {
                 // Concurrent logins of the user under a session limit, one after the other.
                 s.lock_user_sessions(&user_id)?;
             }
-            super::session::enforce_limit(s, &events, limit, &user_id, &session_id, now)
+            super::session::enforce_limit(s, &events, limit, &user_id, &session_id, now)?;
+            Ok(None)
         },
-        move |()| {
+        move |pending| {
+            if let Some(pending) = pending {
+                return Err(HandlerError::MfaRequired(pending));
+            }
             Ok(SocialLoginReply {
                 session,
                 expires_at,

@@ -169,6 +169,33 @@ const SQLITE: &[&str] = &[
     CREATE UNIQUE INDEX sessions_by_id ON sessions(session_id);
     CREATE INDEX sessions_by_user_created ON sessions(user_id, created_at);
     "#,
+    // 11: the TOTP second factor: the sealed secret with the last accepted time step (replay
+    // protection), recovery code digests, and the pending handles of `mfa_required` logins.
+    r#"
+    CREATE TABLE mfa_totp (
+        user_id       TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        secret_sealed BLOB NOT NULL,
+        enabled_at    INTEGER,
+        last_step     INTEGER NOT NULL DEFAULT -1,
+        created_at    INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE mfa_recovery_codes (
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        digest  BLOB NOT NULL,
+        PRIMARY KEY (user_id, digest)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE mfa_pending (
+        handle_digest BLOB PRIMARY KEY,
+        user_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        expires_at    INTEGER NOT NULL,
+        method        TEXT NOT NULL,
+        provider      TEXT,
+        user_agent    TEXT,
+        client_ip     TEXT
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX mfa_pending_by_user ON mfa_pending(user_id);
+    CREATE INDEX mfa_pending_by_expiry ON mfa_pending(expires_at);
+    "#,
 ];
 
 /// The PostgreSQL migrations: the same tables as [`SQLITE`], version for version.
@@ -314,6 +341,32 @@ const POSTGRES: &[&str] = &[
     ALTER TABLE sessions ALTER COLUMN last_seen_at SET NOT NULL;
     CREATE UNIQUE INDEX sessions_by_id ON sessions(session_id);
     CREATE INDEX sessions_by_user_created ON sessions(user_id, created_at);
+    "#,
+    // 11: the TOTP second factor.
+    r#"
+    CREATE TABLE mfa_totp (
+        user_id       TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        secret_sealed BYTEA NOT NULL,
+        enabled_at    BIGINT,
+        last_step     BIGINT NOT NULL DEFAULT -1,
+        created_at    BIGINT NOT NULL
+    );
+    CREATE TABLE mfa_recovery_codes (
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        digest  BYTEA NOT NULL,
+        PRIMARY KEY (user_id, digest)
+    );
+    CREATE TABLE mfa_pending (
+        handle_digest BYTEA PRIMARY KEY,
+        user_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        expires_at    BIGINT NOT NULL,
+        method        TEXT NOT NULL,
+        provider      TEXT,
+        user_agent    TEXT,
+        client_ip     TEXT
+    );
+    CREATE INDEX mfa_pending_by_user ON mfa_pending(user_id);
+    CREATE INDEX mfa_pending_by_expiry ON mfa_pending(expires_at);
     "#,
 ];
 

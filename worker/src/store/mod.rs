@@ -25,6 +25,7 @@ pub mod admin;
 pub mod attempts;
 pub mod codes;
 pub mod deletions;
+pub mod mfa;
 pub mod migrations;
 pub mod outbox;
 pub mod outcomes;
@@ -40,6 +41,7 @@ pub use admin::{ImportRow, Imported, UserDetails};
 pub use attempts::{AttemptLimit, RequestClaim};
 pub use codes::{CodePurpose, CodeRecord};
 pub use deletions::{DeletionAck, DeletionRecord};
+pub use mfa::{MfaPendingRecord, MfaRecord, NewMfaPending};
 pub use outbox::OutboxEvent;
 pub use outcomes::RecordedOutcome;
 pub use postgres::PgStore;
@@ -283,7 +285,7 @@ pub fn is_unavailable(e: &StoreError) -> bool {
 }
 
 impl Tx<'_> {
-    /// Deletes sessions, codes, attempt counters and claims, and OAuth states that expired before `now`.
+    /// Deletes sessions, codes, attempt counters and claims, OAuth states and MFA pending handles that expired before `now`.
     /// Returns how many rows went.
     pub fn purge_expired(&mut self, now: i64) -> Result<u64, StoreError> {
         let mut n = 0;
@@ -293,6 +295,7 @@ impl Tx<'_> {
             "DELETE FROM attempts WHERE expires_at <= ?1",
             "DELETE FROM attempt_claims WHERE expires_at <= ?1",
             "DELETE FROM oauth_states WHERE expires_at <= ?1",
+            "DELETE FROM mfa_pending WHERE expires_at <= ?1",
         ] {
             n += self.execute(sql, args![now])?;
         }
