@@ -37,6 +37,44 @@ pub fn stored_hash(env: &TestEnv, id: &str) -> Option<String> {
         .expect("the user's row")
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_password_is_verified_as_typed_then_rehashed_in_its_normalised_form() {
+    let env = TestEnv::start().await;
+    // Fullwidth letters and a ligature: NFKC turns them into "Old-authman-pass1" and "fi".
+    let typed = "\u{FF2F}ld-authman-pass1-\u{FB01}";
+    let id = "7a2b3c4d-5e6f-4a1b-8c9d-0e1f2a3b4c5d";
+    let reply = env
+        .client
+        .import_users(vec![entry(
+            "fay@example.com",
+            Some(id),
+            Some((PasswordScheme::AuthmanSha256, authman_hash(id, typed))),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(reply.results[0].status, ImportStatus::Imported, "{reply:?}");
+    // authman hashed the bytes as typed, so only those match the imported hash.
+    assert_code(
+        env.client
+            .login("fay@example.com", "Old-authman-pass1-fi")
+            .await,
+        ErrorCode::InvalidCredentials,
+    );
+    env.client.login("fay@example.com", typed).await.unwrap();
+    let after = stored_hash(&env, id).unwrap();
+    assert!(
+        after.starts_with("$argon2id$"),
+        "rehashed at login: {after}"
+    );
+    // From now on the password is authq's: compared in NFKC form, as typed or not.
+    env.client.login("fay@example.com", typed).await.unwrap();
+    env.client
+        .login("fay@example.com", "Old-authman-pass1-fi")
+        .await
+        .unwrap();
+    env.stop().await;
+}
+
 /// Imports one user with `hash`, checks a wrong password fails and leaves the hash, then that
 /// the old password logs in and leaves argon2id in its place.
 async fn logs_in_and_is_rehashed(

@@ -96,9 +96,15 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
 
     let password = normalize_password(&req.password);
     let stored = credentials.as_ref().and_then(|c| c.password_hash.clone());
+    // An imported legacy hash was made from the password as typed (the old system did not
+    // normalise it); the argon2id hash that replaces it below is of the normalised form.
+    let presented = match &stored {
+        Some(hash) if crate::hashing::legacy::is_legacy(hash) => req.password.clone(),
+        _ => password.clone(),
+    };
     let verified = ctx
         .hasher
-        .verify_for_login(password.clone(), stored.clone())
+        .verify_for_login(presented, stored.clone())
         .await?;
     let user = match credentials {
         Some(c) if verified.ok => c.user,

@@ -144,6 +144,12 @@ pub fn importable(
     }
 }
 
+/// Whether a stored hash is an imported legacy one (bcrypt, tarantool-authman): those systems
+/// hashed the password as typed, so it is verified as typed, not in authq's NFKC form.
+pub fn is_legacy(stored: &str) -> bool {
+    is_bcrypt(stored) || stored.starts_with(AUTHMAN_PREFIX)
+}
+
 /// The scheme a stored hash was made with, as `get_user` reports it.
 pub fn scheme_of(stored: &str) -> &'static str {
     if is_bcrypt(stored) {
