@@ -157,9 +157,14 @@ async fn the_admin_cli_creates_lists_shows_and_administers_users() {
     assert_eq!(shown["user"]["id"], ann.as_str());
     assert_eq!(shown["sessions"], 1);
     assert_eq!(shown["password_scheme"], "argon2id");
+    assert_eq!(shown["mfa"], false);
     let table = ok(&env, &["show", &ann], None).await;
     assert!(
-        table.contains("ann@example.com") && table.contains("argon2id"),
+        table.contains("ann@example.com")
+            && table.contains("argon2id")
+            && table
+                .lines()
+                .any(|l| l.split_whitespace().eq(["mfa", "off"])),
         "{table}"
     );
 

@@ -6,6 +6,7 @@
 use crate::events::{next_event, subscribe};
 use crate::harness::{TestEnv, assert_code};
 use crate::provider::{Person, Provider};
+use authq::types::UserRef;
 use authq::{Client, ClientError, ErrorCode};
 use authq_protocol::events::EventKind;
 use futures_util::future::join_all;
@@ -314,12 +315,16 @@ async fn mfa_disable_takes_a_fresh_code_or_the_password() {
     let mut events = subscribe(&env, &queue, &["mfa.changed"]).await;
     let e = enrolled(&env, ANN).await;
     let c = &env.client;
+    // An administrator sees the factor on (`get_user`, `authq user show`), then off.
+    let mfa_on = || async { c.get_user(UserRef::email(ANN)).await.unwrap().mfa };
+    assert!(mfa_on().await);
     assert_code(
         c.mfa_disable_with_password(&e.session, "not the password")
             .await,
         ErrorCode::InvalidCredentials,
     );
     c.mfa_disable_with_password(&e.session, PW).await.unwrap();
+    assert!(!mfa_on().await);
     assert_code(
         c.mfa_disable_with_password(&e.session, PW).await,
         ErrorCode::MfaNotEnabled,

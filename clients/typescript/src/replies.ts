@@ -171,6 +171,10 @@ export interface GetUserResult {
    */
   created_at: number;
   /**
+   * Whether the user's TOTP second factor is on (`mfa_confirm` done, not disabled since).
+   */
+  mfa?: boolean;
+  /**
    * The scheme of the stored password hash (`argon2id`, `argon2` for another variant,
    * `bcrypt`, `authman_sha256`); absent when the user has no password.
    */

@@ -87,6 +87,9 @@ pub struct GetUserReply {
     /// The social providers linked to the user.
     #[serde(default)]
     pub providers: Vec<String>,
+    /// Whether the user's TOTP second factor is on (`mfa_confirm` done, not disabled since).
+    #[serde(default)]
+    pub mfa: bool,
 }
 
 /// The scheme of an imported password hash.

@@ -67,7 +67,8 @@ impl Target {
 pub enum UserCommand {
     /// List users in email order, a page at a time (`--all` follows every page).
     List(ListArgs),
-    /// Show one user: state, times, password scheme, live sessions, providers, profile.
+    /// Show one user: state, times, password scheme, live sessions, providers, second factor,
+    /// profile.
     Show(Target),
     /// Create a user (`import_users` of one entry): active with the password read from stdin
     /// (`--password-stdin`), else pending (`register` then sends the user a code).
@@ -297,6 +298,7 @@ async fn show(client: &Client, target: &Target, json: bool) -> Outcome {
             ],
             vec!["sessions".into(), r.sessions.to_string()],
             vec!["providers".into(), r.providers.join(", ")],
+            vec!["mfa".into(), if r.mfa { "on" } else { "off" }.into()],
             vec!["profile".into(), r.user.profile.as_json().to_owned()],
         ];
         table(&["FIELD", "VALUE"], rows).trim_end().to_owned()

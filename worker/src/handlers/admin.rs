@@ -72,7 +72,8 @@ pub async fn list_users(
     })
 }
 
-/// `get_user`: one user with its times, password scheme, live sessions and providers.
+/// `get_user`: one user with its times, password scheme, live sessions, providers and second
+/// factor.
 pub async fn get_user(ctx: &Call<'_>, req: GetUserRequest) -> Result<GetUserReply, HandlerError> {
     let target = Target::parse(&req.user)?;
     let now = ctx.now();
@@ -88,6 +89,7 @@ pub async fn get_user(ctx: &Call<'_>, req: GetUserRequest) -> Result<GetUserRepl
         password_scheme: details.password_scheme.map(str::to_owned),
         sessions: details.sessions,
         providers: details.providers,
+        mfa: details.mfa,
     })
 }
 

@@ -21,6 +21,8 @@ pub struct UserDetails {
     pub sessions: u64,
     /// Linked social providers, by name.
     pub providers: Vec<String>,
+    /// Whether the TOTP second factor is on.
+    pub mfa: bool,
 }
 
 /// A user to insert as imported.
@@ -97,8 +99,8 @@ impl Tx<'_> {
         )
     }
 
-    /// The user named by `key`, with its times, password scheme, live sessions (at `now`) and
-    /// providers.
+    /// The user named by `key`, with its times, password scheme, live sessions (at `now`),
+    /// providers and whether its second factor is on.
     pub fn user_details(
         &mut self,
         key: UserKey<'_>,
@@ -126,6 +128,7 @@ impl Tx<'_> {
             args![&user.id],
             |r| r.get(0),
         )?;
+        let mfa = self.mfa_enabled(&user.id)?;
         Ok(Some(UserDetails {
             user,
             created_at,
@@ -133,6 +136,7 @@ impl Tx<'_> {
             password_scheme: hash.as_deref().map(crate::hashing::legacy::scheme_of),
             sessions: u64::try_from(sessions).unwrap_or(0),
             providers,
+            mfa,
         }))
     }
 
