@@ -102,6 +102,9 @@ operations! {
     MfaVerify = "mfa_verify" => Account, mutating: true;
     /// Turns the second factor off, with a current code or the password (argon2).
     MfaDisable = "mfa_disable" => Password, mutating: true;
+    /// Turns a user's second factor off without a code, for a user who lost both the
+    /// authenticator and the recovery codes (admin).
+    ResetMfa = "reset_mfa" => Account, mutating: true;
 }
 
 impl fmt::Display for Operation {
@@ -150,6 +153,7 @@ mod tests {
                 "mfa_confirm",
                 "mfa_verify",
                 "mfa_disable",
+                "reset_mfa",
             ]
         );
     }

@@ -161,6 +161,7 @@ pub fn all() -> BTreeMap<String, serde_json::Value> {
             Operation::MfaConfirm => operation::<ops::MfaConfirmRequest>(&mut out),
             Operation::MfaVerify => operation::<ops::MfaVerifyRequest>(&mut out),
             Operation::MfaDisable => operation::<ops::MfaDisableRequest>(&mut out),
+            Operation::ResetMfa => operation::<ops::ResetMfaRequest>(&mut out),
         }
     }
     out.insert("error.json".into(), error_envelope());

@@ -1,11 +1,12 @@
 //! The administrative methods of `authq user`: `list_users`, `get_user`, `import_users`,
-//! `end_user_sessions`. Each needs a caller the workers list in `--admin-caller`.
+//! `end_user_sessions`, `reset_mfa`. Each needs a caller the workers list in `--admin-caller`.
 
 use super::Client;
 use crate::error::ClientError;
 use authq_protocol::ops::{
     EndUserSessionsReply, EndUserSessionsRequest, GetUserReply, GetUserRequest, ImportUser,
-    ImportUsersReply, ImportUsersRequest, ListUsersReply, ListUsersRequest, UserRef,
+    ImportUsersReply, ImportUsersRequest, ListUsersReply, ListUsersRequest, ResetMfaReply,
+    ResetMfaRequest, UserRef,
 };
 
 impl Client {
@@ -104,5 +105,16 @@ impl Client {
         user: UserRef,
     ) -> Result<EndUserSessionsReply, ClientError> {
         self.call(&EndUserSessionsRequest { user }).await
+    }
+
+    /// `reset_mfa`: turns the user's TOTP second factor off without a code (for a user who
+    /// lost both the authenticator and the recovery codes).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] with `not_found`, `mfa_not_enabled` or `forbidden`; and the
+    /// errors every call can return (see [`Client::call`]).
+    pub async fn reset_mfa(&self, user: UserRef) -> Result<ResetMfaReply, ClientError> {
+        self.call(&ResetMfaRequest { user }).await
     }
 }

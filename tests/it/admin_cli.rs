@@ -1,10 +1,12 @@
 //! `authq user`, the admin CLI, driven as the built binary against a worker that lists the
 //! test's RabbitMQ user in `--admin-caller`: list (pages, prefix, `--all`), show, create,
-//! suspend, unsuspend, end-sessions, delete, import; tables by default, `--json` for scripts;
-//! exit statuses; refused to a caller that is not an admin.
+//! suspend, unsuspend, end-sessions, mfa-reset, delete, import; tables by default, `--json` for
+//! scripts; exit statuses; refused to a caller that is not an admin.
 
-use crate::harness::{TestEnv, amqp_url};
+use crate::events::{next_event, subscribe};
+use crate::harness::{TestEnv, amqp_url, assert_code};
 use crate::import::stored_hash;
+use authq::ErrorCode;
 use authq::types::UserRef;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -266,11 +268,42 @@ async fn the_admin_cli_is_refused_to_a_caller_that_is_not_an_admin() {
         &["list"][..],
         &["create", "ann@example.com"],
         &["show", "ann@example.com"],
+        &["mfa-reset", "ann@example.com"],
     ] {
         let run = user(&env, args, None).await;
         assert_eq!(run.code, 1, "{args:?}: {}", run.stdout);
         assert!(run.stderr.contains("forbidden"), "{args:?}: {}", run.stderr);
     }
     assert_eq!(env.count("users"), 0);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_turns_off_the_second_factor_of_a_user_who_lost_it() {
+    let env = TestEnv::start().await;
+    let queue = format!("{}.test-mfa-reset", env.config.namespace);
+    let mut events = subscribe(&env, &queue, &["mfa.changed"]).await;
+    let ann = crate::mfa::enrolled(&env, "ann@example.com").await;
+    let c = &env.client;
+    assert_code(
+        c.login("ann@example.com", crate::mfa::PW).await,
+        ErrorCode::MfaRequired,
+    );
+
+    let out = ok(&env, &["mfa-reset", "ann@example.com"], None).await;
+    assert!(out.contains("second factor off"), "{out}");
+    // The password alone logs in again, and nothing of the factor is left.
+    c.login("ann@example.com", crate::mfa::PW).await.unwrap();
+    assert_eq!(env.count("mfa_totp"), 0);
+    assert_eq!(env.count("mfa_recovery_codes"), 0);
+    let again = user(&env, &["mfa-reset", "ann@example.com"], None).await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("mfa_not_enabled"), "{}", again.stderr);
+
+    for change in ["enrollment_started", "enabled", "reset"] {
+        let (_, seen) = next_event(&mut events).await;
+        assert_eq!(seen.data.change.as_deref(), Some(change));
+        assert_eq!(seen.data.user_id.as_deref(), Some(ann.user_id.as_str()));
+    }
     env.stop().await;
 }

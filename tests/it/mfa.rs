@@ -13,13 +13,13 @@ use futures_util::future::join_all;
 use std::time::Duration;
 use totp_rs::TOTP;
 
-const PW: &str = "correct horse battery";
+pub(crate) const PW: &str = "correct horse battery";
 const ANN: &str = "ann@example.com";
 const STEP: Duration = Duration::from_secs(30);
 
 /// A user with the second factor on.
-struct Enrolled {
-    user_id: String,
+pub(crate) struct Enrolled {
+    pub(crate) user_id: String,
     /// A session opened before enrolment.
     session: String,
     totp: TOTP,
@@ -34,7 +34,7 @@ fn code(env: &TestEnv, totp: &TOTP, steps: i64) -> String {
 
 /// Registers `email`, enrols and confirms its second factor, then moves the clock one step on
 /// (the confirming code's step is used up).
-async fn enrolled(env: &TestEnv, email: &str) -> Enrolled {
+pub(crate) async fn enrolled(env: &TestEnv, email: &str) -> Enrolled {
     let user_id = env.active_user(email, PW).await;
     let session = env.login(email, PW).await;
     let c = &env.client;

@@ -184,6 +184,7 @@ fn valid_bodies() -> Vec<(&'static str, Value)> {
         ("mfa_confirm", json!({"session": "s", "code": "123456"})),
         ("mfa_verify", json!({"handle": "h", "code": "123456"})),
         ("mfa_disable", json!({"session": "s", "password": "pw"})),
+        ("reset_mfa", json!({"user_id": "u"})),
     ]
 }
 

@@ -88,7 +88,8 @@ pub fn required_role(op: Operation) -> Role {
         Operation::ListUsers
         | Operation::GetUser
         | Operation::ImportUsers
-        | Operation::EndUserSessions => Role::Admin,
+        | Operation::EndUserSessions
+        | Operation::ResetMfa => Role::Admin,
         Operation::StartReset => Role::Reset,
         _ => Role::Service,
     }
@@ -193,6 +194,7 @@ mod tests {
                 Operation::GetUser,
                 Operation::ImportUsers,
                 Operation::EndUserSessions,
+                Operation::ResetMfa,
             ]
             .contains(op);
             assert_eq!(ok(Some("web")), expected_web, "{op}: reset role");

@@ -237,7 +237,7 @@ def test_typed_results_cover_the_reply_schemas():
     empty = {"ping", "logout", "end_session"}
     # `authq user`'s administrative operations and the TOTP operations: this client has no typed
     # method for them (its `call` reaches them untyped).
-    admin = {"list_users", "get_user", "import_users", "end_user_sessions"}
+    admin = {"list_users", "get_user", "import_users", "end_user_sessions", "reset_mfa"}
     mfa = {"mfa_enroll", "mfa_confirm", "mfa_verify", "mfa_disable"}
     assert {p.stem for p in schemas.glob("*.json")} == set(types) | empty | admin | mfa
     for op, cls in types.items():

@@ -424,6 +424,16 @@ export interface RegisterResult {
 }
 
 /**
+ * The reply to `reset_mfa`.
+ */
+export interface ResetMfaResult {
+  /**
+   * The user's id.
+   */
+  user_id: string;
+}
+
+/**
  * The reply to `social_login`: a fresh session, as `login` gives.
  */
 export interface SocialLoginResult {

@@ -43,6 +43,7 @@ const NAMES = {
   mfa_confirm: "MfaConfirmResult",
   mfa_verify: "LoginResult",
   mfa_disable: "Empty",
+  reset_mfa: "ResetMfaResult",
 };
 // $defs → exported names.
 const DEFS = {

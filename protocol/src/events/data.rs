@@ -206,6 +206,8 @@ pub enum MfaChange {
     Disabled,
     /// `mfa_verify` consumed a recovery code.
     RecoveryCodeUsed,
+    /// `reset_mfa`: an administrator turned the second factor off.
+    Reset,
 }
 
 /// `mfa.changed`: a user's second factor was enrolled, enabled, disabled, or a recovery code

@@ -208,6 +208,24 @@ pub struct EndUserSessionsRequest {
 }
 request!(EndUserSessionsRequest => EndUserSessions, EndUserSessionsReply);
 
+/// `reset_mfa`: the user whose second factor to turn off.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetMfaRequest {
+    /// The user.
+    #[serde(flatten)]
+    pub user: UserRef,
+}
+request!(ResetMfaRequest => ResetMfa, ResetMfaReply);
+
+/// The reply to `reset_mfa`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetMfaReply {
+    /// The user's id.
+    pub user_id: String,
+}
+
 /// The reply to `end_user_sessions`.
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -189,7 +189,8 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHQ_SHUTDOWN_GRACE", default_value_t = HumanDuration(defaults().shutdown_grace))]
     pub shutdown_grace: HumanDuration,
     /// RabbitMQ user allowed the administrative operations (suspend, unsuspend, delete_user,
-    /// start_reset, and `authq user`'s list_users, get_user, import_users, end_user_sessions), as
+    /// start_reset, and `authq user`'s list_users, get_user, import_users, end_user_sessions,
+    /// reset_mfa), as
     /// validated by the broker's `user-id` property. Repeat, or separate with
     /// commas in the variable. None by default.
     #[arg(

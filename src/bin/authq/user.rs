@@ -81,6 +81,9 @@ pub enum UserCommand {
     Delete(Target),
     /// End every session of a user.
     EndSessions(Target),
+    /// Turn a user's TOTP second factor off (a user who lost the authenticator and the
+    /// recovery codes; they log in with the password alone until they enrol again).
+    MfaReset(Target),
     /// Import users from a file of JSON lines (or one JSON array) in `import_users`' entry
     /// form, in batches; prints what became of each entry that was not imported.
     Import(ImportArgs),
@@ -145,7 +148,8 @@ pub async fn run(args: UserArgs) -> ExitCode {
         | UserCommand::Suspend(t)
         | UserCommand::Unsuspend(t)
         | UserCommand::Delete(t)
-        | UserCommand::EndSessions(t) => &t.common,
+        | UserCommand::EndSessions(t)
+        | UserCommand::MfaReset(t) => &t.common,
     };
     let options = ClientOptions::default()
         .namespace(common.broker.namespace.clone())
@@ -196,6 +200,10 @@ async fn dispatch(client: &Client, command: UserCommand, json: bool) -> Outcome 
             emit(json, &r, || {
                 format!("{}: {} sessions ended", r.user_id, r.ended)
             })
+        }
+        UserCommand::MfaReset(t) => {
+            let r = client.reset_mfa(t.user_ref()).await.map_err(failed)?;
+            emit(json, &r, || format!("{}: second factor off", r.user_id))
         }
         UserCommand::Import(a) => import(client, a, json).await,
     }

@@ -68,7 +68,7 @@ pub struct Config {
     pub limits: Limits,
     /// RabbitMQ users (the validated `user-id` property) allowed the administrative operations
     /// (`suspend`, `unsuspend`, `delete_user`, `start_reset`, and `authq user`'s `list_users`,
-    /// `get_user`, `import_users`, `end_user_sessions`). Empty: nobody.
+    /// `get_user`, `import_users`, `end_user_sessions`, `reset_mfa`). Empty: nobody.
     pub admin_callers: Vec<String>,
     /// RabbitMQ users (the validated `user-id` property) granted the **reset** role: they may
     /// call `start_reset` (a web service's "forgot my password") and nothing else

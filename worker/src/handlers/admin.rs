@@ -1,5 +1,6 @@
 //! The user base for administrators (`authq user`): `list_users`, `get_user`,
-//! `import_users`, `end_user_sessions`. Every one needs the admin role (`crate::caller`).
+//! `import_users`, `end_user_sessions`, `reset_mfa`. Every one needs the admin role
+//! (`crate::caller`).
 //!
 //! # Decisions
 //! - **`list_users` pages by a cursor, the last canonical email key shown**, in key order: the
@@ -25,11 +26,12 @@ use super::{Call, record_user};
 use crate::domain::{Email, check_new_password};
 use crate::error::HandlerError;
 use crate::store::{ImportRow, Imported};
-use authq_protocol::events::{EventBody, SessionEndReason, SessionEnded};
+use authq_protocol::events::{EventBody, MfaChange, MfaChanged, SessionEndReason, SessionEnded};
 use authq_protocol::ops::{
     DEFAULT_LIST_USERS, EndUserSessionsReply, EndUserSessionsRequest, GetUserReply, GetUserRequest,
     ImportResult, ImportStatus, ImportUser, ImportUsersReply, ImportUsersRequest, ListUsersReply,
-    ListUsersRequest, MAX_IMPORT_USERS, MAX_LIST_USERS, PasswordScheme, UserState,
+    ListUsersRequest, MAX_IMPORT_USERS, MAX_LIST_USERS, PasswordScheme, ResetMfaReply,
+    ResetMfaRequest, UserState,
 };
 use std::sync::Arc;
 
@@ -121,6 +123,41 @@ pub async fn end_user_sessions(
             let (user_id, ended) = done.ok_or(HandlerError::NotFound)?;
             record_user(&user_id);
             Ok(EndUserSessionsReply { user_id, ended })
+        },
+    )
+    .await
+}
+
+/// `reset_mfa`: the user's second factor is turned off (secret, recovery codes and pending
+/// handles deleted) without a code: an administrator's answer to a user who lost both the
+/// authenticator and the recovery codes. Publishes `mfa.changed` with change `reset`.
+pub async fn reset_mfa(
+    ctx: &Call<'_>,
+    req: ResetMfaRequest,
+) -> Result<ResetMfaReply, HandlerError> {
+    let target = Target::parse(&req.user)?;
+    let now = ctx.now();
+    let events = Arc::clone(&ctx.events);
+    ctx.commit(
+        move |s| {
+            let Some(user) = s.find_user(target.key())? else {
+                return Ok(Err(HandlerError::NotFound));
+            };
+            if !s.mfa_disable(&user.id)? {
+                return Ok(Err(HandlerError::MfaNotEnabled));
+            }
+            let body = EventBody::MfaChanged(MfaChanged {
+                user_id: user.id.clone(),
+                change: MfaChange::Reset,
+                recovery_codes_left: None,
+            });
+            events.record(s, body, now)?;
+            Ok(Ok(user.id))
+        },
+        |done| {
+            let user_id = done?;
+            record_user(&user_id);
+            Ok(ResetMfaReply { user_id })
         },
     )
     .await

@@ -440,6 +440,7 @@ pub async fn dispatch(
         Operation::MfaConfirm => route!(boxed mfa::mfa_confirm),
         Operation::MfaVerify => route!(boxed mfa::mfa_verify),
         Operation::MfaDisable => route!(boxed mfa::mfa_disable),
+        Operation::ResetMfa => route!(boxed admin::reset_mfa),
     }
 }
 
