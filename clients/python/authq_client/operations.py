@@ -17,6 +17,8 @@ from .types import (
     ListSessionsResult,
     LoginResult,
     LogoutAllResult,
+    MfaConfirmResult,
+    MfaEnrollResult,
     ProfileResult,
     RegisterResult,
     SocialLoginResult,
@@ -151,3 +153,35 @@ class Operations:
     def deletion_status(self, user_id: str, **kw: Any) -> DeletionStatus:
         """``deletion_status``: which services acknowledged the deletion of ``user_id``."""
         return self._typed("deletion_status", {"user_id": user_id}, DeletionStatus, **kw)
+
+    def mfa_enroll(self, session: str, **kw: Any) -> MfaEnrollResult:
+        """``mfa_enroll``: a new TOTP secret for the session's user, inactive until
+        ``mfa_confirm`` (calling it again before that replaces it). Errors:
+        ``session_invalid``, ``user_suspended``, ``mfa_enabled``."""
+        return self._typed("mfa_enroll", {"session": session}, MfaEnrollResult, **kw)
+
+    def mfa_confirm(self, session: str, code: str, **kw: Any) -> MfaConfirmResult:
+        """``mfa_confirm``: the first code from the authenticator turns the second factor on;
+        returns the recovery codes. Errors: ``session_invalid``, ``invalid_code``,
+        ``too_many_attempts``, ``mfa_enabled``, ``mfa_not_enabled``."""
+        return self._typed("mfa_confirm", {"session": session, "code": code}, MfaConfirmResult, **kw)
+
+    def mfa_verify(self, handle: str, code: Optional[str] = None, *, recovery_code: Optional[str] = None, **kw: Any) -> LoginResult:
+        """``mfa_verify``: the pending handle of an ``mfa_required`` login
+        (``ServerError.mfa["handle"]``) and exactly one of a TOTP ``code`` and a
+        ``recovery_code`` (used up by the call) to the session the login would have opened.
+        Errors: ``invalid_code``, ``too_many_attempts``."""
+        if (code is None) == (recovery_code is None):
+            raise ValueError("pass exactly one of code and recovery_code")
+        body = {"handle": handle, "code": code} if code is not None else {"handle": handle, "recovery_code": recovery_code}
+        return self._typed("mfa_verify", body, LoginResult, **kw)
+
+    def mfa_disable(self, session: str, *, code: Optional[str] = None, password: Optional[str] = None, **kw: Any) -> Any:
+        """``mfa_disable``: turns the second factor off, proven by exactly one of a fresh
+        ``code`` and the ``password``. Errors: ``session_invalid``, ``user_suspended``,
+        ``invalid_code``, ``invalid_credentials``, ``too_many_attempts``,
+        ``mfa_not_enabled``."""
+        if (code is None) == (password is None):
+            raise ValueError("pass exactly one of code and password")
+        body = {"session": session, "code": code} if code is not None else {"session": session, "password": password}
+        return self._typed("mfa_disable", body, None, **kw)

@@ -194,3 +194,26 @@ class DeletionStatus(_Reply):
     acknowledged: List[str]
     pending: List[str]
     completed_at: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class MfaEnrollResult(_Reply):
+    """``mfa_enroll``: the new TOTP secret, inactive until ``mfa_confirm``. ``secret`` and
+    ``uri`` are secrets: show them to the user once (``uri`` as a QR code)."""
+
+    #: The shared secret, base32 (RFC 4648, no padding).
+    secret: str = field(repr=False)
+    #: The ``otpauth://totp/…`` URI authenticator apps read (it contains the secret).
+    uri: str = field(repr=False)
+    #: Digits per code (6).
+    digits: int
+    #: Seconds per time step (30).
+    period: int
+
+
+@dataclass(frozen=True)
+class MfaConfirmResult(_Reply):
+    """``mfa_confirm``: the second factor is on; the ten single-use recovery codes, shown
+    this once."""
+
+    recovery_codes: List[str] = field(repr=False)

@@ -10,7 +10,7 @@ import pytest
 from authq_client import AuthqError, AuthqTimeoutError, ConnectError, ConnectionLostError, OverloadedError, ServerError, UnroutableError
 from authq_client.aio import AsyncAuthqClient
 
-from test_client import send_notice_once_queued
+from test_client import current_step, send_notice_once_queued, totp
 from test_conformance import CASES, check_schema, contains, substitute
 
 PASSWORD = "correct horse battery"
@@ -87,6 +87,35 @@ def test_typed_calls_in_parallel(amqp_url, namespace):
             first = await client.register(f"aio-{uuid.uuid4().hex[:12]}@example.com", message_id=mid)
             assert first.code
             await client.ping()
+
+    run(main())
+
+
+def test_the_second_factor_asyncio(amqp_url, namespace):
+    """Enrol and confirm, log in through mfa_verify with a recovery code, turn the second
+    factor off with a code."""
+
+    async def main():
+        async with AsyncAuthqClient(amqp_url, namespace=namespace, timeout=20) as client:
+            email = f"aio-{uuid.uuid4().hex[:12]}@example.com"
+            reg = await client.register(email)
+            await client.confirm_registration(email, reg.code, PASSWORD)
+            session = (await client.login(email, PASSWORD)).session
+            enrol = await client.mfa_enroll(session)
+            step = current_step()
+            confirmed = await client.mfa_confirm(session, totp(enrol.secret, step))
+            assert len(confirmed.recovery_codes) == 10
+            with pytest.raises(ServerError) as e:
+                await client.login(email, PASSWORD)
+            assert e.value.code == "mfa_required"
+            login = await client.mfa_verify(e.value.mfa["handle"], recovery_code=confirmed.recovery_codes[0])
+            assert login.user.id == reg.user_id
+            # The confirming step's code is spent; the next step's is fresh (and in the window).
+            with pytest.raises(ServerError) as e:
+                await client.mfa_disable(login.session, code=totp(enrol.secret, step))
+            assert e.value.code == "invalid_code"
+            assert await client.mfa_disable(login.session, code=totp(enrol.secret, step + 1)) is None
+            assert (await client.login(email, PASSWORD)).user.id == reg.user_id
 
     run(main())
 

@@ -32,6 +32,8 @@ import type {
   LoginDevice,
   LoginResult,
   LogoutAllResult,
+  MfaConfirmResult,
+  MfaEnrollResult,
   ProfileResult,
   RegisterResult,
   SocialLoginResult,
@@ -517,5 +519,54 @@ export class AuthqClient {
   /** `deletion_status`: which services acknowledged the deletion of `userId`. */
   deletionStatus(userId: string, options?: CallOptions): Promise<DeletionStatus> {
     return this.call("deletion_status", { user_id: userId }, options);
+  }
+
+  /**
+   * `mfa_enroll`: a new TOTP secret for the session's user (and its `otpauth://` URI for a QR
+   * code), inactive until `mfaConfirm`; calling it again before that replaces it. `secret` and
+   * `uri` are secrets: show them to the user once. Errors: `session_invalid`,
+   * `user_suspended`, `mfa_enabled`.
+   */
+  mfaEnroll(session: string, options?: CallOptions): Promise<MfaEnrollResult> {
+    return this.call("mfa_enroll", { session }, options);
+  }
+
+  /**
+   * `mfa_confirm`: the first code from the authenticator turns the second factor on; returns
+   * the ten single-use recovery codes, shown this once. Errors: `session_invalid`,
+   * `invalid_code`, `too_many_attempts`, `mfa_enabled`, `mfa_not_enabled`.
+   */
+  mfaConfirm(session: string, code: string, options?: CallOptions): Promise<MfaConfirmResult> {
+    return this.call("mfa_confirm", { session, code }, options);
+  }
+
+  /**
+   * `mfa_verify` with a TOTP code: the pending handle of an `mfa_required` login
+   * (`ServerError.mfa.handle`) to the session the login would have opened. Errors:
+   * `invalid_code`, `too_many_attempts`.
+   */
+  mfaVerify(handle: string, code: string, options?: CallOptions): Promise<LoginResult> {
+    return this.call("mfa_verify", { handle, code }, options);
+  }
+
+  /** `mfa_verify` with a recovery code (used up by the call). Errors: as `mfaVerify`. */
+  mfaRecover(handle: string, recoveryCode: string, options?: CallOptions): Promise<LoginResult> {
+    return this.call("mfa_verify", { handle, recovery_code: recoveryCode }, options);
+  }
+
+  /**
+   * `mfa_disable` with a fresh code: turns the second factor off. Errors: `session_invalid`,
+   * `user_suspended`, `invalid_code`, `too_many_attempts`, `mfa_not_enabled`.
+   */
+  async mfaDisableWithCode(session: string, code: string, options?: CallOptions): Promise<void> {
+    await this.call("mfa_disable", { session, code }, options);
+  }
+
+  /**
+   * `mfa_disable` with the password: turns the second factor off. Errors: `session_invalid`,
+   * `user_suspended`, `invalid_credentials`, `too_many_attempts`, `mfa_not_enabled`.
+   */
+  async mfaDisableWithPassword(session: string, password: string, options?: CallOptions): Promise<void> {
+    await this.call("mfa_disable", { session, password }, options);
   }
 }

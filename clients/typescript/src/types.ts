@@ -16,6 +16,8 @@ export type {
   ListSessionsResult,
   LoginResult,
   LogoutAllResult,
+  MfaConfirmResult,
+  MfaEnrollResult,
   Profile,
   ProfileResult,
   RegisterResult,

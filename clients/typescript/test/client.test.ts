@@ -2,7 +2,7 @@
  * parallel, and the conditions a caller observes on the broker, against the real broker. */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
 import amqp from "amqplib";
 import type { Channel, ChannelModel } from "amqplib";
 import {
@@ -26,6 +26,23 @@ async function activeUser(client: AuthqClient, email: string): Promise<string> {
   const reg = await client.register(email);
   await client.confirmRegistration(email, reg.code, PASSWORD);
   return reg.user_id;
+}
+
+/** The current RFC 6238 time step (30 s). */
+const currentStep = () => Math.floor(Date.now() / 30_000);
+
+/** The RFC 6238 code (HMAC-SHA1, 6 digits, 30 s) of the base32 `secret` at time step `step`, as
+ * an authenticator app computes it. */
+function totp(secret: string, step: number): string {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of secret.replace(/=+$/, "")) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g)!.map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const digest = createHmac("sha1", key).update(counter).digest();
+  const offset = digest[digest.length - 1]! & 0x0f;
+  return String((digest.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
 }
 
 describe("AuthqClient against a pool", () => {
@@ -65,6 +82,55 @@ describe("AuthqClient against a pool", () => {
     assert.equal((await client.unsuspend({ user_id: reg.user_id })).user.state, "active");
     assert.equal((await client.deleteUser({ user_id: reg.user_id })).user_id, reg.user_id);
     await client.ping();
+  });
+
+  test("the second factor", async () => {
+    const email = freshEmail();
+    const userId = await activeUser(client, email);
+    const { session } = await client.login(email, PASSWORD);
+    const enrol = await client.mfaEnroll(session);
+    assert.equal(enrol.digits, 6);
+    assert.equal(enrol.period, 30);
+    assert.ok(enrol.uri.startsWith("otpauth://totp/") && enrol.uri.includes(`secret=${enrol.secret}`));
+    const step = currentStep();
+    const confirmed = await client.mfaConfirm(session, totp(enrol.secret, step));
+    assert.equal(confirmed.recovery_codes.length, 10);
+    const pending = async (): Promise<string> => {
+      try {
+        await client.login(email, PASSWORD);
+      } catch (e) {
+        assert.ok(e instanceof ServerError && e.code === "mfa_required" && e.mfa !== undefined, String(e));
+        assert.ok(e.mfa.expires_at > Date.now());
+        return e.mfa.handle;
+      }
+      assert.fail("login opened a session without the second factor");
+    };
+    // The step after the confirming one: the worker accepts the next step's code (clock drift)
+    // and each step's code only once, so this is the one fresh code to hand.
+    const login = await client.mfaVerify(await pending(), totp(enrol.secret, step + 1));
+    assert.equal(login.user.id, userId);
+    assert.equal((await client.check(login.session)).user.email, email);
+    const recovery = confirmed.recovery_codes[0]!;
+    assert.equal((await client.mfaRecover(await pending(), recovery)).user.id, userId);
+    const handle = await pending();
+    await assert.rejects(client.mfaRecover(handle, recovery), (e: unknown) => e instanceof ServerError && e.code === "invalid_code");
+    assert.equal((await client.mfaRecover(handle, confirmed.recovery_codes[1]!)).user.id, userId);
+    await assert.rejects(client.mfaDisableWithCode(session, totp(enrol.secret, step)), (e: unknown) => e instanceof ServerError && e.code === "invalid_code");
+    await assert.rejects(client.mfaDisableWithPassword(session, "not the password"), (e: unknown) => e instanceof ServerError && e.code === "invalid_credentials");
+    await client.mfaDisableWithPassword(session, PASSWORD);
+    assert.equal((await client.login(email, PASSWORD)).user.id, userId);
+    await assert.rejects(client.mfaDisableWithPassword(session, PASSWORD), (e: unknown) => e instanceof ServerError && e.code === "mfa_not_enabled");
+  });
+
+  test("the second factor turned off with a code", async () => {
+    const email = freshEmail();
+    await activeUser(client, email);
+    const { session } = await client.login(email, PASSWORD);
+    const enrol = await client.mfaEnroll(session);
+    const step = currentStep();
+    await client.mfaConfirm(session, totp(enrol.secret, step));
+    await client.mfaDisableWithCode(session, totp(enrol.secret, step + 1));
+    await client.login(email, PASSWORD);
   });
 
   test("error replies reject with the protocol code", async () => {
