@@ -85,6 +85,8 @@ operations! {
     DeletionDone = "deletion_done" => Account, mutating: true;
     /// Which services have acknowledged a user's deletion.
     DeletionStatus = "deletion_status" => Account, mutating: false;
+    /// The public keys access tokens are signed with (a JSON Web Key Set).
+    Jwks = "jwks" => Session, mutating: false;
 }
 
 impl fmt::Display for Operation {
@@ -125,6 +127,7 @@ mod tests {
                 "link_social",
                 "deletion_done",
                 "deletion_status",
+                "jwks",
             ]
         );
     }

@@ -153,6 +153,7 @@ pub fn all() -> BTreeMap<String, serde_json::Value> {
             Operation::LinkSocial => operation::<ops::LinkSocialRequest>(&mut out),
             Operation::DeletionDone => operation::<ops::DeletionDoneRequest>(&mut out),
             Operation::DeletionStatus => operation::<ops::DeletionStatusRequest>(&mut out),
+            Operation::Jwks => operation::<ops::JwksRequest>(&mut out),
         }
     }
     out.insert("error.json".into(), error_envelope());

@@ -41,4 +41,5 @@ mod shadow;
 mod shutdown;
 mod social;
 mod tls;
+mod tokens;
 mod topology;

@@ -173,6 +173,7 @@ fn valid_bodies() -> Vec<(&'static str, Value)> {
             json!({"user_id": "u", "service": "billing"}),
         ),
         ("deletion_status", json!({"user_id": "u"})),
+        ("jwks", json!({})),
     ]
 }
 

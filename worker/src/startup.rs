@@ -68,6 +68,10 @@ pub fn context(
         policy: Arc::new(Policy::new(config.policy.clone())),
         code_key: CodeKey::from_server_key(server_key),
         social: Arc::new(Social::new(config.social.clone(), server_key)?),
+        tokens: Arc::new(crate::tokens::Tokens::new(
+            config.tokens.clone(),
+            server_key,
+        )),
         config,
     })
 }

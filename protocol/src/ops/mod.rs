@@ -11,6 +11,7 @@ mod profile;
 mod registration;
 mod session;
 mod social;
+mod tokens;
 
 pub use admin::*;
 pub use deletion::*;
@@ -19,6 +20,7 @@ pub use profile::*;
 pub use registration::*;
 pub use session::*;
 pub use social::*;
+pub use tokens::*;
 
 use crate::operation::Operation;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};

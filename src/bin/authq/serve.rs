@@ -19,6 +19,8 @@ use std::time::Duration;
 pub struct ServeArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub tokens: crate::token_args::TokenArgs,
     /// The store: a SQLite file path or `sqlite://PATH` (one host; created and migrated at
     /// start-up), or `postgres://user:password@host/db` (workers on several hosts; migrated
     /// at start-up, one worker at a time).
@@ -358,6 +360,7 @@ impl ServeArgs {
                 prefetch: self.account_prefetch,
             },
         );
+        config.tokens = self.tokens.into_config();
         config.amqp_url = self.broker.amqp_url;
         config.namespace = self.broker.namespace;
         config.database = self.database;

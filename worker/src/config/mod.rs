@@ -14,6 +14,7 @@ mod hashing;
 mod policies;
 pub mod providers;
 pub mod social;
+pub mod tokens;
 
 pub use hashing::{HashConfig, HashParams, HashPriority};
 pub use policies::{
@@ -21,6 +22,7 @@ pub use policies::{
     SessionLimit, SessionLimitError, SessionPolicy, TubeConfig,
 };
 pub use social::{ProviderConfig, SocialConfig};
+pub use tokens::TokenConfig;
 
 /// Everything a worker needs to run.
 #[derive(Clone, PartialEq)]
@@ -95,6 +97,8 @@ pub struct Config {
     pub queue_expires: Option<Duration>,
     /// Social login (providers, key, timeouts); no provider: off.
     pub social: SocialConfig,
+    /// Signed access tokens beside sessions (off by default).
+    pub tokens: TokenConfig,
 }
 
 impl Default for Config {
@@ -157,6 +161,7 @@ impl Default for Config {
             purge_interval: Duration::from_secs(600),
             queue_expires: None,
             social: SocialConfig::default(),
+            tokens: TokenConfig::default(),
         }
     }
 }
@@ -206,6 +211,9 @@ impl Config {
                  host must use the same server key"
                     .into(),
             ));
+        }
+        if let Some(why) = self.tokens.invalid() {
+            return Err(ConfigError::Invalid(format!("tokens: {why}")));
         }
         for tube in Tube::ALL {
             let t = self.tube(tube);
@@ -323,6 +331,7 @@ impl fmt::Debug for Config {
             .field("purge_interval", &self.purge_interval)
             .field("queue_expires", &self.queue_expires)
             .field("social", &self.social)
+            .field("tokens", &self.tokens)
             .finish()
     }
 }

@@ -31,6 +31,7 @@ pub mod password;
 pub mod session;
 #[cfg(feature = "social")]
 pub mod social;
+pub mod tokens;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -82,6 +83,8 @@ pub struct Ctx {
     pub social: Arc<Social>,
     /// The key one-time codes are stored under (derived from the server key).
     pub code_key: crate::crypto::CodeKey,
+    /// Access token signing (`crate::tokens`).
+    pub tokens: Arc<crate::tokens::Tokens>,
 }
 
 impl Ctx {
@@ -428,6 +431,7 @@ pub async fn dispatch(
         }
         Operation::DeletionDone => route!(boxed deletion::deletion_done),
         Operation::DeletionStatus => route!(boxed deletion::deletion_status),
+        Operation::Jwks => route!(boxed tokens::jwks),
     }
 }
 

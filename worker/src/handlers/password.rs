@@ -179,6 +179,10 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
     let user_id = user.id;
     let events = Arc::clone(&ctx.events);
     let address = email.address;
+    // Access tokens (when the deployment issues them): the key is taken before the transaction.
+    let signer = super::tokens::signer(ctx).await?;
+    let issuing = signer.is_some();
+    let sid = session_id.clone();
     ctx.commit(
         move |s| {
             settle(s)?;
@@ -220,15 +224,24 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
             });
             events.record(s, body, now)?;
             super::session::enforce_limit(s, &events, limit, &user.id, &session_id, now)?;
-            Ok(Some(Ok(user)))
+            let epoch = issuing
+                .then(|| s.user_session_epoch(&user.id))
+                .transpose()?;
+            Ok(Some(Ok((user, epoch))))
         },
         move |opened| {
             // `None`: the user was deleted between the check and the insert.
-            let user = opened.ok_or(HandlerError::InvalidCredentials)??;
+            let (user, epoch) = opened.ok_or(HandlerError::InvalidCredentials)??;
+            let access = match (&signer, epoch) {
+                (Some(signer), Some(epoch)) => Some(signer.sign(&user.id, &sid, epoch, now)?),
+                _ => None,
+            };
             Ok(LoginReply {
                 session: token,
                 expires_at,
                 user: user.into_info(),
+                access_expires_at: access.as_ref().map(|a| a.expires_at),
+                access_token: access.map(|a| a.token),
             })
         },
     )

@@ -317,6 +317,10 @@ pub async fn social_login(
     let events = Arc::clone(&ctx.events);
     let body = social_success(&name, user.id.clone(), email);
     let user_id = user.id.clone();
+    // Access tokens (when the deployment issues them), as `login` issues them.
+    let signer = super::tokens::signer(ctx).await?;
+    let issuing = signer.is_some();
+    let sid = session_id.clone();
     ctx.commit(
         move |s| {
             events.record(s, body, now)?;
@@ -324,14 +328,21 @@ pub async fn social_login(
                 // Concurrent logins of the user under a session limit, one after the other.
                 s.lock_user_sessions(&user_id)?;
             }
-            super::session::enforce_limit(s, &events, limit, &user_id, &session_id, now)
+            super::session::enforce_limit(s, &events, limit, &user_id, &session_id, now)?;
+            issuing.then(|| s.user_session_epoch(&user_id)).transpose()
         },
-        move |()| {
+        move |epoch| {
+            let access = match (&signer, epoch) {
+                (Some(signer), Some(epoch)) => Some(signer.sign(&user.id, &sid, epoch, now)?),
+                _ => None,
+            };
             Ok(SocialLoginReply {
                 session,
                 expires_at,
                 user: user.into_info(),
                 created,
+                access_expires_at: access.as_ref().map(|a| a.expires_at),
+                access_token: access.map(|a| a.token),
             })
         },
     )

@@ -169,6 +169,25 @@ const SQLITE: &[&str] = &[
     CREATE UNIQUE INDEX sessions_by_id ON sessions(session_id);
     CREATE INDEX sessions_by_user_created ON sessions(user_id, created_at);
     "#,
+    // 11 (issue 17): access token signing keys (the private key sealed with the server key),
+    // and refresh tokens by digest, each tied to its session (they end with it).
+    r#"
+    CREATE TABLE signing_keys (
+        kid            TEXT PRIMARY KEY,
+        not_before     INTEGER NOT NULL,
+        retire_at      INTEGER NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        public_key     BLOB NOT NULL,
+        sealed_private BLOB NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE refresh_tokens (
+        digest     BLOB PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(session_id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        used_at    INTEGER
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
+    "#,
 ];
 
 /// The PostgreSQL migrations: the same tables as [`SQLITE`], version for version.
@@ -314,6 +333,24 @@ const POSTGRES: &[&str] = &[
     ALTER TABLE sessions ALTER COLUMN last_seen_at SET NOT NULL;
     CREATE UNIQUE INDEX sessions_by_id ON sessions(session_id);
     CREATE INDEX sessions_by_user_created ON sessions(user_id, created_at);
+    "#,
+    // 11 (issue 17): signing keys, refresh tokens.
+    r#"
+    CREATE TABLE signing_keys (
+        kid            TEXT PRIMARY KEY,
+        not_before     BIGINT NOT NULL,
+        retire_at      BIGINT NOT NULL,
+        expires_at     BIGINT NOT NULL,
+        public_key     BYTEA NOT NULL,
+        sealed_private BYTEA NOT NULL
+    );
+    CREATE TABLE refresh_tokens (
+        digest     BYTEA PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(session_id) ON DELETE CASCADE,
+        created_at BIGINT NOT NULL,
+        used_at    BIGINT
+    );
+    CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
     "#,
 ];
 
