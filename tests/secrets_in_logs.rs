@@ -150,6 +150,27 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
     // Its signature alone, and the payload alone (a log line might cut the token up).
     secrets.extend(access.expose().split('.').skip(1).map(str::to_owned));
     note(Ok(format!("{login:?}")));
+    // Refresh tokens: the login's, a rotation's, and a reuse (which ends a session, logged).
+    let extra = c.login("walk@example.com", pw).await.unwrap();
+    let first = extra.refresh_token.expect("a refresh token");
+    secrets.push(first.expose().to_owned());
+    secrets.push(login.refresh_token.as_ref().unwrap().expose().to_owned());
+    let rotated = c
+        .call(&authq::protocol::ops::RefreshRequest {
+            refresh_token: first.clone(),
+        })
+        .await
+        .unwrap();
+    secrets.push(rotated.refresh_token.expose().to_owned());
+    secrets.push(rotated.access_token.expose().to_owned());
+    note(Ok(format!("{rotated:?}")));
+    note(
+        c.call(&authq::protocol::ops::RefreshRequest {
+            refresh_token: first,
+        })
+        .await
+        .map(|r| format!("{r:?}")),
+    );
     note(c.check(&session).await.map(|r| format!("{r:?}")));
 
     // Password change: wrong old password, then right; the session survives.

@@ -87,6 +87,8 @@ operations! {
     DeletionStatus = "deletion_status" => Account, mutating: false;
     /// The public keys access tokens are signed with (a JSON Web Key Set).
     Jwks = "jwks" => Session, mutating: false;
+    /// Trades a refresh token for a new access token and refresh token.
+    Refresh = "refresh" => Session, mutating: true;
 }
 
 impl fmt::Display for Operation {
@@ -128,6 +130,7 @@ mod tests {
                 "deletion_done",
                 "deletion_status",
                 "jwks",
+                "refresh",
             ]
         );
     }

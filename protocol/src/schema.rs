@@ -154,6 +154,7 @@ pub fn all() -> BTreeMap<String, serde_json::Value> {
             Operation::DeletionDone => operation::<ops::DeletionDoneRequest>(&mut out),
             Operation::DeletionStatus => operation::<ops::DeletionStatusRequest>(&mut out),
             Operation::Jwks => operation::<ops::JwksRequest>(&mut out),
+            Operation::Refresh => operation::<ops::RefreshRequest>(&mut out),
         }
     }
     out.insert("error.json".into(), error_envelope());

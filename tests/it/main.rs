@@ -33,6 +33,7 @@ mod permissions;
 mod poison;
 mod policy;
 mod provider;
+mod refresh;
 mod schemas;
 mod security;
 mod session_list;

@@ -174,6 +174,7 @@ fn valid_bodies() -> Vec<(&'static str, Value)> {
         ),
         ("deletion_status", json!({"user_id": "u"})),
         ("jwks", json!({})),
+        ("refresh", json!({"refresh_token": "r"})),
     ]
 }
 

@@ -53,6 +53,9 @@ pub struct LoginReply {
     /// When `access_token` expires (Unix ms); absent with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_expires_at: Option<i64>,
+    /// A refresh token for `refresh` (single use), with `access_token`; absent with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
 }
 
 /// `check`: a session token.
@@ -201,6 +204,7 @@ mod tests {
                 user: ann(),
                 access_token: None,
                 access_expires_at: None,
+                refresh_token: None,
             },
             r#"{"session":"tok","expires_at":1700000000000,"user":{"id":"u1","email":"ann@example.com","state":"active","profile":{}}}"#,
         );

@@ -1,7 +1,9 @@
-//! Signed access tokens: `jwks` (the public keys a gateway verifies access tokens with), and
-//! the claims an access token carries ([`AccessClaims`]).
+//! Signed access tokens: `jwks` (the public keys a gateway verifies access tokens with),
+//! `refresh` (a refresh token traded for new tokens), and the claims an access token carries
+//! ([`AccessClaims`]).
 
 use super::request;
+use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// The JWT `alg` of every access token authq signs: Ed25519 (RFC 8037).
@@ -23,6 +25,28 @@ request!(JwksRequest => Jwks, JwksReply);
 pub struct JwksReply {
     /// Every key a token still unexpired may be signed with, the active one first.
     pub keys: Vec<Jwk>,
+}
+
+/// `refresh`: a refresh token from `login`, `social_login` or an earlier `refresh`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRequest {
+    /// The refresh token (single use).
+    pub refresh_token: Secret,
+}
+request!(RefreshRequest => Refresh, RefreshReply);
+
+/// The reply to `refresh`: a new access token and the refresh token that replaces the one
+/// given (which is now used: giving it again ends the session).
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshReply {
+    /// A new access token for the same session.
+    pub access_token: Secret,
+    /// When it expires (Unix ms).
+    pub access_expires_at: i64,
+    /// The next refresh token.
+    pub refresh_token: Secret,
 }
 
 /// One public signing key, as an OKP JSON Web Key (RFC 8037).

@@ -432,6 +432,7 @@ pub async fn dispatch(
         Operation::DeletionDone => route!(boxed deletion::deletion_done),
         Operation::DeletionStatus => route!(boxed deletion::deletion_status),
         Operation::Jwks => route!(boxed tokens::jwks),
+        Operation::Refresh => route!(boxed tokens::refresh),
     }
 }
 

@@ -179,9 +179,10 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
     let user_id = user.id;
     let events = Arc::clone(&ctx.events);
     let address = email.address;
-    // Access tokens (when the deployment issues them): the key is taken before the transaction.
-    let signer = super::tokens::signer(ctx).await?;
-    let issuing = signer.is_some();
+    // Access and refresh tokens (when the deployment issues them), prepared before the
+    // transaction.
+    let pending = super::tokens::prepare(ctx).await?;
+    let refresh_digest = pending.as_ref().map(|p| p.refresh_digest);
     let sid = session_id.clone();
     ctx.commit(
         move |s| {
@@ -224,24 +225,22 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
             });
             events.record(s, body, now)?;
             super::session::enforce_limit(s, &events, limit, &user.id, &session_id, now)?;
-            let epoch = issuing
-                .then(|| s.user_session_epoch(&user.id))
+            let epoch = refresh_digest
+                .map(|d| super::tokens::store(s, &d, &user.id, &session_id, now))
                 .transpose()?;
             Ok(Some(Ok((user, epoch))))
         },
         move |opened| {
             // `None`: the user was deleted between the check and the insert.
             let (user, epoch) = opened.ok_or(HandlerError::InvalidCredentials)??;
-            let access = match (&signer, epoch) {
-                (Some(signer), Some(epoch)) => Some(signer.sign(&user.id, &sid, epoch, now)?),
-                _ => None,
-            };
+            let issued = super::tokens::finish(pending, epoch, &user.id, &sid, now)?;
             Ok(LoginReply {
                 session: token,
                 expires_at,
                 user: user.into_info(),
-                access_expires_at: access.as_ref().map(|a| a.expires_at),
-                access_token: access.map(|a| a.token),
+                access_expires_at: issued.as_ref().map(|i| i.access_expires_at),
+                access_token: issued.as_ref().map(|i| i.access_token.clone()),
+                refresh_token: issued.map(|i| i.refresh_token),
             })
         },
     )

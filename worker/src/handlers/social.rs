@@ -317,9 +317,9 @@ pub async fn social_login(
     let events = Arc::clone(&ctx.events);
     let body = social_success(&name, user.id.clone(), email);
     let user_id = user.id.clone();
-    // Access tokens (when the deployment issues them), as `login` issues them.
-    let signer = super::tokens::signer(ctx).await?;
-    let issuing = signer.is_some();
+    // Access and refresh tokens (when the deployment issues them), as `login` issues them.
+    let pending = super::tokens::prepare(ctx).await?;
+    let refresh_digest = pending.as_ref().map(|p| p.refresh_digest);
     let sid = session_id.clone();
     ctx.commit(
         move |s| {
@@ -329,20 +329,20 @@ pub async fn social_login(
                 s.lock_user_sessions(&user_id)?;
             }
             super::session::enforce_limit(s, &events, limit, &user_id, &session_id, now)?;
-            issuing.then(|| s.user_session_epoch(&user_id)).transpose()
+            refresh_digest
+                .map(|d| super::tokens::store(s, &d, &user_id, &session_id, now))
+                .transpose()
         },
         move |epoch| {
-            let access = match (&signer, epoch) {
-                (Some(signer), Some(epoch)) => Some(signer.sign(&user.id, &sid, epoch, now)?),
-                _ => None,
-            };
+            let issued = super::tokens::finish(pending, epoch, &user.id, &sid, now)?;
             Ok(SocialLoginReply {
                 session,
                 expires_at,
                 user: user.into_info(),
                 created,
-                access_expires_at: access.as_ref().map(|a| a.expires_at),
-                access_token: access.map(|a| a.token),
+                access_expires_at: issued.as_ref().map(|i| i.access_expires_at),
+                access_token: issued.as_ref().map(|i| i.access_token.clone()),
+                refresh_token: issued.map(|i| i.refresh_token),
             })
         },
     )

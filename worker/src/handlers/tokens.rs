@@ -1,18 +1,24 @@
 //! Access tokens beside sessions: the signing key a login signs with (the store's active key,
 //! created on demand), the `jwks` operation, and the JWKS file.
 //!
-//! A login that issues a token takes the key before its transaction ([`signer`]), reads the
-//! user's session epoch inside it ([`Tx::user_session_epoch`]), and signs in the transaction's
-//! reply ([`Signer::sign`], an Ed25519 signature: tens of microseconds), so the token is part
-//! of the request's recorded outcome like the session token.
+//! A login that issues tokens takes the key and draws a refresh token before its transaction
+//! ([`prepare`]), stores the refresh token and reads the user's session epoch inside it
+//! ([`store`]), and signs in the transaction's reply ([`finish`], an Ed25519 signature: tens of
+//! microseconds), so the tokens are part of the request's recorded outcome like the session
+//! token. `refresh` trades a refresh token for new ones (`crate::store::refresh`).
 
 use super::{Call, Ctx};
+use crate::clock::duration_ms;
+use crate::crypto::{self, Digest};
 use crate::error::{HandlerError, InternalError};
 use crate::store::StoreError;
 use crate::store::Tx;
 use crate::store::query::args;
+use crate::store::refresh::RefreshUse;
 use crate::tokens::{SignedAccess, SigningKey, Tokens};
-use authq_protocol::ops::{JwksReply, JwksRequest};
+use authq_protocol::Secret;
+use authq_protocol::events::{EventBody, SessionEndReason, SessionEnded};
+use authq_protocol::ops::{JwksReply, JwksRequest, RefreshReply, RefreshRequest};
 use std::sync::Arc;
 
 /// What a login signs its access token with.
@@ -46,6 +52,132 @@ pub async fn signer(ctx: &Ctx) -> Result<Option<Signer>, HandlerError> {
         tokens: Arc::clone(&ctx.tokens),
         key: active_key(ctx).await?,
     }))
+}
+
+/// The tokens a login is about to issue beside its session: the signer, and a fresh refresh
+/// token (stored by its digest in the login's transaction, [`store`]).
+#[derive(Debug)]
+pub struct Pending {
+    signer: Signer,
+    refresh: Secret,
+    /// The refresh token's digest, for [`store`].
+    pub refresh_digest: Digest,
+}
+
+/// The tokens a login issues, or `None` when the deployment issues none. Before the login's
+/// transaction: it may have to create a signing key.
+pub async fn prepare(ctx: &Ctx) -> Result<Option<Pending>, HandlerError> {
+    let Some(signer) = signer(ctx).await? else {
+        return Ok(None);
+    };
+    let (refresh, refresh_digest) = crypto::new_token()?;
+    Ok(Some(Pending {
+        signer,
+        refresh,
+        refresh_digest,
+    }))
+}
+
+/// In the login's transaction, once session `session_id` exists: stores the refresh token and
+/// returns the user's session epoch for the access token.
+pub fn store(
+    s: &mut Tx<'_>,
+    refresh_digest: &Digest,
+    user_id: &str,
+    session_id: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    s.insert_refresh_token(refresh_digest, session_id, now)?;
+    s.user_session_epoch(user_id)
+}
+
+/// The tokens a login issued.
+#[derive(Debug)]
+pub struct Issued {
+    /// The access token.
+    pub access_token: Secret,
+    /// When it expires (Unix ms).
+    pub access_expires_at: i64,
+    /// The refresh token.
+    pub refresh_token: Secret,
+}
+
+/// Signs the access token of a login whose transaction stored the refresh token ([`store`]
+/// gave `epoch`); `None` when no tokens are issued.
+pub fn finish(
+    pending: Option<Pending>,
+    epoch: Option<u64>,
+    user_id: &str,
+    session_id: &str,
+    now: i64,
+) -> Result<Option<Issued>, HandlerError> {
+    let (Some(pending), Some(epoch)) = (pending, epoch) else {
+        return Ok(None);
+    };
+    let access = pending.signer.sign(user_id, session_id, epoch, now)?;
+    Ok(Some(Issued {
+        access_token: access.token,
+        access_expires_at: access.expires_at,
+        refresh_token: pending.refresh,
+    }))
+}
+
+/// `refresh`: trades an unused refresh token for a new access token and refresh token, and
+/// renews the session. A used one ends its session (and every refresh token of it) and records
+/// a `session.ended` event with reason `refresh_token_reuse`; then, as for an unknown token or
+/// an ended session, the answer is `session_invalid`.
+pub async fn refresh(ctx: &Call<'_>, req: RefreshRequest) -> Result<RefreshReply, HandlerError> {
+    let Some(pending) = prepare(ctx).await? else {
+        // No deployment without tokens ever issued a refresh token.
+        return Err(HandlerError::SessionInvalid);
+    };
+    let given = crypto::digest(req.refresh_token.expose());
+    let next = pending.refresh_digest;
+    let now = ctx.now();
+    let idle_ms = duration_ms(ctx.config.sessions.idle_timeout);
+    let events = Arc::clone(&ctx.events);
+    ctx.commit(
+        move |s| {
+            let used = s.use_refresh_token(&given, &next, now, idle_ms)?;
+            if let RefreshUse::Reused {
+                user_id,
+                session_id,
+                ended: true,
+            } = &used
+            {
+                tracing::warn!("a used refresh token was presented again: its session ended");
+                let body = EventBody::SessionEnded(SessionEnded {
+                    user_id: user_id.clone(),
+                    reason: SessionEndReason::RefreshTokenReuse,
+                    session_epoch: None,
+                    sessions_ended: 1,
+                    session_ids: vec![session_id.clone()],
+                });
+                events.record(s, body, now)?;
+            }
+            Ok(used)
+        },
+        move |used| {
+            let RefreshUse::Fresh {
+                user_id,
+                session_id,
+                session_epoch,
+            } = used
+            else {
+                return Err(HandlerError::SessionInvalid);
+            };
+            super::record_user(&user_id);
+            let access = pending
+                .signer
+                .sign(&user_id, &session_id, session_epoch, now)?;
+            Ok(RefreshReply {
+                access_token: access.token,
+                access_expires_at: access.expires_at,
+                refresh_token: pending.refresh,
+            })
+        },
+    )
+    .await
 }
 
 /// The key signing now: the cached one while it has not retired, else the store's active key,

@@ -30,6 +30,7 @@ pub mod outcomes;
 pub mod pg_reads;
 pub mod postgres;
 pub mod query;
+pub mod refresh;
 pub mod sessions;
 pub mod signing_keys;
 pub mod social;
