@@ -113,6 +113,13 @@ async fn login_issues_an_access_token_that_verifies_with_the_published_key() {
     // The file gateways read holds the same set.
     let file = jwks_file_with(&dir.path().join("jwks.json"), &[key.kid.as_str()]).await;
     assert_eq!(file, set);
+    // What a gateway does with it (examples/verify.rs): no broker call.
+    let text = std::fs::read(dir.path().join("jwks.json")).unwrap();
+    let gateway = Verifier::from_jwks_json(&text, "https://auth.example", "api.example").unwrap();
+    assert_eq!(
+        gateway.verify(token.expose(), now_secs(&env)).unwrap(),
+        claims
+    );
     // A second login: the same key, another token id.
     let again = env.client.login(ANN, PW).await.unwrap();
     let again = verifier(&set)
