@@ -62,27 +62,48 @@ impl Tx<'_> {
         now: i64,
         idle_ms: i64,
     ) -> Result<RefreshUse, StoreError> {
-        let found = self.query_opt(
-            "SELECT r.session_id, r.used_at, s.user_id, s.expires_at, s.absolute_expires_at,
-                    u.state, u.session_epoch
-             FROM refresh_tokens r
-             JOIN sessions s ON s.session_id = r.session_id
-             JOIN users u ON u.id = s.user_id
-             WHERE r.digest = ?1",
+        let session: Option<String> = self.query_value(
+            "SELECT session_id FROM refresh_tokens WHERE digest = ?1",
             args![digest],
+        )?;
+        let Some(session_id) = session else {
+            return Ok(RefreshUse::Invalid);
+        };
+        // The session's row first, locked (PostgreSQL; SQLite's write transactions are
+        // serialised already): every use of one family's tokens runs one after the other, in
+        // the same lock order as everything that ends sessions (session, then its tokens).
+        // Without it, concurrent reuses of one token deadlocked each other's cascades.
+        let found = self.query_opt(
+            self.dialect(
+                "SELECT s.user_id, s.expires_at, s.absolute_expires_at, u.state, u.session_epoch
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.session_id = ?1",
+                "SELECT s.user_id, s.expires_at, s.absolute_expires_at, u.state, u.session_epoch
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.session_id = ?1 FOR UPDATE OF s",
+            ),
+            args![session_id.as_str()],
             |r| {
                 Ok((
                     r.get::<String>(0)?,
-                    r.get::<Option<i64>>(1)?,
-                    r.get::<String>(2)?,
-                    r.get::<i64>(3)?,
+                    r.get::<i64>(1)?,
+                    r.get::<i64>(2)?,
+                    r.get::<String>(3)?,
                     r.get::<i64>(4)?,
-                    r.get::<String>(5)?,
-                    r.get::<i64>(6)?,
                 ))
             },
         )?;
-        let Some((session_id, used_at, user_id, expires_at, absolute, state, epoch)) = found else {
+        let Some((user_id, expires_at, absolute, state, epoch)) = found else {
+            // The session ended since (and took its tokens with it).
+            return Ok(RefreshUse::Invalid);
+        };
+        // Read again under the session's lock: a use that committed meanwhile shows now.
+        let used_at: Option<Option<i64>> = self.query_opt(
+            "SELECT used_at FROM refresh_tokens WHERE digest = ?1",
+            args![digest],
+            |r| r.get::<Option<i64>>(0),
+        )?;
+        let Some(used_at) = used_at else {
             return Ok(RefreshUse::Invalid);
         };
         if used_at.is_some() {
