@@ -89,6 +89,12 @@ operations! {
     Jwks = "jwks" => Session, mutating: false;
     /// Trades a refresh token for a new access token and refresh token.
     Refresh = "refresh" => Session, mutating: true;
+    /// Creates a service client (administrative).
+    CreateServiceClient = "create_service_client" => Account, mutating: true;
+    /// Revokes a service client (administrative).
+    RevokeServiceClient = "revoke_service_client" => Account, mutating: true;
+    /// Trades a service client's id and secret for an access token.
+    ServiceToken = "service_token" => Session, mutating: false;
 }
 
 impl fmt::Display for Operation {
@@ -131,6 +137,9 @@ mod tests {
                 "deletion_status",
                 "jwks",
                 "refresh",
+                "create_service_client",
+                "revoke_service_client",
+                "service_token",
             ]
         );
     }

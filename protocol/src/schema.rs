@@ -155,6 +155,13 @@ pub fn all() -> BTreeMap<String, serde_json::Value> {
             Operation::DeletionStatus => operation::<ops::DeletionStatusRequest>(&mut out),
             Operation::Jwks => operation::<ops::JwksRequest>(&mut out),
             Operation::Refresh => operation::<ops::RefreshRequest>(&mut out),
+            Operation::CreateServiceClient => {
+                operation::<ops::CreateServiceClientRequest>(&mut out);
+            }
+            Operation::RevokeServiceClient => {
+                operation::<ops::RevokeServiceClientRequest>(&mut out);
+            }
+            Operation::ServiceToken => operation::<ops::ServiceTokenRequest>(&mut out),
         }
     }
     out.insert("error.json".into(), error_envelope());

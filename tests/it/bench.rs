@@ -216,3 +216,18 @@ fn verify_runs_check_beside_local_token_verification() {
         );
     }
 }
+
+#[test]
+fn client_secret_compares_argon2_with_the_keyed_digest() {
+    let report = bench("client-secret", &[]);
+    for figure in [
+        "argon2_per_s_one_thread",
+        "hmac_per_s_one_thread",
+        "hmac_over_argon2",
+    ] {
+        assert!(
+            report["figures"][figure]["value"].as_f64().unwrap() > 0.0,
+            "{figure}"
+        );
+    }
+}

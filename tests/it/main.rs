@@ -36,6 +36,7 @@ mod provider;
 mod refresh;
 mod schemas;
 mod security;
+mod service_clients;
 mod session_list;
 mod sessions;
 mod shadow;

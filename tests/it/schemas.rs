@@ -175,6 +175,15 @@ fn valid_bodies() -> Vec<(&'static str, Value)> {
         ("deletion_status", json!({"user_id": "u"})),
         ("jwks", json!({})),
         ("refresh", json!({"refresh_token": "r"})),
+        (
+            "create_service_client",
+            json!({"name": "billing", "scopes": ["invoices:read"]}),
+        ),
+        ("revoke_service_client", json!({"client_id": "svc_x"})),
+        (
+            "service_token",
+            json!({"client_id": "svc_x", "client_secret": "s"}),
+        ),
     ]
 }
 

@@ -82,7 +82,11 @@ pub enum Role {
 /// The role an operation needs.
 pub fn required_role(op: Operation) -> Role {
     match op {
-        Operation::Suspend | Operation::Unsuspend | Operation::DeleteUser => Role::Admin,
+        Operation::Suspend
+        | Operation::Unsuspend
+        | Operation::DeleteUser
+        | Operation::CreateServiceClient
+        | Operation::RevokeServiceClient => Role::Admin,
         Operation::StartReset => Role::Reset,
         _ => Role::Service,
     }
@@ -181,7 +185,9 @@ mod tests {
             assert!(ok(Some("ops")), "{op}: admin may do everything");
             let expected_web = *op != Operation::Suspend
                 && *op != Operation::Unsuspend
-                && *op != Operation::DeleteUser;
+                && *op != Operation::DeleteUser
+                && *op != Operation::CreateServiceClient
+                && *op != Operation::RevokeServiceClient;
             assert_eq!(ok(Some("web")), expected_web, "{op}: reset role");
             let expected_other = !is_administrative(*op);
             assert_eq!(ok(Some("billing")), expected_other, "{op}: service role");

@@ -9,7 +9,9 @@ use crate::crypto::RandomError;
 use crate::keys::ServerKey;
 use crate::sealing::{SealError, Sealer};
 use crate::store::signing_keys::SigningKeyRecord;
-use authq_protocol::ops::{ACCESS_TOKEN_ALG, AccessClaims, CLIENT_TYPE_USER, Jwk, JwksReply};
+use authq_protocol::ops::{
+    ACCESS_TOKEN_ALG, AccessClaims, CLIENT_TYPE_SERVICE, CLIENT_TYPE_USER, Jwk, JwksReply,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -20,6 +22,9 @@ use zeroize::Zeroizing;
 
 /// The label the signing keys' sealing key is derived by from the server key.
 const SEALING_LABEL: &str = "authq signing keys v1";
+
+/// The label of the key service client secrets are digested under.
+const CLIENT_SECRET_LABEL: &str = "authq service client secrets v1";
 
 /// Why a token or key could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +79,7 @@ pub struct SignedAccess {
 pub struct Tokens {
     config: TokenConfig,
     sealer: Sealer,
+    client_key: Zeroizing<[u8; 32]>,
     active: Mutex<Option<Arc<SigningKey>>>,
     /// The kids last written to the JWKS file (to rewrite it only when they change).
     written: Mutex<Option<Vec<String>>>,
@@ -93,6 +99,7 @@ impl Tokens {
         Self {
             config,
             sealer: Sealer::derived(server_key, SEALING_LABEL),
+            client_key: server_key.derive(CLIENT_SECRET_LABEL),
             active: Mutex::new(None),
             written: Mutex::new(None),
         }
@@ -101,6 +108,21 @@ impl Tokens {
     /// The configuration.
     pub fn config(&self) -> &TokenConfig {
         &self.config
+    }
+
+    /// The keyed digest a service client's secret is stored under: HMAC-SHA256 under a key
+    /// derived from the server key. A fast hash suffices for a 256-bit random secret (no
+    /// guessing attack is feasible, unlike a password), and keeps `service_token` cheap.
+    pub fn client_secret_digest(&self, client_id: &str, secret: &str) -> crate::crypto::Digest {
+        use hmac::{Hmac, Mac};
+        let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(self.client_key.as_ref()) else {
+            unreachable!("HMAC takes keys of any length")
+        };
+        for part in [client_id.as_bytes(), secret.as_bytes()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
     }
 
     /// The cached key, if it still signs at `now`.
@@ -160,18 +182,50 @@ impl Tokens {
             .min(key.expires_at);
         let claims = AccessClaims {
             sub: sub.to_owned(),
-            sid: sid.to_owned(),
+            sid: Some(sid.to_owned()),
             client_type: CLIENT_TYPE_USER.to_owned(),
+            scope: None,
             iat: now.div_euclid(1000),
             exp: expires_at.div_euclid(1000),
             iss: self.config.issuer.clone(),
             aud: self.config.audience.clone(),
             jti: crate::crypto::new_session_id()?,
-            session_epoch,
+            session_epoch: Some(session_epoch),
         };
+        self.sign(key, &claims)
+    }
+
+    /// Signs a service client's access token (`client_type: service`, `scope`) at `now`.
+    pub fn sign_service(
+        &self,
+        key: &SigningKey,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> Result<SignedAccess, TokenError> {
+        let expires_at = now
+            .saturating_add(duration_ms(self.config.access_ttl))
+            .min(key.expires_at);
+        let claims = AccessClaims {
+            sub: client_id.to_owned(),
+            sid: None,
+            client_type: CLIENT_TYPE_SERVICE.to_owned(),
+            scope: Some(scope.to_owned()),
+            iat: now.div_euclid(1000),
+            exp: expires_at.div_euclid(1000),
+            iss: self.config.issuer.clone(),
+            aud: self.config.audience.clone(),
+            jti: crate::crypto::new_session_id()?,
+            session_epoch: None,
+        };
+        self.sign(key, &claims)
+    }
+
+    /// Encodes and signs `claims` with `key`.
+    fn sign(&self, key: &SigningKey, claims: &AccessClaims) -> Result<SignedAccess, TokenError> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)?;
+        let token = jsonwebtoken::encode(&header, claims, &key.encoding)?;
         Ok(SignedAccess {
             token: authq_protocol::Secret::new(token),
             expires_at: claims.exp.saturating_mul(1000),

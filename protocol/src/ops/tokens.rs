@@ -69,16 +69,21 @@ pub struct Jwk {
 }
 
 /// The claims of an access token (a JWT signed with EdDSA, header `kid` naming its key).
+/// `sub` is a user id when `client_type` is `user`, a service client's id when it is `service`.
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     /// The user id.
     pub sub: String,
     /// The id of the session the token was issued from (as `list_sessions` shows it; never
-    /// the session token).
-    pub sid: String,
-    /// Who the token was issued to: `user`.
+    /// the session token). Absent from a service client's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Who the token was issued to: `user`, or `service` (a service client).
     pub client_type: String,
+    /// A service client's scopes, space-separated (RFC 9068); absent from a user's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Issued at (Unix seconds).
     pub iat: i64,
     /// Expires at (Unix seconds).
@@ -90,8 +95,10 @@ pub struct AccessClaims {
     /// The token's unique id.
     pub jti: String,
     /// The user's session epoch when the token was issued (as `check` reports it): a gateway
-    /// that saw a higher epoch in an event refuses the token.
-    pub session_epoch: u64,
+    /// that saw a higher epoch in an event refuses the token. Absent from a service client's
+    /// token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_epoch: Option<u64>,
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod account;
 pub mod deletion;
 mod login_failure;
 pub mod password;
+pub mod service_clients;
 pub mod session;
 #[cfg(feature = "social")]
 pub mod social;
@@ -433,6 +434,9 @@ pub async fn dispatch(
         Operation::DeletionStatus => route!(boxed deletion::deletion_status),
         Operation::Jwks => route!(boxed tokens::jwks),
         Operation::Refresh => route!(boxed tokens::refresh),
+        Operation::CreateServiceClient => route!(boxed service_clients::create_service_client),
+        Operation::RevokeServiceClient => route!(boxed service_clients::revoke_service_client),
+        Operation::ServiceToken => route!(boxed service_clients::service_token),
     }
 }
 

@@ -29,6 +29,18 @@ pub struct Signer {
 }
 
 impl Signer {
+    /// Signs the access token of service client `client_id` with `scope` at `now`.
+    pub fn sign_service(
+        &self,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> Result<SignedAccess, HandlerError> {
+        self.tokens
+            .sign_service(&self.key, client_id, scope, now)
+            .map_err(|e| HandlerError::from(InternalError::from(e)))
+    }
+
     /// Signs the access token of user `sub` for session `sid` at `now`.
     pub fn sign(
         &self,

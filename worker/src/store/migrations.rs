@@ -170,7 +170,8 @@ const SQLITE: &[&str] = &[
     CREATE INDEX sessions_by_user_created ON sessions(user_id, created_at);
     "#,
     // 11 (issue 17): access token signing keys (the private key sealed with the server key),
-    // and refresh tokens by digest, each tied to its session (they end with it).
+    // refresh tokens by digest, each tied to its session (they end with it), and service
+    // clients (their secret as a keyed digest).
     r#"
     CREATE TABLE signing_keys (
         kid            TEXT PRIMARY KEY,
@@ -187,6 +188,14 @@ const SQLITE: &[&str] = &[
         used_at    INTEGER
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
+    CREATE TABLE service_clients (
+        client_id     TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        secret_digest BLOB NOT NULL,
+        scopes        TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        revoked_at    INTEGER
+    ) STRICT, WITHOUT ROWID;
     "#,
 ];
 
@@ -334,7 +343,7 @@ const POSTGRES: &[&str] = &[
     CREATE UNIQUE INDEX sessions_by_id ON sessions(session_id);
     CREATE INDEX sessions_by_user_created ON sessions(user_id, created_at);
     "#,
-    // 11 (issue 17): signing keys, refresh tokens.
+    // 11 (issue 17): signing keys, refresh tokens, service clients.
     r#"
     CREATE TABLE signing_keys (
         kid            TEXT PRIMARY KEY,
@@ -351,6 +360,14 @@ const POSTGRES: &[&str] = &[
         used_at    BIGINT
     );
     CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
+    CREATE TABLE service_clients (
+        client_id     TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        secret_digest BYTEA NOT NULL,
+        scopes        TEXT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        revoked_at    BIGINT
+    );
     "#,
 ];
 

@@ -31,6 +31,7 @@ pub mod pg_reads;
 pub mod postgres;
 pub mod query;
 pub mod refresh;
+pub mod service_clients;
 pub mod sessions;
 pub mod signing_keys;
 pub mod social;

@@ -6,7 +6,8 @@
 //! - [`echo`]: the broker ceiling; [`raw`]: the raw best-case echo. [`argon2`]: the argon2
 //!   ceiling.
 //! - [`spawn`]: `--spawn`, the worker as a child process (CPU, memory, per-stage timings).
-//! - [`scenarios`]: `ping`, `check`, `login`, `mixed`, `flood`, `latency`, `backlog`, `verify`.
+//! - [`scenarios`]: `ping`, `check`, `login`, `mixed`, `flood`, `latency`, `backlog`, `verify`,
+//!   `client-secret`.
 //! - [`report`]: the table and the JSON.
 
 mod argon2;
@@ -157,6 +158,9 @@ pub enum Scenario {
     /// `check` through the broker beside local access token verification (a spawned pool gets
     /// `--access-tokens`; a running one needs it). Not part of `all`.
     Verify,
+    /// argon2id against HMAC-SHA256 for service client secrets, one thread each, in-process.
+    /// Not part of `all`.
+    ClientSecret,
     /// Every scenario in turn.
     All,
 }
@@ -172,6 +176,7 @@ impl Scenario {
             Self::Latency => "latency",
             Self::Backlog => "backlog",
             Self::Verify => "verify",
+            Self::ClientSecret => "client-secret",
             Self::All => "all",
         }
     }

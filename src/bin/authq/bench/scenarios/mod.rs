@@ -251,6 +251,7 @@ pub async fn run(args: &BenchArgs, scenario: Scenario) -> anyhow::Result<Scenari
             }
         }
         Scenario::Verify => verify::verify(&env, &mut report).await?,
+        Scenario::ClientSecret => verify::client_secret(&env, &mut report).await?,
         Scenario::Backlog | Scenario::All => unreachable!("handled above"),
     }
     env.close(&mut report).await?;

@@ -104,3 +104,46 @@ fn unverified_claims(token: &str) -> anyhow::Result<AccessClaims> {
     let key = jsonwebtoken::DecodingKey::from_secret(&[]);
     Ok(jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)?.claims)
 }
+
+/// `client-secret`: the two ways to store a service client's secret, on one thread each:
+/// argon2id with the pool's parameters (what passwords get) against HMAC-SHA256 under a
+/// server-derived key (what authq uses for 256-bit random client secrets).
+pub(super) async fn client_secret(
+    env: &Env<'_>,
+    report: &mut ScenarioReport,
+) -> anyhow::Result<()> {
+    let runs = env.args.requests.unwrap_or(50).max(10);
+    let argon2 = crate::bench::argon2::measure(env.args.hash_params(), 1, runs).await?;
+    let count = runs.saturating_mul(1000);
+    let hmac = tokio::task::spawn_blocking(move || {
+        let key = authq_worker::keys::ServerKey::from_bytes([7; 32]);
+        let tokens = authq_worker::tokens::Tokens::new(Default::default(), &key);
+        let secret = "k3Jd9vX2mQ8pL5tR7wY1zA4bC6eF0gH2iJ8kL3mN5oP";
+        let start = Instant::now();
+        let mut last = [0u8; 32];
+        for i in 0..count {
+            last = tokens.client_secret_digest(if i % 2 == 0 { "svc_a" } else { "svc_b" }, secret);
+        }
+        (start.elapsed(), last[0])
+    })
+    .await
+    .context("the HMAC thread")?;
+    let hmac_rate = count as f64 / hmac.0.as_secs_f64().max(f64::MIN_POSITIVE);
+    report.streams.push(super::env::ceiling_stream(&argon2, 1));
+    report.figure(
+        "argon2_per_s_one_thread",
+        argon2.rate(),
+        "(argon2id verifications, the pool's parameters)",
+    );
+    report.figure(
+        "hmac_per_s_one_thread",
+        hmac_rate,
+        "(HMAC-SHA256 digests of a client id and secret, the stored form)",
+    );
+    report.figure(
+        "hmac_over_argon2",
+        hmac_rate / argon2.rate().max(1e-9),
+        "(how much cheaper one service_token's secret check is)",
+    );
+    Ok(())
+}

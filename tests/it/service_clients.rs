@@ -1,0 +1,182 @@
+//! Service clients (issue 17, point 4): created and revoked by administrators, authenticated by
+//! id and secret, issued access tokens with `client_type: service` and their scopes, and never
+//! able to call a user operation.
+
+use crate::harness::{TestEnv, assert_code};
+use authq::ErrorCode;
+use authq::protocol::ops::{
+    CreateServiceClientRequest, JwksRequest, ProfileMode, RevokeServiceClientRequest,
+    ServiceClientCreated, ServiceTokenRequest,
+};
+use authq::verify::Verifier;
+use authq::{Client, Secret};
+
+async fn create(client: &Client, name: &str, scopes: &[&str]) -> ServiceClientCreated {
+    client
+        .call(&CreateServiceClientRequest {
+            name: name.into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        })
+        .await
+        .expect("create_service_client")
+}
+
+fn token_request(id: &str, secret: &str) -> ServiceTokenRequest {
+    ServiceTokenRequest {
+        client_id: id.into(),
+        client_secret: Secret::from(secret),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_client_gets_scoped_service_tokens_until_revoked() {
+    let env = TestEnv::start_with(|c| c.tokens.enabled = true).await;
+    let c = &env.client;
+    let billing = create(c, "billing", &["invoices:write", "invoices:read"]).await;
+    assert!(billing.client_id.starts_with("svc_"));
+    assert_eq!(billing.scopes, ["invoices:read", "invoices:write"]);
+    // Only a keyed digest is stored.
+    let stored: Vec<Vec<u8>> = env.db(|tx| {
+        tx.query_all("SELECT secret_digest FROM service_clients", &[], |r| {
+            r.get(0)
+        })
+    });
+    assert_eq!(stored.len(), 1);
+    assert_ne!(
+        stored[0].as_slice(),
+        billing.client_secret.expose().as_bytes()
+    );
+
+    let secret = billing.client_secret.expose();
+    let reply = c
+        .call(&token_request(&billing.client_id, secret))
+        .await
+        .unwrap();
+    let set = c.call(&JwksRequest {}).await.unwrap();
+    let claims = Verifier::new(&set, "authq", "authq")
+        .unwrap()
+        .verify(reply.access_token.expose(), env.clock_now() / 1000)
+        .unwrap();
+    assert_eq!(claims.client_type, "service");
+    assert_eq!(claims.sub, billing.client_id);
+    assert_eq!(
+        claims.scope.as_deref(),
+        Some("invoices:read invoices:write")
+    );
+    assert_eq!((claims.sid, claims.session_epoch), (None, None));
+    assert_eq!(claims.exp * 1000, reply.access_expires_at);
+
+    // Bad input is refused before anything is stored.
+    for (name, scopes) in [("", vec![]), ("ok", vec!["has space".to_owned()])] {
+        assert_code(
+            c.call(&CreateServiceClientRequest {
+                name: name.into(),
+                scopes,
+            })
+            .await,
+            ErrorCode::BadRequest,
+        );
+    }
+    assert_eq!(env.count("service_clients"), 1);
+
+    // Wrong secret, unknown client: the same refusal.
+    assert_code(
+        c.call(&token_request(&billing.client_id, "wrong")).await,
+        ErrorCode::InvalidCredentials,
+    );
+    assert_code(
+        c.call(&token_request("svc_nobody", secret)).await,
+        ErrorCode::InvalidCredentials,
+    );
+    // Another client's secret does not open this one.
+    let other = create(c, "mailer", &[]).await;
+    assert_code(
+        c.call(&token_request(
+            &billing.client_id,
+            other.client_secret.expose(),
+        ))
+        .await,
+        ErrorCode::InvalidCredentials,
+    );
+
+    // Revoked: no token any more; revoking again is not_found.
+    c.call(&RevokeServiceClientRequest {
+        client_id: billing.client_id.clone(),
+    })
+    .await
+    .unwrap();
+    assert_code(
+        c.call(&token_request(&billing.client_id, secret)).await,
+        ErrorCode::InvalidCredentials,
+    );
+    assert_code(
+        c.call(&RevokeServiceClientRequest {
+            client_id: billing.client_id.clone(),
+        })
+        .await,
+        ErrorCode::NotFound,
+    );
+    c.call(&token_request(
+        &other.client_id,
+        other.client_secret.expose(),
+    ))
+    .await
+    .unwrap();
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_token_opens_no_user_operation() {
+    let env = TestEnv::start_with(|c| c.tokens.enabled = true).await;
+    let c = &env.client;
+    env.active_user("ann@example.com", "correct horse battery")
+        .await;
+    let svc = create(c, "billing", &["profile:write"]).await;
+    let token = c
+        .call(&token_request(&svc.client_id, svc.client_secret.expose()))
+        .await
+        .unwrap()
+        .access_token;
+    let t = token.expose();
+    assert_code(
+        c.change_password(t, "correct horse battery", "another long secret")
+            .await,
+        ErrorCode::SessionInvalid,
+    );
+    assert_code(
+        c.set_profile(t, serde_json::Map::new(), ProfileMode::Merge)
+            .await,
+        ErrorCode::SessionInvalid,
+    );
+    assert_code(c.check(t).await, ErrorCode::SessionInvalid);
+    assert_code(c.get_profile(t).await, ErrorCode::SessionInvalid);
+    assert_code(c.logout_all(t).await, ErrorCode::SessionInvalid);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_administrators_manage_service_clients() {
+    let env = TestEnv::start_with(|c| {
+        c.tokens.enabled = true;
+        c.admin_callers = vec!["someone-else".into()];
+    })
+    .await;
+    assert_code(
+        env.client
+            .call(&CreateServiceClientRequest {
+                name: "x".into(),
+                scopes: vec![],
+            })
+            .await,
+        ErrorCode::Forbidden,
+    );
+    assert_code(
+        env.client
+            .call(&RevokeServiceClientRequest {
+                client_id: "svc_x".into(),
+            })
+            .await,
+        ErrorCode::Forbidden,
+    );
+    env.stop().await;
+}
