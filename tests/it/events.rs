@@ -82,6 +82,7 @@ pub(crate) struct SeenData {
     pub expires_at: Option<i64>,
     pub services: Option<Vec<String>>,
     pub missing: Option<Vec<String>>,
+    pub client_id: Option<String>,
 }
 
 /// The next event on `consumer` (bounded), with its routing key. It must decode as the typed

@@ -2,6 +2,7 @@
 //! id and secret, issued access tokens with `client_type: service` and their scopes, and never
 //! able to call a user operation.
 
+use crate::events::{next_event, subscribe};
 use crate::harness::{TestEnv, assert_code};
 use authq::ErrorCode;
 use authq::protocol::ops::{
@@ -31,8 +32,21 @@ fn token_request(id: &str, secret: &str) -> ServiceTokenRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_client_gets_scoped_service_tokens_until_revoked() {
     let env = TestEnv::start_with(|c| c.tokens.enabled = true).await;
+    let queue = format!("{}.test-service-client-events", env.config.namespace);
+    let mut events = subscribe(
+        &env,
+        &queue,
+        &["service_client.created", "service_client.revoked"],
+    )
+    .await;
     let c = &env.client;
     let billing = create(c, "billing", &["invoices:write", "invoices:read"]).await;
+    let (key, created) = next_event(&mut events).await;
+    assert_eq!(key, "service_client.created");
+    assert_eq!(
+        created.data.client_id.as_deref(),
+        Some(billing.client_id.as_str())
+    );
     assert!(billing.client_id.starts_with("svc_"));
     assert_eq!(billing.scopes, ["invoices:read", "invoices:write"]);
     // Only a keyed digest is stored.
@@ -108,6 +122,15 @@ async fn a_service_client_gets_scoped_service_tokens_until_revoked() {
     assert_code(
         c.call(&token_request(&billing.client_id, secret)).await,
         ErrorCode::InvalidCredentials,
+    );
+    // `mailer`'s creation, then the revocation.
+    let (key, _) = next_event(&mut events).await;
+    assert_eq!(key, "service_client.created");
+    let (key, revoked) = next_event(&mut events).await;
+    assert_eq!(key, "service_client.revoked");
+    assert_eq!(
+        revoked.data.client_id.as_deref(),
+        Some(billing.client_id.as_str())
     );
     assert_code(
         c.call(&RevokeServiceClientRequest {

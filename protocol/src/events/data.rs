@@ -195,3 +195,11 @@ pub struct UserDeletionCompleted {
     /// The services that had not when the deadline passed (empty when all did).
     pub missing: Vec<String>,
 }
+
+/// `service_client.created` and `service_client.revoked`: a service client (never its secret).
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceClientChanged {
+    /// The client id.
+    pub client_id: String,
+}

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 mod data;
+pub use data::ServiceClientChanged;
 pub use data::{
     LoginFailed, LoginMethod, LoginSucceeded, PasswordChangeReason, PasswordChanged,
     PasswordResetRequested, SessionEndReason, SessionEnded, UserDeleted, UserDeletionCompleted,
@@ -79,6 +80,10 @@ event_kinds! {
     /// A user's deletion cascade ended: `user_id`, `services` (those that acknowledged) and
     /// `missing` (those that had not when the deadline passed; empty when all did).
     UserDeletionCompleted = "user.deletion_completed", secret: false;
+    /// A service client was created (`create_service_client`): `client_id`.
+    ServiceClientCreated = "service_client.created", secret: false;
+    /// A service client was revoked (`revoke_service_client`): `client_id`.
+    ServiceClientRevoked = "service_client.revoked", secret: false;
 }
 
 impl EventKind {
@@ -172,6 +177,10 @@ event_bodies! {
     UserDeleted(UserDeleted),
     /// `user.deletion_completed`.
     UserDeletionCompleted(UserDeletionCompleted),
+    /// `service_client.created`.
+    ServiceClientCreated(ServiceClientChanged),
+    /// `service_client.revoked`.
+    ServiceClientRevoked(ServiceClientChanged),
 }
 
 impl EventBody {
@@ -188,6 +197,7 @@ impl EventBody {
             Self::UserSuspended(d) => Some(&d.user_id),
             Self::UserDeleted(d) => Some(&d.user_id),
             Self::UserDeletionCompleted(d) => Some(&d.user_id),
+            Self::ServiceClientCreated(_) | Self::ServiceClientRevoked(_) => None,
         }
     }
 }
@@ -271,6 +281,8 @@ mod tests {
                 "user.unsuspended",
                 "user.deleted",
                 "user.deletion_completed",
+                "service_client.created",
+                "service_client.revoked",
             ]
         );
     }

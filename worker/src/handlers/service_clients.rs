@@ -8,6 +8,7 @@
 use super::Call;
 use crate::crypto;
 use crate::error::HandlerError;
+use authq_protocol::events::{EventBody, ServiceClientChanged};
 use authq_protocol::ops::{
     CreateServiceClientRequest, Empty, RevokeServiceClientRequest, ServiceClientCreated,
     ServiceTokenReply, ServiceTokenRequest,
@@ -50,8 +51,13 @@ pub async fn create_service_client(
     let digest = ctx.tokens.client_secret_digest(&client_id, secret.expose());
     let now = ctx.now();
     let (id, joined) = (client_id.clone(), scopes.join(" "));
+    let events = std::sync::Arc::clone(&ctx.events);
     ctx.commit(
-        move |s| s.insert_service_client(&id, &name, &digest, &joined, now),
+        move |s| {
+            s.insert_service_client(&id, &name, &digest, &joined, now)?;
+            let body = EventBody::ServiceClientCreated(ServiceClientChanged { client_id: id });
+            events.record(s, body, now)
+        },
         move |()| {
             tracing::info!(client_id = %client_id, "service client created");
             Ok(ServiceClientCreated {
@@ -72,8 +78,16 @@ pub async fn revoke_service_client(
 ) -> Result<Empty, HandlerError> {
     let now = ctx.now();
     let id = req.client_id.clone();
+    let events = std::sync::Arc::clone(&ctx.events);
     ctx.commit(
-        move |s| s.revoke_service_client(&id, now),
+        move |s| {
+            let revoked = s.revoke_service_client(&id, now)?;
+            if revoked {
+                let body = EventBody::ServiceClientRevoked(ServiceClientChanged { client_id: id });
+                events.record(s, body, now)?;
+            }
+            Ok(revoked)
+        },
         move |revoked| {
             if revoked {
                 tracing::info!(client_id = %req.client_id, "service client revoked");
