@@ -95,6 +95,10 @@ operations! {
     RevokeServiceClient = "revoke_service_client" => Account, mutating: true;
     /// Trades a service client's id and secret for an access token.
     ServiceToken = "service_token" => Session, mutating: false;
+    /// Lists the service clients (administrative).
+    ListServiceClients = "list_service_clients" => Account, mutating: false;
+    /// Gives a service client a new secret (administrative).
+    RotateServiceClientSecret = "rotate_service_client_secret" => Account, mutating: true;
 }
 
 impl fmt::Display for Operation {
@@ -140,6 +144,8 @@ mod tests {
                 "create_service_client",
                 "revoke_service_client",
                 "service_token",
+                "list_service_clients",
+                "rotate_service_client_secret",
             ]
         );
     }

@@ -162,6 +162,12 @@ pub fn all() -> BTreeMap<String, serde_json::Value> {
                 operation::<ops::RevokeServiceClientRequest>(&mut out);
             }
             Operation::ServiceToken => operation::<ops::ServiceTokenRequest>(&mut out),
+            Operation::ListServiceClients => {
+                operation::<ops::ListServiceClientsRequest>(&mut out);
+            }
+            Operation::RotateServiceClientSecret => {
+                operation::<ops::RotateServiceClientSecretRequest>(&mut out);
+            }
         }
     }
     out.insert("error.json".into(), error_envelope());

@@ -184,6 +184,11 @@ fn valid_bodies() -> Vec<(&'static str, Value)> {
             "service_token",
             json!({"client_id": "svc_x", "client_secret": "s"}),
         ),
+        ("list_service_clients", json!({})),
+        (
+            "rotate_service_client_secret",
+            json!({"client_id": "svc_x"}),
+        ),
     ]
 }
 

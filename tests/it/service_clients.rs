@@ -6,11 +6,13 @@ use crate::events::{next_event, subscribe};
 use crate::harness::{TestEnv, assert_code};
 use authq::ErrorCode;
 use authq::protocol::ops::{
-    CreateServiceClientRequest, JwksRequest, ProfileMode, RevokeServiceClientRequest,
-    ServiceClientCreated, ServiceTokenRequest,
+    CreateServiceClientRequest, JwksRequest, ListServiceClientsRequest, ProfileMode,
+    RevokeServiceClientRequest, RotateServiceClientSecretRequest, ServiceClientCreated,
+    ServiceTokenRequest,
 };
 use authq::verify::Verifier;
 use authq::{Client, Secret};
+use std::time::Duration;
 
 async fn create(client: &Client, name: &str, scopes: &[&str]) -> ServiceClientCreated {
     client
@@ -201,5 +203,82 @@ async fn only_administrators_manage_service_clients() {
             .await,
         ErrorCode::Forbidden,
     );
+    assert_code(
+        env.client.call(&ListServiceClientsRequest {}).await,
+        ErrorCode::Forbidden,
+    );
+    assert_code(
+        env.client
+            .call(&RotateServiceClientSecretRequest {
+                client_id: "svc_x".into(),
+            })
+            .await,
+        ErrorCode::Forbidden,
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_list_service_clients_and_rotate_their_secrets() {
+    let env = TestEnv::start_with(|c| c.tokens.enabled = true).await;
+    let c = &env.client;
+    let a = create(c, "billing", &["invoices:read"]).await;
+    env.clock.advance(Duration::from_millis(5));
+    let b = create(c, "mailer", &[]).await;
+
+    // Rotation: the new secret works, the old one no more.
+    let rotated = c
+        .call(&RotateServiceClientSecretRequest {
+            client_id: a.client_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(rotated.client_id, a.client_id);
+    assert_eq!(rotated.scopes, ["invoices:read"]);
+    assert_ne!(rotated.client_secret, a.client_secret);
+    assert_code(
+        c.call(&token_request(&a.client_id, a.client_secret.expose()))
+            .await,
+        ErrorCode::InvalidCredentials,
+    );
+    c.call(&token_request(&a.client_id, rotated.client_secret.expose()))
+        .await
+        .unwrap();
+
+    c.call(&RevokeServiceClientRequest {
+        client_id: b.client_id.clone(),
+    })
+    .await
+    .unwrap();
+    assert_code(
+        c.call(&RotateServiceClientSecretRequest {
+            client_id: b.client_id.clone(),
+        })
+        .await,
+        ErrorCode::NotFound,
+    );
+
+    let list = c.call(&ListServiceClientsRequest {}).await.unwrap();
+    let shown: Vec<(&str, &str, bool)> = list
+        .clients
+        .iter()
+        .map(|s| {
+            (
+                s.client_id.as_str(),
+                s.name.as_str(),
+                s.revoked_at.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (a.client_id.as_str(), "billing", false),
+            (b.client_id.as_str(), "mailer", true)
+        ]
+    );
+    assert_eq!(list.clients[0].scopes, ["invoices:read"]);
+    let text = format!("{list:?}");
+    assert!(!text.contains(rotated.client_secret.expose()));
     env.stop().await;
 }

@@ -86,7 +86,9 @@ pub fn required_role(op: Operation) -> Role {
         | Operation::Unsuspend
         | Operation::DeleteUser
         | Operation::CreateServiceClient
-        | Operation::RevokeServiceClient => Role::Admin,
+        | Operation::RevokeServiceClient
+        | Operation::ListServiceClients
+        | Operation::RotateServiceClientSecret => Role::Admin,
         Operation::StartReset => Role::Reset,
         _ => Role::Service,
     }
@@ -187,7 +189,9 @@ mod tests {
                 && *op != Operation::Unsuspend
                 && *op != Operation::DeleteUser
                 && *op != Operation::CreateServiceClient
-                && *op != Operation::RevokeServiceClient;
+                && *op != Operation::RevokeServiceClient
+                && *op != Operation::ListServiceClients
+                && *op != Operation::RotateServiceClientSecret;
             assert_eq!(ok(Some("web")), expected_web, "{op}: reset role");
             let expected_other = !is_administrative(*op);
             assert_eq!(ok(Some("billing")), expected_other, "{op}: service role");

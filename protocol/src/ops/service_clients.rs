@@ -64,3 +64,44 @@ pub struct ServiceTokenReply {
     /// When it expires (Unix ms).
     pub access_expires_at: i64,
 }
+
+/// `list_service_clients`: no arguments.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListServiceClientsRequest {}
+request!(ListServiceClientsRequest => ListServiceClients, ServiceClientList);
+
+/// The reply to `list_service_clients`: every client, revoked ones too, oldest first.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceClientList {
+    /// The clients (never their secrets).
+    pub clients: Vec<ServiceClientSummary>,
+}
+
+/// One service client as `list_service_clients` shows it.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceClientSummary {
+    /// The client id.
+    pub client_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// When it was created (Unix ms).
+    pub created_at: i64,
+    /// When it was revoked (Unix ms); absent while it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+}
+
+/// `rotate_service_client_secret`: gives the client a new secret; the old one stops working at
+/// once.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateServiceClientSecretRequest {
+    /// The client id.
+    pub client_id: String,
+}
+request!(RotateServiceClientSecretRequest => RotateServiceClientSecret, ServiceClientCreated);

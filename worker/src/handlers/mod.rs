@@ -437,6 +437,10 @@ pub async fn dispatch(
         Operation::CreateServiceClient => route!(boxed service_clients::create_service_client),
         Operation::RevokeServiceClient => route!(boxed service_clients::revoke_service_client),
         Operation::ServiceToken => route!(boxed service_clients::service_token),
+        Operation::ListServiceClients => route!(boxed service_clients::list_service_clients),
+        Operation::RotateServiceClientSecret => {
+            route!(boxed service_clients::rotate_service_client_secret)
+        }
     }
 }
 

@@ -10,8 +10,9 @@ use crate::crypto;
 use crate::error::HandlerError;
 use authq_protocol::events::{EventBody, ServiceClientChanged};
 use authq_protocol::ops::{
-    CreateServiceClientRequest, Empty, RevokeServiceClientRequest, ServiceClientCreated,
-    ServiceTokenReply, ServiceTokenRequest,
+    CreateServiceClientRequest, Empty, ListServiceClientsRequest, RevokeServiceClientRequest,
+    RotateServiceClientSecretRequest, ServiceClientCreated, ServiceClientList,
+    ServiceClientSummary, ServiceTokenReply, ServiceTokenRequest,
 };
 use subtle::ConstantTimeEq;
 
@@ -126,4 +127,55 @@ pub async fn service_token(
         access_token: access.token,
         access_expires_at: access.expires_at,
     })
+}
+
+/// Splits stored scopes (space-separated) into a list.
+fn scope_list(scopes: &str) -> Vec<String> {
+    scopes.split_whitespace().map(str::to_owned).collect()
+}
+
+/// `list_service_clients`: every client, revoked ones too (never a secret).
+pub async fn list_service_clients(
+    ctx: &Call<'_>,
+    _req: ListServiceClientsRequest,
+) -> Result<ServiceClientList, HandlerError> {
+    let rows = ctx.read(|s| s.list_service_clients()).await?;
+    Ok(ServiceClientList {
+        clients: rows
+            .into_iter()
+            .map(|row| ServiceClientSummary {
+                scopes: scope_list(&row.scopes),
+                client_id: row.client_id,
+                name: row.name,
+                created_at: row.created_at,
+                revoked_at: row.revoked_at,
+            })
+            .collect(),
+    })
+}
+
+/// `rotate_service_client_secret`: a new secret, shown once; the old one stops working at
+/// once. `not_found` for an unknown or revoked client.
+pub async fn rotate_service_client_secret(
+    ctx: &Call<'_>,
+    req: RotateServiceClientSecretRequest,
+) -> Result<ServiceClientCreated, HandlerError> {
+    let (secret, _) = crypto::new_token()?;
+    let digest = ctx
+        .tokens
+        .client_secret_digest(&req.client_id, secret.expose());
+    let id = req.client_id.clone();
+    ctx.commit(
+        move |s| s.rotate_service_client_secret(&id, &digest),
+        move |scopes| {
+            let scopes = scopes.ok_or(HandlerError::NotFound)?;
+            tracing::info!(client_id = %req.client_id, "service client secret rotated");
+            Ok(ServiceClientCreated {
+                client_id: req.client_id,
+                client_secret: secret,
+                scopes: scope_list(&scopes),
+            })
+        },
+    )
+    .await
 }

@@ -17,6 +17,21 @@ pub struct ServiceClientRecord {
     pub scopes: String,
 }
 
+/// A service client as listed (no secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceClientRow {
+    /// The client id.
+    pub client_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its scopes, space-separated.
+    pub scopes: String,
+    /// When it was created (Unix ms).
+    pub created_at: i64,
+    /// When it was revoked (Unix ms).
+    pub revoked_at: Option<i64>,
+}
+
 impl Tx<'_> {
     /// Stores a new service client.
     pub fn insert_service_client(
@@ -62,5 +77,44 @@ impl Tx<'_> {
             args![client_id, now],
         )?;
         Ok(n == 1)
+    }
+
+    /// Every client, oldest first.
+    pub fn list_service_clients(&mut self) -> Result<Vec<ServiceClientRow>, StoreError> {
+        self.query_all(
+            "SELECT client_id, name, scopes, created_at, revoked_at FROM service_clients
+             ORDER BY created_at, client_id",
+            args![],
+            |r| {
+                Ok(ServiceClientRow {
+                    client_id: r.get(0)?,
+                    name: r.get(1)?,
+                    scopes: r.get(2)?,
+                    created_at: r.get(3)?,
+                    revoked_at: r.get(4)?,
+                })
+            },
+        )
+    }
+
+    /// Replaces the secret digest of a client not revoked; returns its scopes, or `None` if
+    /// there is no such client.
+    pub fn rotate_service_client_secret(
+        &mut self,
+        client_id: &str,
+        secret_digest: &Digest,
+    ) -> Result<Option<String>, StoreError> {
+        let n = self.execute(
+            "UPDATE service_clients SET secret_digest = ?2
+             WHERE client_id = ?1 AND revoked_at IS NULL",
+            args![client_id, secret_digest],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.query_value(
+            "SELECT scopes FROM service_clients WHERE client_id = ?1",
+            args![client_id],
+        )
     }
 }
