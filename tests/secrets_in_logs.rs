@@ -164,6 +164,40 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
     secrets.push(rotated.refresh_token.expose().to_owned());
     secrets.push(rotated.access_token.expose().to_owned());
     note(Ok(format!("{rotated:?}")));
+    // A service client: its secret (at creation and rotation) and its token.
+    let svc = c
+        .call(&authq::protocol::ops::CreateServiceClientRequest {
+            name: "billing".into(),
+            scopes: vec!["invoices:read".into()],
+        })
+        .await
+        .unwrap();
+    secrets.push(svc.client_secret.expose().to_owned());
+    note(Ok(format!("{svc:?}")));
+    let svc_token = c
+        .call(&authq::protocol::ops::ServiceTokenRequest {
+            client_id: svc.client_id.clone(),
+            client_secret: svc.client_secret.clone(),
+        })
+        .await
+        .unwrap();
+    secrets.push(svc_token.access_token.expose().to_owned());
+    note(Ok(format!("{svc_token:?}")));
+    let svc_rotated = c
+        .call(&authq::protocol::ops::RotateServiceClientSecretRequest {
+            client_id: svc.client_id.clone(),
+        })
+        .await
+        .unwrap();
+    secrets.push(svc_rotated.client_secret.expose().to_owned());
+    note(
+        c.call(&authq::protocol::ops::ServiceTokenRequest {
+            client_id: svc.client_id.clone(),
+            client_secret: svc.client_secret.clone(),
+        })
+        .await
+        .map(|r| format!("{r:?}")),
+    );
     note(
         c.call(&authq::protocol::ops::RefreshRequest {
             refresh_token: first,
