@@ -233,8 +233,13 @@ def test_typed_results_cover_the_reply_schemas():
         "social_url": a.SocialUrlResult, "social_login": a.SocialLoginResult,
         "link_social": a.LinkSocialResult, "deletion_done": a.DeletionStatus,
         "deletion_status": a.DeletionStatus, "list_sessions": a.ListSessionsResult,
+        "jwks": a.JwksResult, "refresh": a.RefreshResult,
+        "create_service_client": a.ServiceClientResult,
+        "rotate_service_client_secret": a.ServiceClientResult,
+        "service_token": a.ServiceTokenResult,
+        "list_service_clients": a.ServiceClientListResult,
     }
-    empty = {"ping", "logout", "end_session"}
+    empty = {"ping", "logout", "end_session", "revoke_service_client"}
     assert {p.stem for p in schemas.glob("*.json")} == set(types) | empty
     for op, cls in types.items():
         schema = json.loads((schemas / f"{op}.json").read_text())

@@ -35,9 +35,23 @@ const NAMES = {
   ping: "Empty",
   logout: "Empty",
   end_session: "Empty",
+  jwks: "JwksResult",
+  refresh: "RefreshResult",
+  create_service_client: "ServiceClientResult",
+  rotate_service_client_secret: "ServiceClientResult",
+  revoke_service_client: "Empty",
+  service_token: "ServiceTokenResult",
+  list_service_clients: "ServiceClientListResult",
 };
 // $defs → exported names.
-const DEFS = { UserInfo: "User", UserState: "UserState", Profile: "Profile", SessionSummary: "SessionSummary" };
+const DEFS = {
+  UserInfo: "User",
+  UserState: "UserState",
+  Profile: "Profile",
+  SessionSummary: "SessionSummary",
+  Jwk: "Jwk",
+  ServiceClientSummary: "ServiceClientSummary",
+};
 
 function doc(description, indent) {
   if (!description) return "";
