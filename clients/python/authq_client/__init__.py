@@ -44,7 +44,11 @@ from .types import (
     UserStateResult,
 )
 
+from .verify import TokenRefused, verify_access_token
+
 __all__ = [
+    "TokenRefused",
+    "verify_access_token",
     "PROTOCOL_VERSION",
     "AuthqClient",
     "AuthqError",
