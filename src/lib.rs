@@ -73,6 +73,8 @@
 pub mod client;
 pub mod error;
 mod social;
+#[cfg(feature = "verify")]
+pub mod verify;
 
 pub use authq_protocol as protocol;
 pub use authq_protocol::{ErrorCode, Secret};

@@ -95,6 +95,8 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
     let env = TestEnv::start_with(|c| {
         c.limits.login_failures = 3;
         c.social = social;
+        // Access tokens and their signing keys must not leak either.
+        c.tokens.enabled = true;
     })
     .await;
     let server =
@@ -143,6 +145,66 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
     let login = c.login("walk@example.com", pw).await.unwrap();
     let session = login.session.expose().to_owned();
     secrets.push(session.clone());
+    let access = login.access_token.as_ref().expect("an access token");
+    secrets.push(access.expose().to_owned());
+    // Its signature alone, and the payload alone (a log line might cut the token up).
+    secrets.extend(access.expose().split('.').skip(1).map(str::to_owned));
+    note(Ok(format!("{login:?}")));
+    // Refresh tokens: the login's, a rotation's, and a reuse (which ends a session, logged).
+    let extra = c.login("walk@example.com", pw).await.unwrap();
+    let first = extra.refresh_token.expect("a refresh token");
+    secrets.push(first.expose().to_owned());
+    secrets.push(login.refresh_token.as_ref().unwrap().expose().to_owned());
+    let rotated = c
+        .call(&authq::protocol::ops::RefreshRequest {
+            refresh_token: first.clone(),
+        })
+        .await
+        .unwrap();
+    secrets.push(rotated.refresh_token.expose().to_owned());
+    secrets.push(rotated.access_token.expose().to_owned());
+    note(Ok(format!("{rotated:?}")));
+    // A service client: its secret (at creation and rotation) and its token.
+    let svc = c
+        .call(&authq::protocol::ops::CreateServiceClientRequest {
+            name: "billing".into(),
+            scopes: vec!["invoices:read".into()],
+        })
+        .await
+        .unwrap();
+    secrets.push(svc.client_secret.expose().to_owned());
+    note(Ok(format!("{svc:?}")));
+    let svc_token = c
+        .call(&authq::protocol::ops::ServiceTokenRequest {
+            client_id: svc.client_id.clone(),
+            client_secret: svc.client_secret.clone(),
+        })
+        .await
+        .unwrap();
+    secrets.push(svc_token.access_token.expose().to_owned());
+    note(Ok(format!("{svc_token:?}")));
+    let svc_rotated = c
+        .call(&authq::protocol::ops::RotateServiceClientSecretRequest {
+            client_id: svc.client_id.clone(),
+        })
+        .await
+        .unwrap();
+    secrets.push(svc_rotated.client_secret.expose().to_owned());
+    note(
+        c.call(&authq::protocol::ops::ServiceTokenRequest {
+            client_id: svc.client_id.clone(),
+            client_secret: svc.client_secret.clone(),
+        })
+        .await
+        .map(|r| format!("{r:?}")),
+    );
+    note(
+        c.call(&authq::protocol::ops::RefreshRequest {
+            refresh_token: first,
+        })
+        .await
+        .map(|r| format!("{r:?}")),
+    );
     note(c.check(&session).await.map(|r| format!("{r:?}")));
 
     // Password change: wrong old password, then right; the session survives.
@@ -271,6 +333,16 @@ async fn no_secret_of_a_full_walk_through_appears_in_trace_logs_replies_or_dead_
     replies.push(format!("{cerr} {cerr:?}"));
     replies.push(format!("{:?}", env.config));
     let shut = env.metrics();
+    // The signing keys' private halves as stored (sealed): no log shows them either way.
+    let sealed: Vec<Vec<u8>> =
+        env.db(|tx| tx.query_all("SELECT sealed_private FROM signing_keys", &[], |r| r.get(0)));
+    assert!(!sealed.is_empty(), "a signing key was made");
+    for blob in &sealed {
+        use base64::Engine as _;
+        secrets.push(blob.iter().map(|b| format!("{b:02x}")).collect());
+        secrets.push(base64::engine::general_purpose::STANDARD.encode(blob));
+        secrets.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(blob));
+    }
     env.stop().await;
 
     let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();

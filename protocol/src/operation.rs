@@ -105,6 +105,20 @@ operations! {
     /// Turns a user's second factor off without a code, for a user who lost both the
     /// authenticator and the recovery codes (admin).
     ResetMfa = "reset_mfa" => Account, mutating: true;
+    /// The public keys access tokens are signed with (a JSON Web Key Set).
+    Jwks = "jwks" => Session, mutating: false;
+    /// Trades a refresh token for a new access token and refresh token.
+    Refresh = "refresh" => Session, mutating: true;
+    /// Creates a service client (administrative).
+    CreateServiceClient = "create_service_client" => Account, mutating: true;
+    /// Revokes a service client (administrative).
+    RevokeServiceClient = "revoke_service_client" => Account, mutating: true;
+    /// Trades a service client's id and secret for an access token.
+    ServiceToken = "service_token" => Session, mutating: false;
+    /// Lists the service clients (administrative).
+    ListServiceClients = "list_service_clients" => Account, mutating: false;
+    /// Gives a service client a new secret (administrative).
+    RotateServiceClientSecret = "rotate_service_client_secret" => Account, mutating: true;
 }
 
 impl fmt::Display for Operation {
@@ -154,6 +168,13 @@ mod tests {
                 "mfa_verify",
                 "mfa_disable",
                 "reset_mfa",
+                "jwks",
+                "refresh",
+                "create_service_client",
+                "revoke_service_client",
+                "service_token",
+                "list_service_clients",
+                "rotate_service_client_secret",
             ]
         );
     }

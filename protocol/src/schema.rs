@@ -162,6 +162,21 @@ pub fn all() -> BTreeMap<String, serde_json::Value> {
             Operation::MfaVerify => operation::<ops::MfaVerifyRequest>(&mut out),
             Operation::MfaDisable => operation::<ops::MfaDisableRequest>(&mut out),
             Operation::ResetMfa => operation::<ops::ResetMfaRequest>(&mut out),
+            Operation::Jwks => operation::<ops::JwksRequest>(&mut out),
+            Operation::Refresh => operation::<ops::RefreshRequest>(&mut out),
+            Operation::CreateServiceClient => {
+                operation::<ops::CreateServiceClientRequest>(&mut out);
+            }
+            Operation::RevokeServiceClient => {
+                operation::<ops::RevokeServiceClientRequest>(&mut out);
+            }
+            Operation::ServiceToken => operation::<ops::ServiceTokenRequest>(&mut out),
+            Operation::ListServiceClients => {
+                operation::<ops::ListServiceClientsRequest>(&mut out);
+            }
+            Operation::RotateServiceClientSecret => {
+                operation::<ops::RotateServiceClientSecretRequest>(&mut out);
+            }
         }
     }
     out.insert("error.json".into(), error_envelope());

@@ -201,3 +201,33 @@ fn backlog_without_spawn_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--spawn"));
 }
+
+#[test]
+fn verify_runs_check_beside_local_token_verification() {
+    // The spawned pool gets --access-tokens for this scenario.
+    let report = bench("verify", &[]);
+    let seen = assert_counts_add_up(&report);
+    assert_eq!(count_of(&seen, "check (broker)"), 40);
+    assert_eq!(count_of(&seen, "verify (local, 1 thread)"), 40);
+    for figure in ["verify_per_s_one_thread", "verify_over_check"] {
+        assert!(
+            report["figures"][figure]["value"].as_f64().unwrap() > 0.0,
+            "{figure}"
+        );
+    }
+}
+
+#[test]
+fn client_secret_compares_argon2_with_the_keyed_digest() {
+    let report = bench("client-secret", &[]);
+    for figure in [
+        "argon2_per_s_one_thread",
+        "hmac_per_s_one_thread",
+        "hmac_over_argon2",
+    ] {
+        assert!(
+            report["figures"][figure]["value"].as_f64().unwrap() > 0.0,
+            "{figure}"
+        );
+    }
+}

@@ -84,6 +84,7 @@ pub(crate) struct SeenData {
     pub missing: Option<Vec<String>>,
     pub change: Option<String>,
     pub recovery_codes_left: Option<u64>,
+    pub client_id: Option<String>,
 }
 
 /// The next event on `consumer` (bounded), with its routing key. It must decode as the typed

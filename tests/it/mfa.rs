@@ -22,12 +22,12 @@ pub(crate) struct Enrolled {
     pub(crate) user_id: String,
     /// A session opened before enrolment.
     session: String,
-    totp: TOTP,
+    pub(crate) totp: TOTP,
     recovery: Vec<String>,
 }
 
 /// The code of the time step `steps` away from now on the worker's clock.
-fn code(env: &TestEnv, totp: &TOTP, steps: i64) -> String {
+pub(crate) fn code(env: &TestEnv, totp: &TOTP, steps: i64) -> String {
     let secs = env.clock_now().div_euclid(1000) + steps * 30;
     totp.generate(u64::try_from(secs).unwrap())
 }
@@ -64,7 +64,7 @@ pub(crate) async fn enrolled(env: &TestEnv, email: &str) -> Enrolled {
 
 /// The pending handle of an `mfa_required` answer.
 #[track_caller]
-fn pending<T: std::fmt::Debug>(result: Result<T, ClientError>) -> String {
+pub(crate) fn pending<T: std::fmt::Debug>(result: Result<T, ClientError>) -> String {
     match result {
         Err(ClientError::MfaRequired(p)) => p.handle.expose().to_owned(),
         other => panic!("expected mfa_required, got {other:?}"),

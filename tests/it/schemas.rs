@@ -185,6 +185,22 @@ fn valid_bodies() -> Vec<(&'static str, Value)> {
         ("mfa_verify", json!({"handle": "h", "code": "123456"})),
         ("mfa_disable", json!({"session": "s", "password": "pw"})),
         ("reset_mfa", json!({"user_id": "u"})),
+        ("jwks", json!({})),
+        ("refresh", json!({"refresh_token": "r"})),
+        (
+            "create_service_client",
+            json!({"name": "billing", "scopes": ["invoices:read"]}),
+        ),
+        ("revoke_service_client", json!({"client_id": "svc_x"})),
+        (
+            "service_token",
+            json!({"client_id": "svc_x", "client_secret": "s"}),
+        ),
+        ("list_service_clients", json!({})),
+        (
+            "rotate_service_client_secret",
+            json!({"client_id": "svc_x"}),
+        ),
     ]
 }
 

@@ -27,8 +27,9 @@
 //! - **reset** ([`crate::Config::reset_callers`]): also `start_reset`, so a web service can
 //!   offer "forgot my password" without being able to suspend or delete anyone;
 //! - **admin** ([`crate::Config::admin_callers`]): also `suspend`, `unsuspend`,
-//!   `delete_user`, `list_users`, `get_user`, `import_users` and `end_user_sessions` (and
-//!   `start_reset`).
+//!   `delete_user`, `list_users`, `get_user`, `import_users`, `end_user_sessions`,
+//!   `reset_mfa`, the service clients' `create_service_client`, `revoke_service_client`,
+//!   `list_service_clients` and `rotate_service_client_secret` (and `start_reset`).
 //!
 //! RabbitMQ checks that property against the publishing connection's user and closes the
 //! channel of a publisher that lies, so one service cannot pass for another.
@@ -90,6 +91,11 @@ pub fn required_role(op: Operation) -> Role {
         | Operation::ImportUsers
         | Operation::EndUserSessions
         | Operation::ResetMfa => Role::Admin,
+        // Service clients: issuing machine credentials.
+        Operation::CreateServiceClient
+        | Operation::RevokeServiceClient
+        | Operation::ListServiceClients
+        | Operation::RotateServiceClientSecret => Role::Admin,
         Operation::StartReset => Role::Reset,
         _ => Role::Service,
     }
@@ -195,6 +201,10 @@ mod tests {
                 Operation::ImportUsers,
                 Operation::EndUserSessions,
                 Operation::ResetMfa,
+                Operation::CreateServiceClient,
+                Operation::RevokeServiceClient,
+                Operation::ListServiceClients,
+                Operation::RotateServiceClientSecret,
             ]
             .contains(op);
             assert_eq!(ok(Some("web")), expected_web, "{op}: reset role");

@@ -133,6 +133,9 @@ pub enum InternalError {
     /// Something social login keeps could not be used (e.g. a state sealed under another key).
     #[error("social login: {0}")]
     Social(&'static str),
+    /// An access token or its signing key could not be made or opened.
+    #[error(transparent)]
+    Tokens(#[from] crate::tokens::TokenError),
 }
 
 impl From<StoreError> for HandlerError {

@@ -64,6 +64,7 @@ pub(crate) mod social;
 pub mod startup;
 pub mod store;
 pub(crate) mod suspended_set;
+pub mod tokens;
 pub mod topology;
 
 pub use clock::{Clock, ManualClock, SystemClock};

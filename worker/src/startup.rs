@@ -69,6 +69,10 @@ pub fn context(
         code_key: CodeKey::from_server_key(server_key),
         mfa_sealer: crate::handlers::mfa::sealer(server_key),
         social: Arc::new(Social::new(config.social.clone(), server_key)?),
+        tokens: Arc::new(crate::tokens::Tokens::new(
+            config.tokens.clone(),
+            server_key,
+        )),
         config,
     })
 }

@@ -25,6 +25,7 @@ from .types import (
     ConfirmRegistrationResult,
     DeleteUserResult,
     DeletionStatus,
+    JwksResult,
     LinkSocialResult,
     ListSessionsResult,
     LoginResult,
@@ -32,7 +33,11 @@ from .types import (
     MfaConfirmResult,
     MfaEnrollResult,
     ProfileResult,
+    RefreshResult,
     RegisterResult,
+    ServiceClientListResult,
+    ServiceClientResult,
+    ServiceTokenResult,
     SessionSummary,
     SocialLoginResult,
     SocialUrlResult,
@@ -41,7 +46,11 @@ from .types import (
     UserStateResult,
 )
 
+from .verify import TokenRefused, verify_access_token
+
 __all__ = [
+    "TokenRefused",
+    "verify_access_token",
     "PROTOCOL_VERSION",
     "AuthqClient",
     "AuthqError",
@@ -58,6 +67,7 @@ __all__ = [
     "ConfirmRegistrationResult",
     "DeleteUserResult",
     "DeletionStatus",
+    "JwksResult",
     "LinkSocialResult",
     "ListSessionsResult",
     "LoginResult",
@@ -65,7 +75,11 @@ __all__ = [
     "MfaConfirmResult",
     "MfaEnrollResult",
     "ProfileResult",
+    "RefreshResult",
     "RegisterResult",
+    "ServiceClientListResult",
+    "ServiceClientResult",
+    "ServiceTokenResult",
     "SessionSummary",
     "SocialLoginResult",
     "SocialUrlResult",

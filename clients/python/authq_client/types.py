@@ -66,6 +66,9 @@ class LoginResult(_Reply):
     session: str = field(repr=False)
     expires_at: int
     user: User
+    access_token: Optional[str] = field(default=None, repr=False)
+    access_expires_at: Optional[int] = None
+    refresh_token: Optional[str] = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,9 @@ class SocialLoginResult(_Reply):
     expires_at: int
     user: User
     created: bool
+    access_token: Optional[str] = field(default=None, repr=False)
+    access_expires_at: Optional[int] = None
+    refresh_token: Optional[str] = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -217,3 +223,43 @@ class MfaConfirmResult(_Reply):
     this once."""
 
     recovery_codes: List[str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class JwksResult(_Reply):
+    """``jwks``: the published signing keys, a JSON Web Key Set (each key a dict)."""
+
+    keys: List[Dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RefreshResult(_Reply):
+    """``refresh``: a new access token and the refresh token that replaces the one given."""
+
+    access_token: str = field(repr=False)
+    access_expires_at: int
+    refresh_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ServiceClientResult(_Reply):
+    """``create_service_client`` and ``rotate_service_client_secret``: the secret, shown once."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    scopes: List[str]
+
+
+@dataclass(frozen=True)
+class ServiceTokenResult(_Reply):
+    """``service_token``: a service client's access token."""
+
+    access_token: str = field(repr=False)
+    access_expires_at: int
+
+
+@dataclass(frozen=True)
+class ServiceClientListResult(_Reply):
+    """``list_service_clients``: every service client (each a dict; never a secret)."""
+
+    clients: List[Dict[str, Any]]

@@ -320,8 +320,13 @@ def test_typed_results_cover_the_reply_schemas():
         "deletion_status": a.DeletionStatus, "list_sessions": a.ListSessionsResult,
         "mfa_enroll": a.MfaEnrollResult, "mfa_confirm": a.MfaConfirmResult,
         "mfa_verify": a.LoginResult,
+        "jwks": a.JwksResult, "refresh": a.RefreshResult,
+        "create_service_client": a.ServiceClientResult,
+        "rotate_service_client_secret": a.ServiceClientResult,
+        "service_token": a.ServiceTokenResult,
+        "list_service_clients": a.ServiceClientListResult,
     }
-    empty = {"ping", "logout", "end_session", "mfa_disable"}
+    empty = {"ping", "logout", "end_session", "mfa_disable", "revoke_service_client"}
     # `authq user`'s administrative operations: this client has no typed method for them (its
     # `call` reaches them untyped).
     admin = {"list_users", "get_user", "import_users", "end_user_sessions", "reset_mfa"}

@@ -12,3 +12,5 @@ export {
   UnroutableError,
 } from "./errors.js";
 export type * from "./types.js";
+export { TokenRefused, verifyAccessToken } from "./verify.js";
+export type { AccessClaims } from "./verify.js";

@@ -93,6 +93,25 @@ export interface ConfirmRegistrationResult {
 }
 
 /**
+ * The reply to `create_service_client`: the client's id and secret. The secret is shown this
+ * once: authq keeps only a keyed digest of it.
+ */
+export interface ServiceClientResult {
+  /**
+   * The client id.
+   */
+  client_id: string;
+  /**
+   * The client secret.
+   */
+  client_secret: string;
+  /**
+   * The scopes, as stored.
+   */
+  scopes: string[];
+}
+
+/**
  * The reply to `delete_user`.
  */
 export interface DeleteUserResult {
@@ -235,6 +254,47 @@ export interface ImportUsersResult {
 }
 
 /**
+ * One public signing key, as an OKP JSON Web Key (RFC 8037).
+ */
+export interface Jwk {
+  /**
+   * Always `EdDSA`.
+   */
+  alg: string;
+  /**
+   * Always `Ed25519`.
+   */
+  crv: string;
+  /**
+   * The key id: a token's header names its key by it.
+   */
+  kid: string;
+  /**
+   * Always `OKP`.
+   */
+  kty: string;
+  /**
+   * Always `sig`.
+   */
+  use: string;
+  /**
+   * The public key, base64url without padding.
+   */
+  x: string;
+}
+
+/**
+ * The reply to `jwks`: a JSON Web Key Set (RFC 7517), the same document the worker writes to
+ * its JWKS file. Empty when the deployment does not issue access tokens.
+ */
+export interface JwksResult {
+  /**
+   * Every key a token still unexpired may be signed with, the active one first.
+   */
+  keys: Jwk[];
+}
+
+/**
  * The reply to `link_social`.
  */
 export interface LinkSocialResult {
@@ -250,6 +310,42 @@ export interface LinkSocialResult {
    * The session's user, now linked.
    */
   user: User;
+}
+
+/**
+ * One service client as `list_service_clients` shows it.
+ */
+export interface ServiceClientSummary {
+  /**
+   * The client id.
+   */
+  client_id: string;
+  /**
+   * When it was created (Unix ms).
+   */
+  created_at: number;
+  /**
+   * Its name.
+   */
+  name: string;
+  /**
+   * When it was revoked (Unix ms); absent while it is not.
+   */
+  revoked_at?: number | null;
+  /**
+   * Its scopes.
+   */
+  scopes: string[];
+}
+
+/**
+ * The reply to `list_service_clients`: every client, revoked ones too, oldest first.
+ */
+export interface ServiceClientListResult {
+  /**
+   * The clients (never their secrets).
+   */
+  clients: ServiceClientSummary[];
 }
 
 /**
@@ -347,9 +443,22 @@ export interface ListUsersResult {
  */
 export interface LoginResult {
   /**
+   * When `access_token` expires (Unix ms); absent with it.
+   */
+  access_expires_at?: number | null;
+  /**
+   * A signed access token (a JWT, see [`super::AccessClaims`]) for the same session, when
+   * the deployment issues them; absent otherwise.
+   */
+  access_token?: string | null;
+  /**
    * When the session expires unless renewed (Unix ms).
    */
   expires_at: number;
+  /**
+   * A refresh token for `refresh` (single use), with `access_token`; absent with it.
+   */
+  refresh_token?: string | null;
   /**
    * The session token: hand it to the user (e.g. in a cookie) and pass it to `check`.
    */
@@ -405,6 +514,25 @@ export interface MfaEnrollResult {
 }
 
 /**
+ * The reply to `refresh`: a new access token and the refresh token that replaces the one
+ * given (which is now used: giving it again ends the session).
+ */
+export interface RefreshResult {
+  /**
+   * When it expires (Unix ms).
+   */
+  access_expires_at: number;
+  /**
+   * A new access token for the same session.
+   */
+  access_token: string;
+  /**
+   * The next refresh token.
+   */
+  refresh_token: string;
+}
+
+/**
  * The reply to `register`: the confirmation code for the calling service to mail.
  */
 export interface RegisterResult {
@@ -434,9 +562,32 @@ export interface ResetMfaResult {
 }
 
 /**
+ * The reply to `service_token`.
+ */
+export interface ServiceTokenResult {
+  /**
+   * When it expires (Unix ms).
+   */
+  access_expires_at: number;
+  /**
+   * The access token (`client_type: service`, `sub`: the client id, `scope`).
+   */
+  access_token: string;
+}
+
+/**
  * The reply to `social_login`: a fresh session, as `login` gives.
  */
 export interface SocialLoginResult {
+  /**
+   * When `access_token` expires (Unix ms); absent with it.
+   */
+  access_expires_at?: number | null;
+  /**
+   * A signed access token for the same session, as `login` gives; absent when the
+   * deployment does not issue them.
+   */
+  access_token?: string | null;
   /**
    * Whether this login created the user.
    */
@@ -445,6 +596,10 @@ export interface SocialLoginResult {
    * When the session expires unless renewed (Unix ms).
    */
   expires_at: number;
+  /**
+   * A refresh token for `refresh` (single use), with `access_token`; absent with it.
+   */
+  refresh_token?: string | null;
   /**
    * The session token.
    */

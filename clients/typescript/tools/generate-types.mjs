@@ -44,6 +44,13 @@ const NAMES = {
   mfa_verify: "LoginResult",
   mfa_disable: "Empty",
   reset_mfa: "ResetMfaResult",
+  jwks: "JwksResult",
+  refresh: "RefreshResult",
+  create_service_client: "ServiceClientResult",
+  rotate_service_client_secret: "ServiceClientResult",
+  revoke_service_client: "Empty",
+  service_token: "ServiceTokenResult",
+  list_service_clients: "ServiceClientListResult",
 };
 // $defs → exported names.
 const DEFS = {
@@ -54,6 +61,8 @@ const DEFS = {
   UserSummary: "UserSummary",
   ImportResult: "ImportResult",
   ImportStatus: "ImportStatus",
+  Jwk: "Jwk",
+  ServiceClientSummary: "ServiceClientSummary",
 };
 
 function doc(description, indent) {

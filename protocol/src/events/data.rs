@@ -133,10 +133,13 @@ pub enum SessionEndReason {
     /// A login went past the deployment's session limit (`one`, or a cap of N): the user's
     /// oldest sessions beyond it ended.
     SessionLimit,
+    /// `refresh` was given a refresh token that had been used already: the session and every
+    /// refresh token of it ended (reuse detection).
+    RefreshTokenReuse,
 }
 
-/// `session.ended`: sessions ended by `logout`, `logout_all`, `end_session`, or a login past the
-/// session limit.
+/// `session.ended`: sessions ended by `logout`, `logout_all`, `end_session`, a login past the
+/// session limit, or a reused refresh token.
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionEnded {
@@ -149,8 +152,8 @@ pub struct SessionEnded {
     pub session_epoch: Option<u64>,
     /// How many sessions ended.
     pub sessions_ended: u64,
-    /// The ids (as `list_sessions` shows them) of the sessions that ended (`end_session` and
-    /// `session_limit` only).
+    /// The ids (as `list_sessions` shows them) of the sessions that ended (`end_session`,
+    /// `session_limit` and `refresh_token_reuse` only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub session_ids: Vec<String>,
 }
@@ -222,4 +225,12 @@ pub struct MfaChanged {
     /// Unused recovery codes left (`enabled` and `recovery_code_used` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_codes_left: Option<u64>,
+}
+
+/// `service_client.created` and `service_client.revoked`: a service client (never its secret).
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceClientChanged {
+    /// The client id.
+    pub client_id: String,
 }

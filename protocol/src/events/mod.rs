@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 mod data;
+pub use data::ServiceClientChanged;
 pub use data::{
     LoginFailed, LoginMethod, LoginSucceeded, MfaChange, MfaChanged, PasswordChangeReason,
     PasswordChanged, PasswordResetRequested, SessionEndReason, SessionEnded, UserDeleted,
@@ -82,6 +83,10 @@ event_kinds! {
     /// A user's second factor changed: `user_id`, `change` (`enrollment_started`, `enabled`,
     /// `disabled`, `recovery_code_used`), and `recovery_codes_left` where it applies.
     MfaChanged = "mfa.changed", secret: false;
+    /// A service client was created (`create_service_client`): `client_id`.
+    ServiceClientCreated = "service_client.created", secret: false;
+    /// A service client was revoked (`revoke_service_client`): `client_id`.
+    ServiceClientRevoked = "service_client.revoked", secret: false;
 }
 
 impl EventKind {
@@ -177,6 +182,10 @@ event_bodies! {
     UserDeletionCompleted(UserDeletionCompleted),
     /// `mfa.changed`.
     MfaChanged(MfaChanged),
+    /// `service_client.created`.
+    ServiceClientCreated(ServiceClientChanged),
+    /// `service_client.revoked`.
+    ServiceClientRevoked(ServiceClientChanged),
 }
 
 impl EventBody {
@@ -194,6 +203,7 @@ impl EventBody {
             Self::UserDeleted(d) => Some(&d.user_id),
             Self::UserDeletionCompleted(d) => Some(&d.user_id),
             Self::MfaChanged(d) => Some(&d.user_id),
+            Self::ServiceClientCreated(_) | Self::ServiceClientRevoked(_) => None,
         }
     }
 }
@@ -278,6 +288,8 @@ mod tests {
                 "user.deleted",
                 "user.deletion_completed",
                 "mfa.changed",
+                "service_client.created",
+                "service_client.revoked",
             ]
         );
     }

@@ -10,8 +10,10 @@ mod mfa;
 mod password;
 mod profile;
 mod registration;
+mod service_clients;
 mod session;
 mod social;
+mod tokens;
 mod users;
 
 pub use admin::*;
@@ -20,8 +22,10 @@ pub use mfa::*;
 pub use password::*;
 pub use profile::*;
 pub use registration::*;
+pub use service_clients::*;
 pub use session::*;
 pub use social::*;
+pub use tokens::*;
 pub use users::*;
 
 use crate::operation::Operation;

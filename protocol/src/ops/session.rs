@@ -46,6 +46,16 @@ pub struct LoginReply {
     pub expires_at: i64,
     /// The user.
     pub user: UserInfo,
+    /// A signed access token (a JWT, see [`super::AccessClaims`]) for the same session, when
+    /// the deployment issues them; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<Secret>,
+    /// When `access_token` expires (Unix ms); absent with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<i64>,
+    /// A refresh token for `refresh` (single use), with `access_token`; absent with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
 }
 
 /// `check`: a session token.
@@ -192,6 +202,9 @@ mod tests {
                 session: "tok".into(),
                 expires_at: 1_700_000_000_000,
                 user: ann(),
+                access_token: None,
+                access_expires_at: None,
+                refresh_token: None,
             },
             r#"{"session":"tok","expires_at":1700000000000,"user":{"id":"u1","email":"ann@example.com","state":"active","profile":{}}}"#,
         );

@@ -57,6 +57,16 @@ pub struct SocialLoginReply {
     pub user: UserInfo,
     /// Whether this login created the user.
     pub created: bool,
+    /// A signed access token for the same session, as `login` gives; absent when the
+    /// deployment does not issue them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<Secret>,
+    /// When `access_token` expires (Unix ms); absent with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<i64>,
+    /// A refresh token for `refresh` (single use), with `access_token`; absent with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
 }
 
 /// `link_social`: links a provider account to the user of a live session, completing a
@@ -144,6 +154,9 @@ mod tests {
                 expires_at: 5,
                 user: ann(),
                 created: true,
+                access_token: None,
+                access_expires_at: None,
+                refresh_token: None,
             },
             r#"{"session":"tok","expires_at":5,"user":{"id":"u1","email":"ann@example.com","state":"active","profile":{}},"created":true}"#,
         );

@@ -14,6 +14,7 @@ mod events;
 mod serve;
 mod shadow;
 mod shutdown;
+mod token_args;
 mod top;
 mod user;
 

@@ -19,6 +19,8 @@ use std::time::Duration;
 pub struct ServeArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub tokens: crate::token_args::TokenArgs,
     /// The store: a SQLite file path or `sqlite://PATH` (one host; created and migrated at
     /// start-up), or `postgres://user:password@host/db` (workers on several hosts; migrated
     /// at start-up, one worker at a time).
@@ -189,8 +191,8 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHQ_SHUTDOWN_GRACE", default_value_t = HumanDuration(defaults().shutdown_grace))]
     pub shutdown_grace: HumanDuration,
     /// RabbitMQ user allowed the administrative operations (suspend, unsuspend, delete_user,
-    /// start_reset, and `authq user`'s list_users, get_user, import_users, end_user_sessions,
-    /// reset_mfa), as
+    /// start_reset, `authq user`'s list_users, get_user, import_users, end_user_sessions,
+    /// reset_mfa, and the service clients' create, revoke, list and rotate operations), as
     /// validated by the broker's `user-id` property. Repeat, or separate with
     /// commas in the variable. None by default.
     #[arg(
@@ -360,6 +362,7 @@ impl ServeArgs {
                 prefetch: self.account_prefetch,
             },
         );
+        config.tokens = self.tokens.into_config();
         config.amqp_url = self.broker.amqp_url;
         config.namespace = self.broker.namespace;
         config.database = self.database;

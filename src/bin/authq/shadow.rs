@@ -56,7 +56,8 @@ pub struct ShadowArgs {
     #[arg(long, env = "AUTHQ_SHADOW_SOURCE")]
     pub source: String,
     /// Operations to copy (repeatable, or comma-separated); only read-only ones are accepted
-    /// [default: every read-only operation but `authq user`'s `list_users` and `get_user`].
+    /// [default: every read-only operation but `list_users`, `get_user`,
+    /// `list_service_clients` and `service_token`].
     #[arg(long = "operation", value_delimiter = ',', value_parser = parse_read)]
     pub operations: Vec<Operation>,
     /// Stop after this many requests compared (or failed).
@@ -105,9 +106,15 @@ pub async fn run(args: ShadowArgs) -> ExitCode {
     }
 }
 
-/// `authq user`'s reads: copied only when named with `--operation` (shadow sends them again as
-/// its own broker user, which needs the admin role for them).
-const ADMIN_READS: [Operation; 2] = [Operation::ListUsers, Operation::GetUser];
+/// Reads copied only when named with `--operation`: the administrative ones (shadow sends them
+/// again as its own broker user, which needs the admin role for them), and `service_token`,
+/// whose request carries a client secret and whose reply differs every time (a new token).
+const NOT_BY_DEFAULT: [Operation; 4] = [
+    Operation::ListUsers,
+    Operation::GetUser,
+    Operation::ListServiceClients,
+    Operation::ServiceToken,
+];
 
 async fn shadow(args: ShadowArgs) -> anyhow::Result<Tally> {
     let source = Names::new(&args.source).map_err(|e| anyhow::anyhow!("--source: {e}"))?;
@@ -115,7 +122,7 @@ async fn shadow(args: ShadowArgs) -> anyhow::Result<Tally> {
         Operation::ALL
             .iter()
             .copied()
-            .filter(|op| !op.is_mutating() && !ADMIN_READS.contains(op))
+            .filter(|op| !op.is_mutating() && !NOT_BY_DEFAULT.contains(op))
             .collect()
     } else {
         args.operations.clone()

@@ -14,6 +14,7 @@ mod hashing;
 mod policies;
 pub mod providers;
 pub mod social;
+pub mod tokens;
 
 pub use hashing::{HashConfig, HashParams, HashPriority};
 pub use policies::{
@@ -21,6 +22,7 @@ pub use policies::{
     SessionLimit, SessionLimitError, SessionPolicy, TubeConfig,
 };
 pub use social::{ProviderConfig, SocialConfig};
+pub use tokens::TokenConfig;
 
 /// Everything a worker needs to run.
 #[derive(Clone, PartialEq)]
@@ -68,7 +70,9 @@ pub struct Config {
     pub limits: Limits,
     /// RabbitMQ users (the validated `user-id` property) allowed the administrative operations
     /// (`suspend`, `unsuspend`, `delete_user`, `start_reset`, and `authq user`'s `list_users`,
-    /// `get_user`, `import_users`, `end_user_sessions`, `reset_mfa`). Empty: nobody.
+    /// `get_user`, `import_users`, `end_user_sessions`, `reset_mfa`, and the service clients'
+    /// `create_service_client`, `revoke_service_client`, `list_service_clients`,
+    /// `rotate_service_client_secret`). Empty: nobody.
     pub admin_callers: Vec<String>,
     /// RabbitMQ users (the validated `user-id` property) granted the **reset** role: they may
     /// call `start_reset` (a web service's "forgot my password") and nothing else
@@ -96,6 +100,8 @@ pub struct Config {
     pub queue_expires: Option<Duration>,
     /// Social login (providers, key, timeouts); no provider: off.
     pub social: SocialConfig,
+    /// Signed access tokens beside sessions (off by default).
+    pub tokens: TokenConfig,
 }
 
 impl Default for Config {
@@ -158,6 +164,7 @@ impl Default for Config {
             purge_interval: Duration::from_secs(600),
             queue_expires: None,
             social: SocialConfig::default(),
+            tokens: TokenConfig::default(),
         }
     }
 }
@@ -207,6 +214,9 @@ impl Config {
                  host must use the same server key"
                     .into(),
             ));
+        }
+        if let Some(why) = self.tokens.invalid() {
+            return Err(ConfigError::Invalid(format!("tokens: {why}")));
         }
         for tube in Tube::ALL {
             let t = self.tube(tube);
@@ -324,6 +334,7 @@ impl fmt::Debug for Config {
             .field("purge_interval", &self.purge_interval)
             .field("queue_expires", &self.queue_expires)
             .field("social", &self.social)
+            .field("tokens", &self.tokens)
             .finish()
     }
 }

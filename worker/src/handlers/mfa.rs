@@ -402,12 +402,17 @@ pub async fn mfa_verify(ctx: &Call<'_>, req: MfaVerifyRequest) -> Result<LoginRe
     let absolute_expires_at = now.saturating_add(duration_ms(ctx.config.sessions.max_lifetime));
     let limit = ctx.config.sessions.per_user;
     let events = Arc::clone(&ctx.events);
+    // Access and refresh tokens (when the deployment issues them), as `login` issues them.
+    let tokens = super::tokens::prepare(ctx).await?;
+    let refresh_digest = tokens.as_ref().map(|p| p.refresh_digest);
+    let sid = session_id.clone();
     /// What the transaction found.
     enum Verified {
         Wrong,
         Gone,
         Inactive,
-        Opened(UserRecord),
+        /// The session's user, and its session epoch when tokens are issued.
+        Opened(UserRecord, Option<u64>),
     }
     ctx.commit(
         move |s| {
@@ -464,17 +469,26 @@ pub async fn mfa_verify(ctx: &Call<'_>, req: MfaVerifyRequest) -> Result<LoginRe
             });
             events.record(s, body, now)?;
             super::session::enforce_limit(s, &events, limit, &user.id, &session_id, now)?;
-            Ok(Verified::Opened(user))
+            let epoch = refresh_digest
+                .map(|d| super::tokens::store(s, &d, &user.id, &session_id, now))
+                .transpose()?;
+            Ok(Verified::Opened(user, epoch))
         },
         move |verified| match verified {
             Verified::Wrong | Verified::Gone => Err(HandlerError::InvalidCode),
             // Suspended or deleted since the login: no session.
             Verified::Inactive => Err(HandlerError::InvalidCode),
-            Verified::Opened(user) => Ok(LoginReply {
-                session: token,
-                expires_at,
-                user: user.into_info(),
-            }),
+            Verified::Opened(user, epoch) => {
+                let issued = super::tokens::finish(tokens, epoch, &user.id, &sid, now)?;
+                Ok(LoginReply {
+                    session: token,
+                    expires_at,
+                    user: user.into_info(),
+                    access_expires_at: issued.as_ref().map(|i| i.access_expires_at),
+                    access_token: issued.as_ref().map(|i| i.access_token.clone()),
+                    refresh_token: issued.map(|i| i.refresh_token),
+                })
+            }
         },
     )
     .await

@@ -30,9 +30,11 @@ pub mod deletion;
 mod login_failure;
 pub mod mfa;
 pub mod password;
+pub mod service_clients;
 pub mod session;
 #[cfg(feature = "social")]
 pub mod social;
+pub mod tokens;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -86,6 +88,8 @@ pub struct Ctx {
     pub code_key: crate::crypto::CodeKey,
     /// The sealer of TOTP secrets ([`mfa::sealer`], derived from the server key).
     pub mfa_sealer: crate::sealing::Sealer,
+    /// Access token signing (`crate::tokens`).
+    pub tokens: Arc<crate::tokens::Tokens>,
 }
 
 impl Ctx {
@@ -441,6 +445,15 @@ pub async fn dispatch(
         Operation::MfaVerify => route!(boxed mfa::mfa_verify),
         Operation::MfaDisable => route!(boxed mfa::mfa_disable),
         Operation::ResetMfa => route!(boxed admin::reset_mfa),
+        Operation::Jwks => route!(boxed tokens::jwks),
+        Operation::Refresh => route!(boxed tokens::refresh),
+        Operation::CreateServiceClient => route!(boxed service_clients::create_service_client),
+        Operation::RevokeServiceClient => route!(boxed service_clients::revoke_service_client),
+        Operation::ServiceToken => route!(boxed service_clients::service_token),
+        Operation::ListServiceClients => route!(boxed service_clients::list_service_clients),
+        Operation::RotateServiceClientSecret => {
+            route!(boxed service_clients::rotate_service_client_secret)
+        }
     }
 }
 

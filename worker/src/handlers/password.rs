@@ -181,13 +181,18 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
     let session_id = crypto::new_session_id()?;
     let now = ctx.now();
     // For a user with a second factor: no session, a pending handle for `mfa_verify`.
-    let (pending, pending_digest) = super::mfa::issue_pending(now)?;
+    let (mfa_pending, mfa_digest) = super::mfa::issue_pending(now)?;
     let expires_at = now.saturating_add(duration_ms(ctx.config.sessions.idle_timeout));
     let absolute_expires_at = now.saturating_add(duration_ms(ctx.config.sessions.max_lifetime));
     let limit = ctx.config.sessions.per_user;
     let user_id = user.id;
     let events = Arc::clone(&ctx.events);
     let address = email.address;
+    // Access and refresh tokens (when the deployment issues them), prepared before the
+    // transaction.
+    let tokens = super::tokens::prepare(ctx).await?;
+    let refresh_digest = tokens.as_ref().map(|p| p.refresh_digest);
+    let sid = session_id.clone();
     ctx.commit(
         move |s| {
             settle(s)?;
@@ -195,16 +200,16 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
                 super::mfa::store_pending(
                     s,
                     &super::mfa::PendingLogin {
-                        digest: &pending_digest,
+                        digest: &mfa_digest,
                         user_id: &user_id,
-                        expires_at: pending.expires_at,
+                        expires_at: mfa_pending.expires_at,
                         method: LoginMethod::Password,
                         provider: None,
                         user_agent: user_agent.as_deref(),
                         client_ip: session_ip.as_deref(),
                     },
                 )?;
-                return Ok(Some(Err(HandlerError::MfaRequired(pending))));
+                return Ok(Some(Err(HandlerError::MfaRequired(mfa_pending))));
             }
             let user = s.create_session(&NewSession {
                 user_id: &user_id,
@@ -244,15 +249,22 @@ pub async fn login(ctx: &Call<'_>, req: LoginRequest) -> Result<LoginReply, Hand
             });
             events.record(s, body, now)?;
             super::session::enforce_limit(s, &events, limit, &user.id, &session_id, now)?;
-            Ok(Some(Ok(user)))
+            let epoch = refresh_digest
+                .map(|d| super::tokens::store(s, &d, &user.id, &session_id, now))
+                .transpose()?;
+            Ok(Some(Ok((user, epoch))))
         },
         move |opened| {
             // `None`: the user was deleted between the check and the insert.
-            let user = opened.ok_or(HandlerError::InvalidCredentials)??;
+            let (user, epoch) = opened.ok_or(HandlerError::InvalidCredentials)??;
+            let issued = super::tokens::finish(tokens, epoch, &user.id, &sid, now)?;
             Ok(LoginReply {
                 session: token,
                 expires_at,
                 user: user.into_info(),
+                access_expires_at: issued.as_ref().map(|i| i.access_expires_at),
+                access_token: issued.as_ref().map(|i| i.access_token.clone()),
+                refresh_token: issued.map(|i| i.refresh_token),
             })
         },
     )

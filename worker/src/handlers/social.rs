@@ -319,7 +319,11 @@ pub async fn social_login(
     let user_id = user.id.clone();
     // For a user with a second factor: the session just opened ends unseen, and a pending
     // handle for `mfa_verify` is the answer.
-    let (pending, pending_digest) = super::mfa::issue_pending(now)?;
+    let (mfa_pending, mfa_digest) = super::mfa::issue_pending(now)?;
+    // Access and refresh tokens (when the deployment issues them), as `login` issues them.
+    let tokens = super::tokens::prepare(ctx).await?;
+    let refresh_digest = tokens.as_ref().map(|p| p.refresh_digest);
+    let sid = session_id.clone();
     ctx.commit(
         move |s| {
             if s.mfa_enabled(&user_id)? {
@@ -327,16 +331,16 @@ pub async fn social_login(
                 super::mfa::store_pending(
                     s,
                     &super::mfa::PendingLogin {
-                        digest: &pending_digest,
+                        digest: &mfa_digest,
                         user_id: &user_id,
-                        expires_at: pending.expires_at,
+                        expires_at: mfa_pending.expires_at,
                         method: LoginMethod::Social,
                         provider: Some(&name),
                         user_agent: None,
                         client_ip: None,
                     },
                 )?;
-                return Ok(Some(pending));
+                return Ok(Err(mfa_pending));
             }
             events.record(s, body, now)?;
             if limit.keep().is_some() {
@@ -344,17 +348,22 @@ pub async fn social_login(
                 s.lock_user_sessions(&user_id)?;
             }
             super::session::enforce_limit(s, &events, limit, &user_id, &session_id, now)?;
-            Ok(None)
+            let epoch = refresh_digest
+                .map(|d| super::tokens::store(s, &d, &user_id, &session_id, now))
+                .transpose()?;
+            Ok(Ok(epoch))
         },
-        move |pending| {
-            if let Some(pending) = pending {
-                return Err(HandlerError::MfaRequired(pending));
-            }
+        move |opened| {
+            let epoch = opened.map_err(HandlerError::MfaRequired)?;
+            let issued = super::tokens::finish(tokens, epoch, &user.id, &sid, now)?;
             Ok(SocialLoginReply {
                 session,
                 expires_at,
                 user: user.into_info(),
                 created,
+                access_expires_at: issued.as_ref().map(|i| i.access_expires_at),
+                access_token: issued.as_ref().map(|i| i.access_token.clone()),
+                refresh_token: issued.map(|i| i.refresh_token),
             })
         },
     )

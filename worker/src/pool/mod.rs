@@ -354,6 +354,8 @@ async fn purge_loop(shared: Arc<Shared>, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = interval.tick() => {}
         }
+        // Access token keys: one active, expired ones gone, the JWKS file up to date.
+        crate::handlers::tokens::maintain(&shared.ctx).await;
         let now = shared.ctx.now();
         let since = shared.ctx.outcomes_since();
         let store = Arc::clone(&shared.ctx.store);

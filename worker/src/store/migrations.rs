@@ -196,6 +196,34 @@ const SQLITE: &[&str] = &[
     CREATE INDEX mfa_pending_by_user ON mfa_pending(user_id);
     CREATE INDEX mfa_pending_by_expiry ON mfa_pending(expires_at);
     "#,
+    // 12: access token signing keys (the private key sealed with the server key),
+    // refresh tokens by digest, each tied to its session (they end with it), and service
+    // clients (their secret as a keyed digest).
+    r#"
+    CREATE TABLE signing_keys (
+        kid            TEXT PRIMARY KEY,
+        not_before     INTEGER NOT NULL,
+        retire_at      INTEGER NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        public_key     BLOB NOT NULL,
+        sealed_private BLOB NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE refresh_tokens (
+        digest     BLOB PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(session_id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        used_at    INTEGER
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
+    CREATE TABLE service_clients (
+        client_id     TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        secret_digest BLOB NOT NULL,
+        scopes        TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        revoked_at    INTEGER
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// The PostgreSQL migrations: the same tables as [`SQLITE`], version for version.
@@ -367,6 +395,32 @@ const POSTGRES: &[&str] = &[
     );
     CREATE INDEX mfa_pending_by_user ON mfa_pending(user_id);
     CREATE INDEX mfa_pending_by_expiry ON mfa_pending(expires_at);
+    "#,
+    // 12: signing keys, refresh tokens, service clients.
+    r#"
+    CREATE TABLE signing_keys (
+        kid            TEXT PRIMARY KEY,
+        not_before     BIGINT NOT NULL,
+        retire_at      BIGINT NOT NULL,
+        expires_at     BIGINT NOT NULL,
+        public_key     BYTEA NOT NULL,
+        sealed_private BYTEA NOT NULL
+    );
+    CREATE TABLE refresh_tokens (
+        digest     BYTEA PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(session_id) ON DELETE CASCADE,
+        created_at BIGINT NOT NULL,
+        used_at    BIGINT
+    );
+    CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
+    CREATE TABLE service_clients (
+        client_id     TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        secret_digest BYTEA NOT NULL,
+        scopes        TEXT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        revoked_at    BIGINT
+    );
     "#,
 ];
 

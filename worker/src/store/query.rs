@@ -182,6 +182,8 @@ pub enum Lock {
     /// Taken before a request's outcome is looked up: a redelivery of the same request on
     /// another worker waits for the first one's commit, then finds its outcome.
     Outcome(i64),
+    /// Taken before a signing key is created: one active key at a time, on all hosts.
+    SigningKeys,
 }
 
 impl Lock {
@@ -192,6 +194,7 @@ impl Lock {
             Self::OutboxAppend => 0x6175_7468_7101,
             Self::OutboxRelay => 0x6175_7468_7102,
             Self::Outcome(k) => k,
+            Self::SigningKeys => 0x6175_7468_7103,
         }
     }
 }

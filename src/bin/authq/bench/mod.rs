@@ -6,7 +6,8 @@
 //! - [`echo`]: the broker ceiling; [`raw`]: the raw best-case echo. [`argon2`]: the argon2
 //!   ceiling.
 //! - [`spawn`]: `--spawn`, the worker as a child process (CPU, memory, per-stage timings).
-//! - [`scenarios`]: `ping`, `check`, `login`, `mixed`, `flood`, `latency`, `backlog`.
+//! - [`scenarios`]: `ping`, `check`, `login`, `mixed`, `flood`, `latency`, `backlog`, `verify`,
+//!   `client-secret`.
 //! - [`report`]: the table and the JSON.
 
 mod argon2;
@@ -154,6 +155,12 @@ pub enum Scenario {
     Latency,
     /// 100,000 requests published with the pool stopped, then the drain (needs `--spawn`).
     Backlog,
+    /// `check` through the broker beside local access token verification (a spawned pool gets
+    /// `--access-tokens`; a running one needs it). Not part of `all`.
+    Verify,
+    /// argon2id against HMAC-SHA256 for service client secrets, one thread each, in-process.
+    /// Not part of `all`.
+    ClientSecret,
     /// Every scenario in turn.
     All,
 }
@@ -168,6 +175,8 @@ impl Scenario {
             Self::Flood => "flood",
             Self::Latency => "latency",
             Self::Backlog => "backlog",
+            Self::Verify => "verify",
+            Self::ClientSecret => "client-secret",
             Self::All => "all",
         }
     }
@@ -199,6 +208,9 @@ impl BenchArgs {
         }
         if let Some(p) = self.password_prefetch {
             flags.push(format!("--password-prefetch={p}"));
+        }
+        if self.scenario == Scenario::Verify {
+            flags.push("--access-tokens".into());
         }
         flags.extend(self.serve_args.iter().cloned());
         flags

@@ -5,6 +5,7 @@
 
 mod backlog;
 mod env;
+mod verify;
 
 use crate::bench::driver::{Op, Outcome, Stop, drive};
 use crate::bench::report::{ScenarioReport, Stream};
@@ -249,6 +250,8 @@ pub async fn run(args: &BenchArgs, scenario: Scenario) -> anyhow::Result<Scenari
                 }
             }
         }
+        Scenario::Verify => verify::verify(&env, &mut report).await?,
+        Scenario::ClientSecret => verify::client_secret(&env, &mut report).await?,
         Scenario::Backlog | Scenario::All => unreachable!("handled above"),
     }
     env.close(&mut report).await?;
