@@ -480,14 +480,12 @@ pub async fn mfa_verify(ctx: &Call<'_>, req: MfaVerifyRequest) -> Result<LoginRe
             Verified::Inactive => Err(HandlerError::InvalidCode),
             Verified::Opened(user, epoch) => {
                 let issued = super::tokens::finish(tokens, epoch, &user.id, &sid, now)?;
-                Ok(LoginReply {
-                    session: token,
+                Ok(super::tokens::login_reply(
+                    token,
                     expires_at,
-                    user: user.into_info(),
-                    access_expires_at: issued.as_ref().map(|i| i.access_expires_at),
-                    access_token: issued.as_ref().map(|i| i.access_token.clone()),
-                    refresh_token: issued.map(|i| i.refresh_token),
-                })
+                    user.into_info(),
+                    issued,
+                ))
             }
         },
     )

@@ -356,14 +356,16 @@ pub async fn social_login(
         move |opened| {
             let epoch = opened.map_err(HandlerError::MfaRequired)?;
             let issued = super::tokens::finish(tokens, epoch, &user.id, &sid, now)?;
+            let (access_token, access_expires_at, refresh_token) =
+                super::tokens::Issued::into_fields(issued);
             Ok(SocialLoginReply {
                 session,
                 expires_at,
                 user: user.into_info(),
                 created,
-                access_expires_at: issued.as_ref().map(|i| i.access_expires_at),
-                access_token: issued.as_ref().map(|i| i.access_token.clone()),
-                refresh_token: issued.map(|i| i.refresh_token),
+                access_expires_at,
+                access_token,
+                refresh_token,
             })
         },
     )

@@ -18,7 +18,9 @@ use crate::store::refresh::RefreshUse;
 use crate::tokens::{SignedAccess, SigningKey, Tokens};
 use authq_protocol::Secret;
 use authq_protocol::events::{EventBody, SessionEndReason, SessionEnded};
-use authq_protocol::ops::{JwksReply, JwksRequest, RefreshReply, RefreshRequest};
+use authq_protocol::ops::{
+    JwksReply, JwksRequest, LoginReply, RefreshReply, RefreshRequest, UserInfo,
+};
 use std::sync::Arc;
 
 /// What a login signs its access token with.
@@ -112,6 +114,39 @@ pub struct Issued {
     pub access_expires_at: i64,
     /// The refresh token.
     pub refresh_token: Secret,
+}
+
+impl Issued {
+    /// The reply fields of `login`, `social_login` and `mfa_verify`: `access_token`,
+    /// `access_expires_at` and `refresh_token`, each absent when no tokens were issued.
+    pub fn into_fields(issued: Option<Self>) -> (Option<Secret>, Option<i64>, Option<Secret>) {
+        match issued {
+            Some(i) => (
+                Some(i.access_token),
+                Some(i.access_expires_at),
+                Some(i.refresh_token),
+            ),
+            None => (None, None, None),
+        }
+    }
+}
+
+/// `login`'s reply (and `mfa_verify`'s): the new session, with its tokens when issued.
+pub fn login_reply(
+    session: Secret,
+    expires_at: i64,
+    user: UserInfo,
+    issued: Option<Issued>,
+) -> LoginReply {
+    let (access_token, access_expires_at, refresh_token) = Issued::into_fields(issued);
+    LoginReply {
+        session,
+        expires_at,
+        user,
+        access_token,
+        access_expires_at,
+        refresh_token,
+    }
 }
 
 /// Signs the access token of a login whose transaction stored the refresh token ([`store`]
