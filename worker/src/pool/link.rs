@@ -78,12 +78,30 @@ impl Link {
             .await
             .map_err(WorkerError::broker("opening a channel"))?;
         let missing = topology::declare(&connection, &setup, names, config).await?;
-        for tube in missing {
-            info!(
-                tube = tube.as_str(),
-                "tube declared anew: telling the callers"
-            );
-            topology::announce(&setup, names, config, tube).await?;
+        if !missing.is_empty() {
+            // On a channel of their own: a refused notice closes its channel, not `setup`.
+            let notices = connection
+                .create_channel()
+                .await
+                .map_err(WorkerError::broker("opening a channel"))?;
+            for tube in missing {
+                info!(
+                    tube = tube.as_str(),
+                    "tube declared anew: telling the callers"
+                );
+                match topology::announce(&notices, names, config, tube).await {
+                    Ok(()) => {}
+                    // An ephemeral deployment's notices exchange (`queue_expires`) is deleted
+                    // with its last binding, which may go between its declaration and this
+                    // publish: then no caller listens, and there is nobody to tell.
+                    Err(e) if config.queue_expires.is_some() => {
+                        tracing::warn!(error = %e, "no tube_declared notice: no caller listens");
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let _ = notices.close(200, "notices sent".into()).await;
         }
         shared
             .ctx
