@@ -59,9 +59,9 @@ pub enum ClientError {
     /// broker node), which may have taken the request with it.
     #[error("the connection to the broker was lost")]
     ConnectionLost,
-    /// The broker refused the request because the tube that serves it is full (a nack under
-    /// `x-overflow = reject-publish`): the pool is overloaded. Nothing was processed; retry
-    /// later, with back-off.
+    /// The broker refused the request because the tube that serves it is full (a nack, or for
+    /// a read sent without confirms a worker's `authq.refused` answer): the pool is overloaded.
+    /// Nothing was processed; retry later, with back-off.
     #[error("authq is overloaded: the broker refused the request (its tube is full)")]
     Overloaded,
     /// The broker could route the request to no queue (the deployment's queues are gone) and

@@ -19,4 +19,4 @@ mod nodes;
 mod replies;
 
 pub use nodes::BrokerNodes;
-pub use replies::{Pending, Waiter, dispatch, private_queue};
+pub use replies::{Answer, Pending, Refusal, Waiter, dispatch, private_queue};

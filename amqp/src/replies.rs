@@ -2,10 +2,11 @@
 //! each reply to its call.
 
 use authq_protocol::Operation;
-use authq_protocol::notice::{TUBE_DECLARED, TubeDeclared};
+use authq_protocol::names::headers;
+use authq_protocol::notice::{REFUSED, TUBE_DECLARED, TubeDeclared};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Consumer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,15 +14,52 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 use tracing::{debug, trace};
 
-/// One waiting call: where its reply goes, and its operation (for [`Pending::release`]).
-type Entry = (oneshot::Sender<Vec<u8>>, Option<Operation>);
+/// What ends a waiting call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The worker's reply body.
+    Reply(Vec<u8>),
+    /// The broker refused the request without a worker seeing it.
+    Refused(Refusal),
+}
 
-/// Calls in flight, by correlation id.
-#[derive(Debug, Default)]
+/// Why the broker refused a request ([`Answer::Refused`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its tube was full: the tube dead-lettered it, and a worker answered it with an
+    /// [`authq_protocol::notice::REFUSED`] reply.
+    Full,
+    /// No queue took it: the broker returned the `mandatory` publish.
+    Unroutable,
+}
+
+/// One waiting call: where its answer goes, and its operation (for [`Pending::release`]).
+type Entry = (oneshot::Sender<Answer>, Option<Operation>);
+
+/// Calls in flight, by correlation id, and what the workers' replies said of each operation's
+/// tube.
+#[derive(Debug)]
 pub struct Pending {
     waiting: Mutex<HashMap<u64, Entry>>,
     next_id: AtomicU64,
     closed: AtomicBool,
+    /// Per operation (by its index in [`Operation::ALL`]): whether the last reply to it
+    /// carried [`headers::REFUSALS_RETURNED`], so its next request may go without confirms.
+    refusals_returned: Box<[AtomicBool]>,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self {
+            waiting: Mutex::default(),
+            next_id: AtomicU64::default(),
+            closed: AtomicBool::default(),
+            refusals_returned: Operation::ALL
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+        }
+    }
 }
 
 impl Pending {
@@ -31,7 +69,7 @@ impl Pending {
     }
 
     /// Registers a call; `None` once the reply path is gone.
-    pub fn register(self: &Arc<Self>) -> Option<(Waiter, oneshot::Receiver<Vec<u8>>)> {
+    pub fn register(self: &Arc<Self>) -> Option<(Waiter, oneshot::Receiver<Answer>)> {
         self.register_for(None)
     }
 
@@ -40,7 +78,7 @@ impl Pending {
     pub fn register_for(
         self: &Arc<Self>,
         operation: Option<Operation>,
-    ) -> Option<(Waiter, oneshot::Receiver<Vec<u8>>)> {
+    ) -> Option<(Waiter, oneshot::Receiver<Answer>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.lock().insert(id, (tx, operation));
@@ -57,16 +95,51 @@ impl Pending {
 
     /// Hands a reply to its call. Late replies (the call timed out) and duplicates are dropped.
     pub fn deliver(&self, correlation_id: Option<&str>, body: Vec<u8>) {
+        self.answer(correlation_id, Answer::Reply(body));
+    }
+
+    /// Hands `answer` to its call. Late answers (the call timed out) and duplicates are
+    /// dropped.
+    pub fn answer(&self, correlation_id: Option<&str>, answer: Answer) {
+        if let Some((tx, _)) = self.take(correlation_id) {
+            let _ = tx.send(answer);
+        }
+    }
+
+    /// Takes the waiting call `correlation_id` names; `None` for a late or duplicate answer or
+    /// one without a usable correlation id.
+    fn take(&self, correlation_id: Option<&str>) -> Option<Entry> {
         let Some(id) = correlation_id.and_then(|c| c.parse::<u64>().ok()) else {
             debug!("reply without a usable correlation id: dropped");
-            return;
+            return None;
         };
-        match self.lock().remove(&id) {
-            Some((tx, _)) => {
-                let _ = tx.send(body);
-            }
-            None => trace!(id, "late or duplicate reply: dropped"),
+        let entry = self.lock().remove(&id);
+        if entry.is_none() {
+            trace!(id, "late or duplicate reply: dropped");
         }
+        entry
+    }
+
+    /// Hands a worker's reply to its call, having learnt from it first whether the call's
+    /// operation may go without confirms next time (so the caller sees what its reply taught).
+    fn reply(&self, correlation_id: Option<&str>, body: Vec<u8>, refusals_returned: bool) {
+        if let Some((tx, op)) = self.take(correlation_id) {
+            if let Some(op) = op {
+                self.learn(op, refusals_returned);
+            }
+            let _ = tx.send(Answer::Reply(body));
+        }
+    }
+
+    /// Whether `operation`'s tube returns the requests it refuses to their caller, as the last
+    /// reply to it said ([`headers::REFUSALS_RETURNED`]): a read may then be published without
+    /// waiting for a confirm, since a full tube's refusal still comes back at once.
+    pub fn refusals_returned(&self, operation: Operation) -> bool {
+        self.refusals_returned[index(operation)].load(Ordering::Relaxed)
+    }
+
+    fn learn(&self, operation: Operation, refusals_returned: bool) {
+        self.refusals_returned[index(operation)].store(refusals_returned, Ordering::Relaxed);
     }
 
     /// Ends every waiting call of one of `operations` at once, as if its reply path were gone
@@ -129,9 +202,24 @@ pub async fn dispatch(mut consumer: Consumer, pending: Arc<Pending>) {
                     Err(e) => debug!(error = %e, "unreadable notice: dropped"),
                 }
             }
-            Ok(delivery) => {
+            Ok(delivery) if is_refused(&delivery) => {
                 let cid = delivery.properties.correlation_id().clone();
-                pending.deliver(cid.as_ref().map(|c| c.as_str()), delivery.data);
+                pending.answer(
+                    cid.as_ref().map(|c| c.as_str()),
+                    Answer::Refused(Refusal::Full),
+                );
+            }
+            Ok(delivery) => {
+                let props = &delivery.properties;
+                let returns = matches!(
+                    props
+                        .headers()
+                        .as_ref()
+                        .and_then(|t| t.inner().get(headers::REFUSALS_RETURNED)),
+                    Some(AMQPValue::Boolean(true))
+                );
+                let cid = props.correlation_id().clone();
+                pending.reply(cid.as_ref().map(|c| c.as_str()), delivery.data, returns);
             }
             Err(e) => {
                 debug!(error = %e, "reply consumer failed");
@@ -142,12 +230,25 @@ pub async fn dispatch(mut consumer: Consumer, pending: Arc<Pending>) {
     pending.close();
 }
 
+fn index(operation: Operation) -> usize {
+    // `ALL` lists every variant in declaration order.
+    operation as usize
+}
+
 fn is_tube_declared(delivery: &lapin::message::Delivery) -> bool {
+    is_kind(delivery, TUBE_DECLARED)
+}
+
+fn is_refused(delivery: &lapin::message::Delivery) -> bool {
+    is_kind(delivery, REFUSED)
+}
+
+fn is_kind(delivery: &lapin::message::Delivery, kind: &str) -> bool {
     delivery
         .properties
         .kind()
         .as_ref()
-        .is_some_and(|k| k.as_str() == TUBE_DECLARED)
+        .is_some_and(|k| k.as_str() == kind)
 }
 
 /// Declares a server-named (`amq.gen-…`), exclusive, auto-deleted queue on `channel` and
@@ -192,7 +293,7 @@ mod tests {
         let (second, mut second_rx) = pending.register().unwrap();
         assert_ne!(first.correlation_id(), second.correlation_id());
         pending.deliver(Some(&first.correlation_id()), b"one".to_vec());
-        assert_eq!(first_rx.try_recv().unwrap(), b"one");
+        assert_eq!(first_rx.try_recv().unwrap(), Answer::Reply(b"one".to_vec()));
         // A duplicate or a reply without a usable id goes nowhere.
         pending.deliver(Some(&first.correlation_id()), b"again".to_vec());
         pending.deliver(Some("not a number"), b"x".to_vec());
@@ -202,6 +303,21 @@ mod tests {
         assert!(pending.is_closed());
         assert!(second_rx.try_recv().is_err(), "closed: its sender is gone");
         assert!(pending.register().is_none());
+    }
+
+    #[test]
+    fn every_operation_has_its_own_place_in_what_replies_taught() {
+        for (i, &op) in Operation::ALL.iter().enumerate() {
+            assert_eq!(index(op), i, "{op:?}");
+        }
+        let pending = Arc::new(Pending::default());
+        let (waiter, mut rx) = pending.register_for(Some(Operation::Check)).unwrap();
+        pending.reply(Some(&waiter.correlation_id()), vec![], true);
+        assert_eq!(rx.try_recv().unwrap(), Answer::Reply(vec![]));
+        assert!(pending.refusals_returned(Operation::Check));
+        assert!(!pending.refusals_returned(Operation::Ping));
+        pending.learn(Operation::Check, false);
+        assert!(!pending.refusals_returned(Operation::Check));
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub mod headers {
     pub const DEADLINE: &str = "x-deadline";
     /// Protocol version the caller speaks (an integer, `1` when absent).
     pub const PROTOCOL: &str = "x-authq-protocol";
+    /// On a reply (a boolean, `true` when present): the operation is a read and its tube
+    /// answers what it refuses: a full tube dead-letters the request, and a worker answers it
+    /// with a [`crate::notice::REFUSED`] reply. A caller may then publish the operation's next
+    /// requests without publisher confirms and still learn of a full tube at once
+    /// (PROTOCOL.md §2, "Reads without confirms").
+    pub const REFUSALS_RETURNED: &str = "x-authq-refusals-returned";
     /// On a dead-lettered message: why authq dead-lettered it (a [`super::DeadLetterReason`]).
     pub const DEAD_LETTER_REASON: &str = "x-authq-dead-letter-reason";
     /// On a dead-lettered message: the routing key (operation) it was published with.

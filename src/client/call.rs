@@ -1,11 +1,17 @@
-//! Sending a request: [`Client::call`] and its variants publish it (`mandatory`, confirmed,
-//! with the caller's deadline; reads non-persistent), wait for the reply on the link's reply queue, and publish it
-//! again with the same `message_id` while attempts and time are left.
+//! Sending a request: [`Client::call`] and its variants publish it (`mandatory`, with the
+//! caller's deadline; reads non-persistent), wait for the reply on the link's reply queue, and
+//! publish it again with the same `message_id` while attempts and time are left.
+//!
+//! A write waits for the broker's confirm: a nack is a full tube, a returned publish an
+//! unroutable one. A read whose tube answers what it refuses (the last reply to the operation
+//! said so, `headers::REFUSALS_RETURNED`) goes on the link's channel without confirms: a full
+//! tube dead-letters it, a worker answers it `authq.refused`, and the dispatcher ends the call
+//! with `Overloaded`; a returned one is collected by the link (`link::collect_returns`).
 
 use super::Client;
 use super::link::{Link, is_not_found};
 use crate::error::ClientError;
-use authq_amqp::Waiter;
+use authq_amqp::{Answer, Refusal, Waiter};
 use authq_protocol::names::headers;
 use authq_protocol::{CONTENT_TYPE, Operation, PROTOCOL_VERSION, Request};
 use lapin::options::BasicPublishOptions;
@@ -148,7 +154,7 @@ impl Client {
         let call = async {
             // The reply slot survives retries on the same connection, so a late reply to an
             // earlier attempt answers the call too; only one reply ever reaches the caller.
-            let mut slot: Option<(Arc<Link>, Waiter, oneshot::Receiver<Vec<u8>>)> = None;
+            let mut slot: Option<(Arc<Link>, Waiter, oneshot::Receiver<Answer>)> = None;
             let mut attempt = 0;
             loop {
                 attempt += 1;
@@ -176,7 +182,7 @@ impl Client {
                 let published = self
                     .publish(
                         &link,
-                        (operation, delivery_mode(known)),
+                        (operation, known),
                         body,
                         message_id,
                         &waiter,
@@ -204,7 +210,17 @@ impl Client {
                 let left = (attempts - attempt + 1).max(1);
                 let wait = timeout.saturating_sub(started.elapsed()) / left;
                 match tokio::time::timeout(wait, &mut reply).await {
-                    Ok(Ok(body)) => return Ok(body),
+                    Ok(Ok(Answer::Reply(body))) => return Ok(body),
+                    Ok(Ok(Answer::Refused(Refusal::Full))) if !last => {
+                        tokio::time::sleep(RECONNECT_PAUSE).await;
+                        continue;
+                    }
+                    Ok(Ok(Answer::Refused(Refusal::Full))) => return Err(ClientError::Overloaded),
+                    Ok(Ok(Answer::Refused(Refusal::Unroutable))) => {
+                        return Err(ClientError::Unroutable {
+                            operation: operation.to_owned(),
+                        });
+                    }
                     Ok(Err(_)) if last => return Err(ClientError::ConnectionLost),
                     Ok(Err(_)) => {}
                     Err(_) if last && link.pending.is_closed() => {
@@ -226,12 +242,13 @@ impl Client {
             .unwrap_or(Err(ClientError::Timeout(timeout)))
     }
 
-    /// Publishes one attempt of a call and waits for the broker's confirmation.
+    /// Publishes one attempt of a call and waits for the broker's confirmation (a read whose
+    /// tube returns what it refuses: without confirms, see the module's doc).
     #[allow(clippy::too_many_arguments)]
     async fn publish(
         &self,
         link: &Link,
-        (operation, delivery_mode): (&str, u8),
+        (operation, known): (&str, Option<Operation>),
         body: &[u8],
         message_id: &str,
         waiter: &Waiter,
@@ -247,20 +264,26 @@ impl Client {
             headers::PROTOCOL.into(),
             AMQPValue::LongUInt(PROTOCOL_VERSION),
         );
+        let unconfirmed =
+            known.is_some_and(|op| !op.is_mutating() && link.pending.refusals_returned(op));
         let properties = BasicProperties::default()
             .with_content_type(CONTENT_TYPE.into())
             .with_reply_to(link.reply_queue.clone())
             .with_correlation_id(waiter.correlation_id().into())
             .with_message_id(message_id.into())
-            .with_delivery_mode(delivery_mode)
+            .with_delivery_mode(delivery_mode(known))
             .with_expiration(duration_ms(remaining).max(1).to_string().into())
             .with_headers(table);
         let properties = match &self.inner.user_id {
             Some(user) => properties.with_user_id(user.clone()),
             None => properties,
         };
-        let confirm = link
-            .publish
+        let channel = if unconfirmed {
+            &link.reads
+        } else {
+            &link.publish
+        };
+        let confirm = channel
             .basic_publish(
                 self.inner.names.request_exchange().into(),
                 operation.into(),

@@ -102,6 +102,14 @@ impl Client {
         Ok(())
     }
 
+    /// Whether the next call of `operation` is published without waiting for a confirm: the
+    /// last reply to it on this connection said its tube returns what it refuses (a read on a
+    /// classic or transient tube; PROTOCOL.md §8). Until a reply says so, and for every write,
+    /// calls wait for the confirm.
+    pub fn sends_without_confirms(&self, operation: authq_protocol::Operation) -> bool {
+        !operation.is_mutating() && self.current_link().pending.refusals_returned(operation)
+    }
+
     /// The current connection, reconnecting first if it is broken.
     pub(super) async fn link(&self) -> Result<Arc<Link>, ClientError> {
         if self.inner.closed.load(Ordering::SeqCst) {

@@ -1,16 +1,22 @@
-//! [`Link`]: one connection to the broker with its publishing channel (in confirm mode) and the
-//! exclusive, server-named reply queue (bound to the deployment's notices too) whose consumer
-//! feeds the reply dispatcher (`authq_amqp::dispatch`). A broken link is replaced by the next call (`Client::link`).
+//! [`Link`]: one connection to the broker with its two publishing channels (one in confirm
+//! mode, one for reads without confirms) and the exclusive, server-named reply queue (bound to
+//! the deployment's notices too) whose consumer feeds the reply dispatcher
+//! (`authq_amqp::dispatch`). A broken link is replaced by the next call (`Client::link`).
 
 use super::ClientOptions;
 use crate::error::ClientError;
-use authq_amqp::{BrokerNodes, Pending, dispatch, private_queue};
+use authq_amqp::{Answer, BrokerNodes, Pending, Refusal, dispatch, private_queue};
 use authq_protocol::{Names, redact_url};
 use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::debug;
+
+/// How often a link collects the reads the broker returned as unroutable: a channel without
+/// confirms has no other way to hear of them (lapin keeps them until asked).
+const RETURNS_POLL: Duration = Duration::from_millis(100);
 
 /// One connection with its channels and reply queue.
 #[derive(Debug)]
@@ -18,6 +24,10 @@ pub(super) struct Link {
     pub(super) connection: Connection,
     /// Requests are published here, in confirm mode.
     pub(super) publish: Channel,
+    /// Reads whose tube returns what it refuses (`Pending::refusals_returned`) are published
+    /// here, without confirms: the broker's confirms were 10–17 % of a `check`'s throughput
+    /// (BENCHMARKS.md, "Reads without confirms").
+    pub(super) reads: Channel,
     pub(super) reply_queue: ShortString,
     pub(super) pending: Arc<Pending>,
 }
@@ -81,11 +91,17 @@ impl Link {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(ClientError::broker)?;
+        let reads = connection
+            .create_channel()
+            .await
+            .map_err(ClientError::broker)?;
         let pending = Arc::new(Pending::default());
         tokio::spawn(dispatch(consumer, Arc::clone(&pending)));
+        tokio::spawn(collect_returns(reads.clone(), Arc::clone(&pending)));
         Ok(Self {
             connection,
             publish,
+            reads,
             reply_queue,
             pending,
         })
@@ -94,7 +110,30 @@ impl Link {
     pub(super) fn is_usable(&self) -> bool {
         self.connection.status().connected()
             && self.publish.status().connected()
+            && self.reads.status().connected()
             && !self.pending.is_closed()
+    }
+}
+
+/// Ends the calls whose reads the broker returned as unroutable (a `mandatory` publish no queue
+/// took: the tube and the unrouted queue both missing), every [`RETURNS_POLL`], until the
+/// link's reply path closes. On the confirm channel lapin hands a returned publish to its
+/// confirm instead.
+async fn collect_returns(reads: Channel, pending: Arc<Pending>) {
+    let mut tick = tokio::time::interval(RETURNS_POLL);
+    while !pending.is_closed() {
+        tick.tick().await;
+        // Without confirm mode this waits for nothing: it takes what lapin has kept.
+        let Ok(returned) = reads.wait_for_confirms().await else {
+            return;
+        };
+        for message in returned {
+            let cid = message.properties.correlation_id().clone();
+            pending.answer(
+                cid.as_ref().map(|c| c.as_str()),
+                Answer::Refused(Refusal::Unroutable),
+            );
+        }
     }
 }
 

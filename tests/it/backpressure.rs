@@ -4,6 +4,8 @@
 use crate::harness::TestEnv;
 use crate::private_broker::PrivateBroker;
 use authq::ClientError;
+use authq::protocol::{Operation, Tube};
+use authq_worker::config::{QueueType, TubeConfig};
 use lapin::options::QueueDeleteOptions;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,12 +15,66 @@ use std::time::Duration;
 async fn a_full_tube_refuses_at_once_with_overloaded() {
     let mut env = TestEnv::start_with(|c| c.queues.max_length = 5).await;
     env.stop_worker().await;
+    // No reply yet has said that the session tube returns what it refuses: every check waits
+    // for its confirm, and a full tube's nack refuses it.
+    assert!(!env.client.sends_without_confirms(Operation::Check));
+    twenty_checks_into_a_tube_that_holds_five(&env, 0).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_tube_answers_the_reads_sent_without_confirms_at_once_as_overloaded() {
+    let env = TestEnv::start_with(|c| {
+        c.queues.max_length = 5;
+        c.tubes.insert(
+            Tube::Session,
+            TubeConfig {
+                consumers: 1,
+                prefetch: 1,
+            },
+        );
+    })
+    .await;
+    // One answered check teaches the client that the (transient) session tube answers what
+    // it refuses: the next checks go without confirms, and writes keep theirs.
+    let err = env.client.check("no such session").await.unwrap_err();
+    assert!(matches!(err, ClientError::Server { .. }), "{err:?}");
+    assert!(env.client.sends_without_confirms(Operation::Check));
+    assert!(!env.client.sends_without_confirms(Operation::Logout));
+    // The worker holds the one check its prefetch takes, the tube takes 5, and the tube
+    // dead-letters the rest to the quarantine, where the same worker answers each
+    // `authq.refused` at once.
+    env.worker().faults().hold_deliveries(true);
+    twenty_checks_into_a_tube_that_holds_five(&env, 1).await;
+    env.worker().faults().hold_deliveries(false);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_on_a_quorum_session_tube_keep_their_confirms_and_its_nacks() {
+    let mut env = TestEnv::start_with(|c| {
+        c.queues.max_length = 5;
+        c.queues.tube_types.insert(Tube::Session, QueueType::Quorum);
+    })
+    .await;
+    // A quorum queue cannot return a refused publish: its replies do not say it does.
+    env.client.check("no such session").await.unwrap_err();
+    env.client.ping().await.unwrap();
+    assert!(!env.client.sends_without_confirms(Operation::Check));
+    assert!(!env.client.sends_without_confirms(Operation::Ping));
+    env.stop_worker().await;
+    twenty_checks_into_a_tube_that_holds_five(&env, 0).await;
+    env.stop().await;
+}
+
+/// 20 checks, one after the other, into the session tube that holds 5, with `held` more held
+/// by a worker that does not answer them. A quorum queue applies its limit a little late (the
+/// publisher learns it from the queue), so this counts what the tube took rather than assuming
+/// exactly 5: every call the tube (or the worker) took times out, every other one is refused at
+/// once with `overloaded`, before any timeout.
+async fn twenty_checks_into_a_tube_that_holds_five(env: &TestEnv, held: usize) {
     let raw = env.raw().await;
     let tube = format!("{}.session", env.config.namespace);
-    // 20 calls, one after the other, into a tube that holds 5 and has no consumer. A quorum
-    // queue applies its limit a little late (the publisher learns it from the queue), so the
-    // test counts what the tube took rather than assuming exactly 5: every call the tube took
-    // times out, every other one is refused at once with `overloaded`, before any timeout.
     let order = Arc::new(AtomicUsize::new(0));
     let mut calls = Vec::new();
     for _ in 0..20 {
@@ -52,8 +108,8 @@ async fn a_full_tube_refuses_at_once_with_overloaded() {
     }
     assert_eq!(
         timed_out.len(),
-        accepted as usize,
-        "only what the tube took timed out"
+        accepted as usize + held,
+        "only what the tube (and the worker) took timed out"
     );
     assert!(
         (5..=7).contains(&accepted),
@@ -64,13 +120,29 @@ async fn a_full_tube_refuses_at_once_with_overloaded() {
         overloaded.iter().max() < timed_out.iter().min(),
         "every refusal came before any timeout: {overloaded:?} / {timed_out:?}"
     );
-    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_no_queue_takes_is_unroutable_at_once() {
     let mut env = TestEnv::start().await;
     env.stop_worker().await;
+    assert!(!env.client.sends_without_confirms(Operation::Check));
+    unroutable_check(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_sent_without_confirms_that_no_queue_takes_is_unroutable_too() {
+    let mut env = TestEnv::start().await;
+    env.client.ping().await.unwrap();
+    env.client.check("no such session").await.unwrap_err();
+    assert!(env.client.sends_without_confirms(Operation::Check));
+    env.stop_worker().await;
+    unroutable_check(env).await;
+}
+
+/// Deletes the session tube and the unrouted queue (no worker runs to declare them again): a
+/// check is returned by the broker, and the call ends with `Unroutable` long before its 60 s.
+async fn unroutable_check(env: TestEnv) {
     let raw = env.raw().await;
     let ns = env.config.namespace.clone();
     for queue in [format!("{ns}.session"), format!("{ns}.unrouted")] {

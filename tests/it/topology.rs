@@ -109,17 +109,19 @@ async fn tubes_are_bounded_and_typed_per_tube_transient_session_quorum_others_by
     for tube in Tube::ALL {
         let q = &queues[&format!("{ns}.{tube}")];
         let args = &q["arguments"];
-        assert_eq!(args["x-overflow"], "reject-publish", "{tube}");
         assert_eq!(args["x-max-length"], 1234, "{tube}");
         assert_eq!(args["x-dead-letter-exchange"], format!("{ns}.quarantine"));
         if tube == Tube::Session {
             assert_eq!(q["type"], "classic");
             assert_eq!(q["durable"], false, "the session tube is transient");
             assert!(args.get("x-delivery-limit").is_none());
+            // It dead-letters what it refuses, and a worker answers it.
+            assert_eq!(args["x-overflow"], "reject-publish-dlx");
         } else {
             assert_eq!(q["type"], "quorum", "{tube}");
             assert_eq!(q["durable"], true, "{tube}");
             assert_eq!(args["x-delivery-limit"], 3, "{tube}");
+            assert_eq!(args["x-overflow"], "reject-publish", "{tube}");
         }
     }
     env.stop().await;
@@ -148,6 +150,10 @@ async fn tubes_are_bounded_and_typed_per_tube_transient_session_quorum_others_by
     assert_eq!(shape("session"), ("quorum".to_owned(), true));
     assert_eq!(shape("account"), ("classic".to_owned(), true));
     assert_eq!(shape("password"), ("classic".to_owned(), false));
+    let overflow = |tube: &str| queues[&format!("{ns}.{tube}")]["arguments"]["x-overflow"].clone();
+    assert_eq!(overflow("session"), "reject-publish");
+    assert_eq!(overflow("account"), "reject-publish-dlx");
+    assert_eq!(overflow("password"), "reject-publish-dlx");
     assert_eq!(env.client.ping().await.map(|_| ()).ok(), Some(()), "served");
     // The dead-letter queue and the quarantine are bounded: one caller cannot fill the broker
     // through them (the oldest are dropped first).

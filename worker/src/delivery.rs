@@ -2,7 +2,8 @@
 //! steps are the whole story; the handlers, the store and the reply encoding are one call each.
 //!
 //! ```text
-//! 0. from the quarantine? ─────── yes ─▶ dead-letter redacted, ack
+//! 0. from the quarantine? ─────── yes ─▶ refused by a full tube: answer `authq.refused`, ack;
+//!                                        else dead-letter redacted, ack
 //! 1. deadline passed? ─────────── yes ─▶ ack, count, done (no side effect)
 //! 2. no reply_to? ─────────────── yes ─▶ dead-letter with the reason, ack
 //! 3. reply_to not the caller's? ─ yes ─▶ dead-letter, ack
@@ -120,7 +121,7 @@ pub async fn process(shared: Arc<Shared>, channel: Channel, source: Source, deli
         tube = source.as_str(),
         user_id = field::Empty,
     );
-    checkpoints::held(&shared).await;
+    checkpoints::held(&shared, source).await;
     let start = Instant::now();
     // The operation as a metrics label: a known one, else `unknown` (never the raw key).
     let op = match source {
@@ -146,6 +147,11 @@ async fn run(
 ) {
     let metrics = &shared.ctx.metrics;
     if source == Source::Quarantine {
+        // 0. What a full tube refused: never processed, its caller told at once.
+        if reply::refused_by_full_tube(delivery.properties.headers().as_ref()) {
+            answer_refusal(shared, channel, delivery).await;
+            return;
+        }
         // 0. The broker's own dead letter of a tube: never processed, relayed redacted.
         let reason = reply::broker_death_reason(delivery.properties.headers().as_ref());
         warn!(
@@ -251,8 +257,15 @@ async fn run(
 
     // 8. Reply, then acknowledge on the same channel.
     let start = Instant::now();
-    let published =
-        reply::publish_reply(channel, reply_to, props.correlation_id().as_ref(), &body).await;
+    let returns = label.is_some_and(|op| shared.ctx.config.refusals_returned(op));
+    let published = reply::publish_reply(
+        channel,
+        reply_to,
+        props.correlation_id().as_ref(),
+        &body,
+        returns,
+    )
+    .await;
     metrics.stages.publish.since(start);
     if let Err(e) = published {
         error!(error = %e, "cannot publish the reply; the request will be redelivered");
@@ -407,6 +420,31 @@ fn unanswerable_reason(shared: &Shared, source: Source, delivery: &Delivery) -> 
         }
         Ok(_) => DeadLetterReason::MissingReplyTo,
     }
+}
+
+/// Answers a request that a full tube refused and dead-lettered (`x-overflow`
+/// `reject-publish-dlx`) with an `authq.refused` reply, then acknowledges it. Nothing was done,
+/// so nothing is kept: a request without a usable `reply_to` or `correlation_id`, or whose
+/// `reply_to` is not its caller's, is dropped, as a full quorum tube drops what it refuses.
+/// A caller that waited for its publish's confirm had a nack already and drops this answer.
+async fn answer_refusal(shared: &Shared, channel: &Channel, delivery: &Delivery) {
+    let props = &delivery.properties;
+    let user_id = props.user_id().as_ref().map(|u| u.as_str());
+    let reply_to = props
+        .reply_to()
+        .as_ref()
+        .filter(|r| caller::reply_to_allowed(&shared.names, r.as_str(), user_id));
+    match (reply_to, props.correlation_id()) {
+        (Some(reply_to), Some(correlation_id)) => {
+            debug!("refused by a full tube: answered");
+            if let Err(e) = reply::publish_refusal(channel, reply_to, correlation_id).await {
+                error!(error = %e, "cannot answer a refusal; it will be redelivered");
+                return;
+            }
+        }
+        _ => debug!("refused by a full tube, nobody to tell: dropped"),
+    }
+    ack(channel, delivery).await;
 }
 
 async fn dead_letter_and_ack(

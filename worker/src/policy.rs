@@ -223,7 +223,10 @@ impl HookClient {
             }
         };
         drop(waiter);
-        serde_json::from_slice(&answer?).ok()
+        match answer? {
+            authq_amqp::Answer::Reply(body) => serde_json::from_slice(&body).ok(),
+            authq_amqp::Answer::Refused(_) => None,
+        }
     }
 }
 

@@ -8,22 +8,30 @@
 use authq_protocol::CONTENT_TYPE;
 use authq_protocol::Names;
 use authq_protocol::names::{DeadLetterReason, headers};
+use authq_protocol::notice;
 use lapin::message::Delivery;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
 
 /// Publishes a reply body to the caller's `reply_to` through the default exchange, with the
-/// request's `correlation_id`.
+/// request's `correlation_id`, and [`headers::REFUSALS_RETURNED`] when `refusals_returned`
+/// (`Config::refusals_returned`).
 pub async fn publish_reply(
     channel: &Channel,
     reply_to: &ShortString,
     correlation_id: Option<&ShortString>,
     body: &[u8],
+    refusals_returned: bool,
 ) -> lapin::Result<()> {
     let mut properties = BasicProperties::default().with_content_type(CONTENT_TYPE.into());
     if let Some(id) = correlation_id {
         properties = properties.with_correlation_id(id.clone());
+    }
+    if refusals_returned {
+        let mut table = FieldTable::default();
+        table.insert(headers::REFUSALS_RETURNED.into(), AMQPValue::Boolean(true));
+        properties = properties.with_headers(table);
     }
     channel
         .basic_publish(
@@ -35,6 +43,39 @@ pub async fn publish_reply(
         )
         .await?;
     Ok(())
+}
+
+/// Answers a request a full tube refused: an [`authq_protocol::notice::REFUSED`] reply to
+/// `reply_to` with the request's `correlation_id` (see [`refused_by_full_tube`]).
+pub async fn publish_refusal(
+    channel: &Channel,
+    reply_to: &ShortString,
+    correlation_id: &ShortString,
+) -> lapin::Result<()> {
+    let properties = BasicProperties::default()
+        .with_content_type(CONTENT_TYPE.into())
+        .with_type(notice::REFUSED.into())
+        .with_correlation_id(correlation_id.clone());
+    channel
+        .basic_publish(
+            "".into(),
+            reply_to.clone(),
+            BasicPublishOptions::default(),
+            notice::REFUSED_BODY,
+            properties,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Whether a dead letter is a request that a full tube refused (`x-first-death-reason`
+/// `maxlen`: only a classic tube's `reject-publish-dlx` dead-letters for it here; the
+/// quarantine and dead-letter queues drop their oldest without dead-lettering).
+pub fn refused_by_full_tube(headers_table: Option<&FieldTable>) -> bool {
+    matches!(
+        headers_table.and_then(|t| t.inner().get("x-first-death-reason")),
+        Some(AMQPValue::LongString(reason)) if reason.as_bytes() == b"maxlen"
+    )
 }
 
 /// Publishes a copy of `delivery` to the dead-letter exchange, with headers saying why and
@@ -160,5 +201,19 @@ mod tests {
         t.insert(headers::DEADLINE.into(), AMQPValue::Boolean(true));
         assert_eq!(deadline(Some(&t)), None);
         assert_eq!(deadline(None), None);
+    }
+
+    #[test]
+    fn only_a_full_tube_s_dead_letter_counts_as_a_refusal() {
+        let mut t = FieldTable::default();
+        assert!(!refused_by_full_tube(None));
+        assert!(!refused_by_full_tube(Some(&t)));
+        for (reason, refused) in [("maxlen", true), ("expired", false), ("rejected", false)] {
+            t.insert(
+                "x-first-death-reason".into(),
+                AMQPValue::LongString(reason.into()),
+            );
+            assert_eq!(refused_by_full_tube(Some(&t)), refused, "{reason}");
+        }
     }
 }

@@ -24,7 +24,10 @@
 //!   re-declared, while its node is down. `--tube-type TUBE=TYPE` chooses per tube; queue
 //!   arguments cannot change, so switching a tube's type means deleting it first.
 //! - **Every tube is bounded** (`x-max-length` with `reject-publish`), so a full tube nacks at
-//!   once and the client answers `overloaded` instead of timing out; quorum tubes have
+//!   once and the client answers `overloaded` instead of timing out. A classic or transient
+//!   tube uses `reject-publish-dlx`: it also dead-letters the refused request to the
+//!   quarantine, where a worker answers it `authq.refused`, so callers may publish reads to it
+//!   without confirms (PROTOCOL.md §2, "Reads without confirms"); quorum tubes have
 //!   `x-delivery-limit` 5, because RabbitMQ 3.10 sets none and a request that kills every
 //!   worker would loop forever. Classic queues in 3.10 count no deliveries: on a classic or
 //!   transient tube the handlers' caught panics are answered `internal`, but a request that
@@ -300,8 +303,9 @@ pub async fn announce(
 }
 
 /// The arguments of a tube: dead-lettering, the queue type, a bound length that refuses
-/// publishes past it (a publisher with confirms gets a nack at once) and, for quorum queues, a
-/// small delivery limit (RabbitMQ 3.10 has no default one).
+/// publishes past it (a publisher with confirms gets a nack at once; a classic or transient
+/// tube also dead-letters the refused request, which a worker answers `authq.refused`)
+/// and, for quorum queues, a small delivery limit (RabbitMQ 3.10 has no default one).
 fn tube_args(dead_lettering: &FieldTable, policy: &QueuePolicy, tube: Tube) -> FieldTable {
     let mut args = dead_lettering.clone();
     let queue_type = policy.queue_type(tube);
@@ -309,9 +313,16 @@ fn tube_args(dead_lettering: &FieldTable, policy: &QueuePolicy, tube: Tube) -> F
         "x-queue-type".into(),
         AMQPValue::LongString(LongString::from(queue_type.as_str())),
     );
+    // A classic queue can dead-letter what it refuses, to the quarantine, where a worker
+    // answers it (`crate::delivery`, step 0); quorum queues in 3.10 cannot.
+    let overflow = if queue_type.returns_refusals() {
+        "reject-publish-dlx"
+    } else {
+        "reject-publish"
+    };
     args.insert(
         "x-overflow".into(),
-        AMQPValue::LongString(LongString::from("reject-publish")),
+        AMQPValue::LongString(LongString::from(overflow)),
     );
     args.insert(
         "x-max-length".into(),

@@ -181,6 +181,13 @@ impl Config {
             .unwrap_or_else(|| op.default_tube())
     }
 
+    /// Whether replies to `op` carry `headers::REFUSALS_RETURNED`: a read whose tube returns
+    /// what it refuses ([`QueueType::returns_refusals`]), so callers may publish it without
+    /// confirms. Writes never do: their callers wait for the confirm of every publish.
+    pub fn refusals_returned(&self, op: Operation) -> bool {
+        !op.is_mutating() && self.queues.queue_type(self.tube_of(op)).returns_refusals()
+    }
+
     /// Where the server key lives: `None` only when it is not set and the store is not a
     /// SQLite file (which [`Config::validate`] refuses).
     pub fn key_path(&self) -> Option<PathBuf> {
@@ -361,6 +368,26 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         valid().validate().unwrap();
+    }
+
+    #[test]
+    fn replies_say_refusals_come_back_for_reads_on_a_classic_or_transient_tube_only() {
+        let mut c = valid();
+        // The transient session tube: its reads, not its writes.
+        assert!(c.refusals_returned(Operation::Check));
+        assert!(c.refusals_returned(Operation::Ping));
+        assert!(!c.refusals_returned(Operation::Logout));
+        // A read on a quorum tube: no.
+        assert!(!c.refusals_returned(Operation::ListUsers));
+        c.routes.insert(Operation::GetProfile, Tube::Account);
+        assert!(!c.refusals_returned(Operation::GetProfile));
+        c.queues.tube_types.insert(Tube::Session, QueueType::Quorum);
+        assert!(!c.refusals_returned(Operation::Check));
+        c.queues
+            .tube_types
+            .insert(Tube::Account, QueueType::Classic);
+        assert!(c.refusals_returned(Operation::GetProfile));
+        assert!(!c.refusals_returned(Operation::Register));
     }
 
     #[test]

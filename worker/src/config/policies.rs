@@ -105,6 +105,15 @@ impl QueueType {
     pub const fn durable(self) -> bool {
         !matches!(self, Self::Transient)
     }
+
+    /// Whether a full tube of this type answers the request it refuses without a confirm:
+    /// a classic queue dead-letters it (`x-overflow` `reject-publish-dlx`) to the quarantine,
+    /// and a worker answers it `authq.refused`, so a caller need not wait for a confirm to
+    /// learn of a full tube. Quorum queues in RabbitMQ 3.10 cannot dead-letter a refused
+    /// publish (`reject-publish` only): their callers learn it from the confirm's nack.
+    pub const fn returns_refusals(self) -> bool {
+        !matches!(self, Self::Quorum)
+    }
 }
 
 /// How the tubes are declared.
@@ -114,7 +123,9 @@ pub struct QueuePolicy {
     /// others quorum). A tube missing from the map is a quorum queue.
     pub tube_types: std::collections::BTreeMap<Tube, QueueType>,
     /// `x-max-length` of every tube: past it, the broker refuses publishes (`x-overflow =
-    /// reject-publish`), which a publisher with confirms sees at once as a nack.
+    /// reject-publish`, or `reject-publish-dlx` where [`QueueType::returns_refusals`]), which a
+    /// publisher with confirms sees at once as a nack, and any caller as an `authq.refused`
+    /// reply where the tube dead-letters what it refuses.
     pub max_length: u32,
     /// `x-delivery-limit` of quorum tubes: a request delivered this many times without being
     /// acknowledged (a worker crashing on it each time) is dead-lettered.
