@@ -96,6 +96,15 @@ fn the_raw_client_runs_without_confirms_on_request() {
 }
 
 #[test]
+fn the_raw_client_sends_the_authq_client_s_properties_on_request() {
+    let report = bench("ping", &["--raw-client-with-authq-properties"]);
+    let seen = assert_counts_add_up(&report);
+    // The echo answered every one: the broker took its user_id, deadline and expiration.
+    assert_eq!(count_of(&seen, "raw client (authq properties)"), 40);
+    assert!(report["figures"]["client_over_raw_client"]["value"].is_number());
+}
+
+#[test]
 fn ping_also_runs_against_an_echo_inside_the_bench() {
     // The default echo is a process of its own, like the pool; this is the other placement.
     let report = bench("ping", &["--echo-in-process"]);

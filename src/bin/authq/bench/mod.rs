@@ -104,6 +104,13 @@ pub struct BenchArgs {
     /// (its stream is then `raw client (no confirms)`).
     #[arg(long)]
     pub raw_client_without_confirms: bool,
+    /// The raw client (against authq's echo) sends every property the authq client sends
+    /// (`message_id`, `expiration`, `delivery_mode`, `content_type`, `user_id`, the deadline and
+    /// protocol headers): the echo through the authq client ÷ through it is then the library's
+    /// cost alone, the protocol's properties on both sides (its stream is then `raw client
+    /// (authq properties)`).
+    #[arg(long)]
+    pub raw_client_with_authq_properties: bool,
     /// Run the echo ceiling inside the bench process instead of as a process of its own (the
     /// pool is one; BENCHMARKS.md, "The bench's own method").
     #[arg(long)]

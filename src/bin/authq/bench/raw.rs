@@ -8,12 +8,15 @@
 //!   the first line of `../shared/ceilings/echo.sh`).
 //! - With confirms (and `mandatory`, as the authq client publishes), against authq's own echo
 //!   consumer, it is the yardstick of the authq client itself: the same broker features and
-//!   the same consumer, without the client library.
+//!   the same consumer, without the client library. With the authq client's full set of
+//!   properties too (`--raw-client-with-authq-properties`), only the library differs.
 
 use anyhow::Context as _;
 use authq::ClientError;
+use authq::protocol::names;
 use futures_util::StreamExt;
 use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,17 +38,30 @@ pub struct RawClient {
     next: AtomicU64,
     timeout: Duration,
     confirms: bool,
+    /// With the authq client's full set of properties: the user to send as `user_id`.
+    authq_properties: Option<String>,
 }
 
 impl RawClient {
     /// Connects, declares its exclusive reply queue and consumes it; with `confirms`, puts its
-    /// channel in confirm mode and publishes `mandatory`, waiting for each confirm.
+    /// channel in confirm mode and publishes `mandatory`, waiting for each confirm; with
+    /// `authq_properties`, sends every property the authq client sends, not only `reply_to` and
+    /// `correlation_id`.
     pub async fn connect(
         url: &str,
         exchange: &str,
         timeout: Duration,
         confirms: bool,
+        authq_properties: bool,
     ) -> anyhow::Result<Self> {
+        let authq_properties = if authq_properties {
+            let uri: lapin::uri::AMQPUri = url
+                .parse()
+                .map_err(|e| anyhow::anyhow!("the broker URL: {e}"))?;
+            Some(uri.authority.userinfo.username)
+        } else {
+            None
+        };
         let connection = Connection::connect(
             url,
             ConnectionProperties::default().with_connection_name("authq-bench-raw".into()),
@@ -84,6 +100,7 @@ impl RawClient {
             next: AtomicU64::new(0),
             timeout,
             confirms,
+            authq_properties,
         })
     }
 
@@ -92,9 +109,12 @@ impl RawClient {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (answered, answer) = oneshot::channel();
         lock(&self.pending).insert(id, answered);
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_reply_to(self.reply_to.as_str().into())
             .with_correlation_id(id.to_string().into());
+        if let Some(user) = &self.authq_properties {
+            properties = self.authq_properties(properties, user);
+        }
         // Without confirms the publish is done once lapin has the frames.
         let published = self
             .channel
@@ -126,6 +146,31 @@ impl RawClient {
                 Err(ClientError::Timeout(self.timeout))
             }
         }
+    }
+
+    /// The rest of what the authq client sends on every request (`src/client/call.rs`), made
+    /// the same way: a fresh UUID, the deadline as a header and as `expiration`.
+    fn authq_properties(&self, properties: BasicProperties, user: &str) -> BasicProperties {
+        let timeout_ms = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut headers = FieldTable::default();
+        headers.insert(
+            names::headers::DEADLINE.into(),
+            AMQPValue::LongLongInt(now_ms.saturating_add(timeout_ms)),
+        );
+        headers.insert(
+            names::headers::PROTOCOL.into(),
+            AMQPValue::LongUInt(authq::protocol::PROTOCOL_VERSION),
+        );
+        properties
+            .with_content_type(authq::protocol::CONTENT_TYPE.into())
+            .with_message_id(uuid::Uuid::new_v4().to_string().into())
+            .with_delivery_mode(2)
+            .with_expiration(timeout_ms.to_string().into())
+            .with_user_id(user.into())
+            .with_headers(headers)
     }
 
     /// Closes the connection (its reply queue goes with it).

@@ -186,7 +186,14 @@ impl<'a> Env<'a> {
             .await
             .context("starting the raw echo consumer")?;
         let raw = Arc::new(
-            RawClient::connect(url, names.request_exchange(), self.args.timeout, false).await?,
+            RawClient::connect(
+                url,
+                names.request_exchange(),
+                self.args.timeout,
+                false,
+                false,
+            )
+            .await?,
         );
         let op = warmed_raw_call(&raw, echo.routing_key(), in_flight).await;
         Ok((echo, raw, op))
@@ -207,6 +214,7 @@ impl<'a> Env<'a> {
                 names.request_exchange(),
                 self.args.timeout,
                 !self.args.raw_client_without_confirms,
+                self.args.raw_client_with_authq_properties,
             )
             .await?,
         );
@@ -239,7 +247,15 @@ impl<'a> Env<'a> {
         let (raw_echo, raw_client, raw_op) = self.start_raw_echo(in_flight).await?;
         let (lapin_client, lapin_op) = self.start_raw_client(echo.routing_key(), in_flight).await?;
         let mut out = Against {
-            raw_client_confirms: !self.args.raw_client_without_confirms,
+            raw_client_name: match (
+                self.args.raw_client_without_confirms,
+                self.args.raw_client_with_authq_properties,
+            ) {
+                (false, false) => "raw client (confirms)",
+                (true, false) => "raw client (no confirms)",
+                (false, true) => "raw client (authq properties)",
+                (true, true) => "raw client (no confirms, authq properties)",
+            },
             ..Against::default()
         };
         for round in 0..ROUNDS {
@@ -339,14 +355,9 @@ pub(super) fn report_against_raw(report: &mut ScenarioReport, name: &str, a: &Ag
     report
         .streams
         .push(Stream::load("raw echo (best case)", &a.raw));
-    report.streams.push(Stream::load(
-        if a.raw_client_confirms {
-            "raw client (confirms)"
-        } else {
-            "raw client (no confirms)"
-        },
-        &a.raw_client,
-    ));
+    report
+        .streams
+        .push(Stream::load(a.raw_client_name, &a.raw_client));
     report
         .streams
         .push(Stream::load(name, &a.load).against(a.echo.throughput(), "echo"));
@@ -395,8 +406,9 @@ pub(super) struct Against {
     pub(super) raw: Outcome,
     /// A raw lapin client with the authq client's broker features, against authq's echo.
     pub(super) raw_client: Outcome,
-    /// Whether that client waited for confirms (`--raw-client-without-confirms` not given).
-    pub(super) raw_client_confirms: bool,
+    /// That client's stream: whether it waited for confirms (`--raw-client-without-confirms`
+    /// not given) and sent the authq client's properties (`--raw-client-with-authq-properties`).
+    pub(super) raw_client_name: &'static str,
     /// The scenario's calls.
     pub(super) load: Outcome,
 }
