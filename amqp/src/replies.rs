@@ -93,11 +93,6 @@ impl Pending {
         Some((waiter, rx))
     }
 
-    /// Hands a reply to its call. Late replies (the call timed out) and duplicates are dropped.
-    pub fn deliver(&self, correlation_id: Option<&str>, body: Vec<u8>) {
-        self.answer(correlation_id, Answer::Reply(body));
-    }
-
     /// Hands `answer` to its call. Late answers (the call timed out) and duplicates are
     /// dropped.
     pub fn answer(&self, correlation_id: Option<&str>, answer: Answer) {
@@ -292,12 +287,18 @@ mod tests {
         let (first, mut first_rx) = pending.register().unwrap();
         let (second, mut second_rx) = pending.register().unwrap();
         assert_ne!(first.correlation_id(), second.correlation_id());
-        pending.deliver(Some(&first.correlation_id()), b"one".to_vec());
+        pending.answer(
+            Some(&first.correlation_id()),
+            Answer::Reply(b"one".to_vec()),
+        );
         assert_eq!(first_rx.try_recv().unwrap(), Answer::Reply(b"one".to_vec()));
         // A duplicate or a reply without a usable id goes nowhere.
-        pending.deliver(Some(&first.correlation_id()), b"again".to_vec());
-        pending.deliver(Some("not a number"), b"x".to_vec());
-        pending.deliver(None, b"x".to_vec());
+        pending.answer(
+            Some(&first.correlation_id()),
+            Answer::Reply(b"again".to_vec()),
+        );
+        pending.answer(Some("not a number"), Answer::Reply(b"x".to_vec()));
+        pending.answer(None, Answer::Reply(b"x".to_vec()));
         assert!(second_rx.try_recv().is_err(), "not answered yet");
         pending.close();
         assert!(pending.is_closed());
@@ -326,7 +327,7 @@ mod tests {
         let (waiter, _rx) = pending.register().unwrap();
         let id = waiter.correlation_id();
         drop(waiter);
-        pending.deliver(Some(&id), b"late".to_vec());
+        pending.answer(Some(&id), Answer::Reply(b"late".to_vec()));
         assert!(pending.lock().is_empty());
     }
 
